@@ -1,0 +1,115 @@
+"""Typed, immutable views of KashFlow records: what the gateway hands to the rest of the code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A KashFlow API username and password. ``repr`` never shows the password."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyDetails:
+    name: str
+    email: str = ""
+    address: tuple[str, ...] = ()
+    postcode: str = ""
+    telephone: str = ""
+    vat_number: str = ""
+    currency_symbol: str = "£"
+    currency_code: str = "GBP"
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: int
+    code: str
+    name: str
+    email: str = ""
+    contact: str = ""
+    address: tuple[str, ...] = ()
+    postcode: str = ""
+    payment_terms: int = 0
+    currency_id: int = 0
+
+    @property
+    def emails(self) -> tuple[str, ...]:
+        """Every address in KashFlow's Email field, which may hold several."""
+        parts = self.email.replace(";", ",").split(",")
+        return tuple(p.strip() for p in parts if p.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    description: str
+    quantity: Decimal
+    rate: Decimal
+    vat_rate: Decimal
+    vat_amount: Decimal
+    sort: int = 0
+
+    @property
+    def net(self) -> Decimal:
+        return self.quantity * self.rate
+
+    @property
+    def vat_exempt(self) -> bool:
+        # KashFlow writes VatRate -1 for an exempt / "N/A" line.
+        return self.vat_rate < 0
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    id: int
+    number: int
+    customer_id: int
+    customer_name: str
+    issued: date
+    due: date
+    net: Decimal
+    vat: Decimal
+    paid_amount: Decimal
+    paid: bool
+    currency: str = "GBP"
+    exchange_rate: Decimal = Decimal(1)
+    reference: str = ""
+    lines: tuple[InvoiceLine, ...] = ()
+
+    @property
+    def total(self) -> Decimal:
+        # The SOAP Invoice has no gross field: gross = net + VAT.
+        return self.net + self.vat
+
+    @property
+    def outstanding(self) -> Decimal:
+        if self.paid:
+            return Decimal(0)
+        return self.total - self.paid_amount
+
+    @property
+    def is_credit_note(self) -> bool:
+        return self.total < 0
+
+    def overdue(self, today: date) -> bool:
+        return not self.paid and self.outstanding > 0 and self.due < today
+
+    def status(self, today: date) -> str:
+        """One of ``paid``, ``part-paid``, ``overdue``, ``due`` (the badge on pages and mail)."""
+        if self.paid or self.outstanding <= 0:
+            return "paid"
+        if self.overdue(today):
+            return "overdue"
+        if self.paid_amount > 0:
+            return "part-paid"
+        return "due"
+
+
+def as_date(value: datetime | date) -> date:
+    return value.date() if isinstance(value, datetime) else value
