@@ -1,0 +1,1 @@
+"""The composition root: the ``kashflow-permalink`` command wires core, doors and sandbox."""

@@ -1,0 +1,122 @@
+"""The one settings object of a process, read once at the entry point and passed down.
+
+Values come from command-line options first, then ``KASHFLOW_PERMALINK_*`` environment
+variables, then defaults. Nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from kashflow.client import ENDPOINT
+from permalink.keyring import Keyring, KeyringError
+
+ENV_PREFIX = "KASHFLOW_PERMALINK_"
+KEY_FILE = "server.key"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    state_dir: Path
+    public_base_url: str = "http://127.0.0.1:8080"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    lmtp: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_message_bytes: int = 10 * 1024 * 1024
+    kashflow_endpoint: str = ENDPOINT
+    kashflow_timeout: float = 20.0
+    pdf_concurrency: int = 8
+    mail_domain: str = "localhost"
+    keys: str | None = None  # the keyring in environment form, instead of the key file
+
+    @property
+    def key_file(self) -> Path:
+        return self.state_dir / KEY_FILE
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "state.sqlite3"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def keyring(self) -> Keyring:
+        """The server keyring: from the environment if given, else the 0600 key file."""
+        try:
+            if self.keys:
+                return Keyring.from_env(self.keys)
+            return Keyring.load(self.key_file)
+        except KeyringError as exc:
+            raise ConfigError(f"{exc} (create one with `kashflow-permalink keys create`)") from exc
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                f"no server key at {self.key_file}: run `kashflow-permalink keys create`"
+            ) from exc
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build and validate the settings (``overrides`` are command-line values, None = unset)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in Settings.__dataclass_fields__.values():
+        raw = env.get(ENV_PREFIX + field.name.upper())
+        if raw is not None and raw != "":
+            values[field.name] = raw
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "state_dir" not in values:
+        values["state_dir"] = "./var"
+    try:
+        settings = Settings(
+            state_dir=Path(str(values.pop("state_dir"))).resolve(),
+            **{k: _coerce(k, v) for k, v in values.items()},  # type: ignore[arg-type]
+        )
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
+    _validate(settings)
+    return settings
+
+
+def _coerce(name: str, value: object) -> object:
+    kind = Settings.__dataclass_fields__[name].type
+    if not isinstance(value, str):
+        return value
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        if kind == "Path | None":
+            return Path(value)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a {kind}, not {value!r}") from exc
+    return value
+
+
+def _validate(settings: Settings) -> None:
+    url = urlsplit(settings.public_base_url)
+    if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
+        raise ConfigError(
+            "public_base_url must be an absolute http(s) URL such as https://invoices.example.com"
+        )
+    for name in ("http_port", "smtp_port"):
+        port = getattr(settings, name)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{name} must be 0-65535, not {port}")
+    if settings.pdf_concurrency < 1:
+        raise ConfigError("pdf_concurrency must be at least 1")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ConfigError("tls_cert and tls_key go together")
