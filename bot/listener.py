@@ -1,0 +1,314 @@
+"""The bot's SMTP/LMTP listener: accept requests for the request address, spool, answer.
+
+The listener does the cheap checks in the SMTP dialogue (recipient, recipient count,
+command length, message size, STARTTLS policy), writes the raw message to the durable
+spool, and only then answers ``250``. Everything slow happens later in the worker, which
+the listener wakes after each accepted message.
+
+The aiosmtpd protocol runs on the service's own event loop through
+``loop.create_server`` (:class:`SMTPServer`), not in aiosmtpd's ``Controller`` thread,
+so the handler can await the spool directly.
+
+aiosmtpd logs each command line at INFO and each DATA line at DEBUG on the ``mail.log``
+logger; :class:`SMTPServer` keeps that logger at INFO or above so message bodies (which,
+for outgoing replies, hold permalinks) never reach a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import sqlite3
+import ssl
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from typing import Any
+from weakref import WeakSet
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from permalink.spool import Spool
+
+log = logging.getLogger(__name__)
+
+Accepts = Callable[[str], bool]
+"""Whether an envelope recipient is one of the bot's request addresses."""
+
+Wake = Callable[[], None]
+"""Called after a message is spooled, e.g. ``asyncio.Event().set``."""
+
+TEMPORARY_FAILURE = "451 4.3.0 Requested action aborted: local error, please try again later"
+DISK_FULL = "452 4.3.1 Insufficient system storage"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+NO_SUCH_USER = "550 5.1.1 No such user here; this server only accepts invoice requests"
+
+IDENT = "KashFlow Permalink"
+_MAX_MESSAGE_ID = 998  # RFC 5322 line limit: longer is not a real Message-ID
+
+
+def accept_addresses(addresses: Iterable[str]) -> Accepts:
+    """An :data:`Accepts` for a fixed set of addresses, compared case-insensitively."""
+    wanted = frozenset(address.strip().casefold() for address in addresses)
+    return lambda address: address.casefold() in wanted
+
+
+def server_tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """A server-side context for STARTTLS from a PEM certificate chain and key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+def header_message_id(raw: bytes) -> str:
+    """The Message-ID header of a raw message, unfolded, or ``""`` when absent or odd."""
+    head, _, _ = raw.partition(b"\r\n\r\n")
+    # compat32 keeps the value as sent; policy.default would reinterpret it.
+    headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
+    value = headers.get("Message-ID")
+    if not isinstance(value, str):
+        return ""
+    unfolded = " ".join(value.split())
+    return unfolded if len(unfolded) <= _MAX_MESSAGE_ID else ""
+
+
+def format_peer(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer)
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    if isinstance(error, sqlite3.OperationalError):
+        return getattr(
+            error, "sqlite_errorcode", None
+        ) == sqlite3.SQLITE_FULL or "database or disk is full" in str(error)
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+class RequestHandler:
+    """aiosmtpd handler: only the request addresses, spooled before ``250``."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        accepts: Accepts,
+        *,
+        max_recipients: int = 10,
+        lmtp: bool = False,
+        wake: Wake | None = None,
+    ) -> None:
+        if max_recipients < 1:
+            raise ValueError("max_recipients must be at least 1")
+        self._spool = spool
+        self._accepts = accepts
+        self._max_recipients = max_recipients
+        self._lmtp = lmtp
+        self._wake = wake
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        peer = format_peer(session.peer)
+        if not self._accepts(address):
+            # Refusing here is what makes this server never relay.
+            log.info("refused recipient %r from %s", address, peer)
+            return NO_SUCH_USER
+        if any(address.casefold() == known.casefold() for known in envelope.rcpt_tos):
+            return "250 2.1.5 OK"
+        if len(envelope.rcpt_tos) >= self._max_recipients:
+            log.info("too many recipients from %s", peer)
+            return TOO_MANY_RECIPIENTS
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        peer = format_peer(session.peer)
+        raw = envelope.original_content or b""
+        message_id = header_message_id(raw)
+        try:
+            spool_id = await self._spool.enqueue(
+                peer=peer,
+                mail_from=envelope.mail_from or "",
+                rcpt_tos=envelope.rcpt_tos,
+                raw=raw,
+                message_id=message_id,
+            )
+        except Exception as error:
+            if _is_disk_full(error):
+                log.error("disk full: deferred message %s from %s", message_id or "-", peer)
+                return self._per_recipient(DISK_FULL, envelope)
+            log.exception("could not spool message %s from %s", message_id or "-", peer)
+            return self._per_recipient(TEMPORARY_FAILURE, envelope)
+        log.info(
+            "queued #%d message %s from %s (%d bytes)", spool_id, message_id or "-", peer, len(raw)
+        )
+        if self._wake is not None:
+            try:
+                self._wake()
+            except Exception:
+                # The message is safe on disk; the worker will find it on its next pass.
+                log.exception("could not wake the worker for #%d", spool_id)
+        return self._per_recipient(f"250 2.0.0 Queued as {spool_id}", envelope)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default is a permanent 500, which would make senders give up on mail
+        # that a retry would deliver.
+        log.error("SMTP session error: %s", type(error).__name__, exc_info=error)
+        return TEMPORARY_FAILURE
+
+    def _per_recipient(self, status: str, envelope: Envelope) -> str:
+        # LMTP (RFC 2033 section 4.2) answers DATA once per accepted recipient.
+        if not self._lmtp:
+            return status
+        return "\r\n".join(status for _ in envelope.rcpt_tos)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8025
+    lmtp: bool = False
+    hostname: str | None = None
+    max_message_size: int = 10 * 1024 * 1024
+    max_command_length: int = 512
+    max_recipients: int = 10
+    timeout: float = 300.0
+    command_call_limit: int | None = None
+    tls_context: ssl.SSLContext | None = None
+    require_starttls: bool = False
+
+    def __post_init__(self) -> None:
+        if self.require_starttls and self.tls_context is None:
+            raise ValueError("require_starttls needs a TLS certificate and key")
+        if self.max_command_length < 512:
+            # RFC 5321 section 4.5.3.1.4: a server must accept command lines of 512 octets.
+            raise ValueError("max_command_length must be at least 512")
+        if self.max_message_size < 1:
+            raise ValueError("max_message_size must be positive")
+
+
+def make_protocol(handler: object, settings: ListenerSettings) -> SMTP:
+    """One aiosmtpd protocol instance for one incoming connection."""
+    cls = LMTP if settings.lmtp else SMTP
+    protocol = cls(
+        handler,
+        data_size_limit=settings.max_message_size,
+        enable_SMTPUTF8=True,
+        decode_data=False,
+        hostname=settings.hostname,
+        ident=IDENT,
+        timeout=settings.timeout,
+        tls_context=settings.tls_context,
+        require_starttls=settings.require_starttls,
+        auth_require_tls=True,
+        command_call_limit=settings.command_call_limit,
+        loop=asyncio.get_running_loop(),
+    )
+    limit = settings.max_command_length
+    protocol.command_size_limit = limit
+    # aiosmtpd keeps per-command limits in one class-level dict shared by every
+    # connection (and grows MAIL's on each EHLO); a per-connection dict keeps the
+    # configured limit exact and connections independent.
+    protocol.command_size_limits = defaultdict(lambda: limit)
+    return protocol
+
+
+class SMTPServer:
+    """An aiosmtpd protocol served on the running loop, with a clean shutdown."""
+
+    def __init__(self, protocol_factory: Callable[[], SMTP], host: str, port: int) -> None:
+        self._factory = protocol_factory
+        self.host = host
+        self._port = port
+        self._server: asyncio.Server | None = None
+        self._connections: WeakSet[SMTP] = WeakSet()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when started with port 0)."""
+        return self._port
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
+
+    def _connection(self) -> SMTP:
+        protocol = self._factory()
+        self._connections.add(protocol)
+        return protocol
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        mail_log = logging.getLogger("mail.log")
+        if mail_log.getEffectiveLevel() < logging.INFO:
+            mail_log.setLevel(logging.INFO)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._connection, self.host, self._port)
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Stop listening and drop open sessions (their mail was not yet acknowledged)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for protocol in list(self._connections):
+            if protocol.transport is not None:
+                protocol.transport.close()
+        await server.wait_closed()
+        # Let the closed sessions' tasks see their cancellation before the loop moves on.
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> SMTPServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+def create_listener(
+    spool: Spool,
+    accepts: Accepts,
+    settings: ListenerSettings,
+    *,
+    wake: Wake | None = None,
+) -> SMTPServer:
+    """The bot's listener, ready to ``await start()`` (or ``async with``)."""
+    handler = RequestHandler(
+        spool,
+        accepts,
+        max_recipients=settings.max_recipients,
+        lmtp=settings.lmtp,
+        wake=wake,
+    )
+    return SMTPServer(lambda: make_protocol(handler, settings), settings.host, settings.port)
+
+
+__all__ = [
+    "Accepts",
+    "ListenerSettings",
+    "RequestHandler",
+    "SMTPServer",
+    "Wake",
+    "accept_addresses",
+    "create_listener",
+    "format_peer",
+    "header_message_id",
+    "make_protocol",
+    "server_tls_context",
+]
