@@ -1,0 +1,48 @@
+"""Shared fixtures: the sandbox KashFlow (a real SOAP server on a loopback port)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from kashflow.client import Account, KashFlow
+from kashflow.sandbox import DEMO, Sandbox
+
+SandboxFactory = Callable[..., Awaitable[Sandbox]]
+
+
+@pytest.fixture
+async def make_sandbox() -> AsyncIterator[SandboxFactory]:
+    """Start sandboxes with the given ``Sandbox`` arguments; all are stopped afterwards."""
+    started: list[Sandbox] = []
+
+    async def make(**options: Any) -> Sandbox:
+        sandbox = Sandbox(**options)
+        await sandbox.start()
+        started.append(sandbox)
+        return sandbox
+
+    yield make
+    for sandbox in started:
+        await sandbox.stop()
+
+
+@pytest.fixture
+async def sandbox(make_sandbox: SandboxFactory) -> Sandbox:
+    """A running sandbox with the default seeded accounts."""
+    return await make_sandbox()
+
+
+@pytest.fixture
+async def kashflow(sandbox: Sandbox) -> AsyncIterator[KashFlow]:
+    """The gateway pointed at the sandbox; short timeouts and one quick retry keep fault
+    tests fast (production uses the defaults)."""
+    async with KashFlow(sandbox.url, timeout=3.0, retries=1, retry_delay=0.01) as kf:
+        yield kf
+
+
+@pytest.fixture
+def demo_account(kashflow: KashFlow) -> Account:
+    return kashflow.account(DEMO)
