@@ -1,0 +1,173 @@
+"""Rate limits: the bot's durable sliding window and the web's in-memory back-off."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from permalink.db import Database
+from permalink.limits import RateLimiter, Throttle
+
+T0 = 1_700_000_000.0
+HOUR = 3600
+
+OpenDb = Callable[[], Database]
+
+
+@pytest.fixture
+def open_db(tmp_path: Path) -> Iterator[OpenDb]:
+    """Opens the state file, closing the previous handle first: a restarted process."""
+    opened: list[Database] = []
+
+    def factory() -> Database:
+        if opened:
+            opened.pop().close()
+        opened.append(Database(tmp_path / "state.sqlite3"))
+        return opened[-1]
+
+    yield factory
+    for db in opened:
+        db.close()
+
+
+@pytest.fixture
+def limiter(open_db: OpenDb) -> RateLimiter:
+    return RateLimiter(open_db())
+
+
+async def take(limiter: RateLimiter, key: str, now: float, *, limit: int = 3) -> bool:
+    return await limiter.try_acquire(key, limit=limit, window_s=HOUR, now=now)
+
+
+async def test_three_replies_per_hour_then_refused(limiter: RateLimiter) -> None:
+    results = [await take(limiter, "acme:customer:C1", T0 + i * 60) for i in range(4)]
+    assert results == [True, True, True, False]
+
+
+async def test_the_window_slides_rather_than_resetting_on_the_hour(limiter: RateLimiter) -> None:
+    assert await take(limiter, "k", T0)
+    assert await take(limiter, "k", T0 + 1800)
+    assert await take(limiter, "k", T0 + 1801)
+    assert not await take(limiter, "k", T0 + HOUR - 1)
+    assert await limiter.retry_after("k", limit=3, window_s=HOUR, now=T0 + HOUR - 1) == 1
+    # The first hit ages out after exactly one hour; the other two are still in the window.
+    assert await take(limiter, "k", T0 + HOUR)
+    assert not await take(limiter, "k", T0 + HOUR + 10)
+    # Next to age out is the hit at T0 + 1800, one hour later.
+    wait = await limiter.retry_after("k", limit=3, window_s=HOUR, now=T0 + HOUR + 10)
+    assert wait == 1800 - 10
+
+
+async def test_refused_attempts_do_not_use_up_the_allowance(limiter: RateLimiter) -> None:
+    for _ in range(3):
+        assert await take(limiter, "k", T0)
+    for i in range(20):
+        assert not await take(limiter, "k", T0 + i)
+    assert await take(limiter, "k", T0 + HOUR)
+
+
+async def test_keys_are_independent(limiter: RateLimiter) -> None:
+    for _ in range(3):
+        assert await take(limiter, "acme:customer:C1", T0)
+    assert not await take(limiter, "acme:customer:C1", T0)
+    assert await take(limiter, "beta:customer:C1", T0)
+    assert await take(limiter, "acme:customer:C2", T0)
+
+
+async def test_retry_after_is_zero_while_a_slot_is_free(limiter: RateLimiter) -> None:
+    assert await limiter.retry_after("k", limit=3, window_s=HOUR, now=T0) == 0
+    await take(limiter, "k", T0)
+    assert await limiter.retry_after("k", limit=3, window_s=HOUR, now=T0) == 0
+
+
+async def test_limits_survive_a_restart(open_db: OpenDb) -> None:
+    limiter = RateLimiter(open_db())
+    for i in range(3):
+        assert await take(limiter, "acme:global", T0 + i)
+
+    restarted = RateLimiter(open_db())
+
+    assert not await take(restarted, "acme:global", T0 + 10)
+    assert await take(restarted, "acme:global", T0 + HOUR)
+
+
+async def test_prune_forgets_quiet_keys(limiter: RateLimiter) -> None:
+    for _ in range(3):
+        await take(limiter, "quiet", T0)
+    assert await limiter.prune(T0 + 1) == 3
+    assert await take(limiter, "quiet", T0 + 2)
+
+
+async def test_a_zero_limit_refuses_everything(limiter: RateLimiter) -> None:
+    assert not await take(limiter, "k", T0, limit=0)
+
+
+async def test_nonsense_windows_are_refused(limiter: RateLimiter) -> None:
+    with pytest.raises(ValueError, match="window"):
+        await limiter.try_acquire("k", limit=3, window_s=0, now=T0)
+    with pytest.raises(ValueError, match="negative"):
+        await limiter.try_acquire("k", limit=-1, window_s=60, now=T0)
+
+
+def test_throttle_lets_free_failures_through_then_doubles_the_wait() -> None:
+    throttle = Throttle(free=3, window_s=900, base_delay_s=1, max_delay_s=8)
+    waits = [throttle.hit("203.0.113.7", T0) for _ in range(8)]
+    assert waits == [0, 0, 0, 1, 2, 4, 8, 8]
+    assert throttle.too_many("203.0.113.7", T0 + 7.5)
+    assert throttle.delay("203.0.113.7", T0 + 7.5) == 0.5
+    assert not throttle.too_many("203.0.113.7", T0 + 8)
+
+
+def test_throttle_keys_are_independent_and_reset_on_success() -> None:
+    throttle = Throttle(free=1, window_s=60)
+    throttle.hit("user:alice", T0)
+    assert throttle.hit("user:alice", T0) == 1
+    assert throttle.delay("user:bob", T0) == 0
+
+    throttle.reset("user:alice")
+
+    assert throttle.delay("user:alice", T0) == 0
+    assert throttle.hit("user:alice", T0) == 0
+
+
+def test_throttle_forgives_after_a_quiet_window() -> None:
+    throttle = Throttle(free=2, window_s=60, base_delay_s=1)
+    for _ in range(3):
+        throttle.hit("ip", T0)
+    assert throttle.delay("ip", T0) == 1
+    assert throttle.hit("ip", T0 + 61) == 0
+
+
+def test_throttle_as_a_429_gate_for_invalid_tokens() -> None:
+    throttle = Throttle(free=20, window_s=60, base_delay_s=1, max_delay_s=60)
+    refused = [throttle.hit("198.51.100.1", T0 + i * 0.1) > 0 for i in range(25)]
+    assert refused == [False] * 20 + [True] * 5
+    assert throttle.too_many("198.51.100.1", T0 + 3)
+
+
+def test_throttle_memory_stays_bounded_under_many_keys() -> None:
+    throttle = Throttle(free=1, window_s=60, max_keys=100)
+    for i in range(10_000):
+        throttle.hit(f"10.0.{i // 256}.{i % 256}", T0)
+    assert len(throttle) == 100
+    # The most recent keys are the ones kept: the last address is still counted.
+    assert throttle.hit("10.0.39.15", T0) == 1
+    assert throttle.hit("10.0.0.0", T0) == 0
+
+
+def test_throttle_drops_expired_keys_first() -> None:
+    throttle = Throttle(free=1, window_s=60, base_delay_s=1, max_delay_s=1)
+    for i in range(50):
+        throttle.hit(f"old{i}", T0)
+    throttle.hit("new", T0 + 120)
+    assert len(throttle) == 1
+    assert throttle.delay("new", T0 + 120) == 0
+
+
+def test_a_hammering_key_never_overflows_the_delay() -> None:
+    throttle = Throttle(free=0, window_s=10**9, base_delay_s=1, max_delay_s=3600)
+    for _ in range(5000):
+        wait = throttle.hit("ip", T0)
+    assert wait == 3600
