@@ -270,8 +270,6 @@ class SMTPServer:
             if protocol.transport is not None:
                 protocol.transport.close()
         await server.wait_closed()
-        # Let the closed sessions' tasks see their cancellation before the loop moves on.
-        await asyncio.sleep(0)
 
     async def __aenter__(self) -> SMTPServer:
         await self.start()

@@ -1,0 +1,316 @@
+"""The bot's SMTP/LMTP listener over real loopback sockets, with the real spool behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import smtplib
+import sqlite3
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from bot.capture import self_signed_certificate
+from bot.listener import (
+    ListenerSettings,
+    SMTPServer,
+    accept_addresses,
+    create_listener,
+    server_tls_context,
+)
+from permalink.db import Database
+from permalink.spool import Spool
+
+REQUEST = "invoices@biz.example"
+CLIENT = "client@example.com"
+MESSAGE = (
+    b"From: Client <client@example.com>\r\n"
+    b"To: invoices@biz.example\r\n"
+    b"Subject: send me my invoices\r\n"
+    b"Message-ID: <req-1@example.com>\r\n"
+    b"\r\n"
+    b"Hello, please send me my invoices.\r\n"
+    b".. a line that starts with a dot\r\n"
+)
+
+
+@dataclass
+class Bot:
+    server: SMTPServer
+    spool: Spool
+    woken: asyncio.Event
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
+StartBot = Callable[..., Awaitable[Bot]]
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    db = Database(tmp_path / "state.sqlite3")
+    yield db
+    db.close()
+
+
+@pytest.fixture
+async def start_bot(database: Database) -> AsyncIterator[StartBot]:
+    servers: list[SMTPServer] = []
+
+    async def factory(addresses: tuple[str, ...] = (REQUEST,), **overrides: Any) -> Bot:
+        settings = replace(ListenerSettings(host="127.0.0.1", port=0), **overrides)
+        spool = Spool(database)
+        woken = asyncio.Event()
+        server = create_listener(spool, accept_addresses(addresses), settings, wake=woken.set)
+        await server.start()
+        servers.append(server)
+        return Bot(server, spool, woken)
+
+    yield factory
+    for server in servers:
+        await server.close()
+
+
+def deliver(
+    port: int, rcpts: list[str], body: bytes = MESSAGE, *, lmtp: bool = False
+) -> tuple[list[tuple[int, bytes]], tuple[int, bytes] | None]:
+    """One SMTP transaction with smtplib; returns the RCPT replies and the DATA reply."""
+    client = smtplib.LMTP("127.0.0.1", port) if lmtp else smtplib.SMTP("127.0.0.1", port)
+    with client:
+        client.ehlo("client.example.com")
+        code, _ = client.mail(CLIENT)
+        assert code == 250
+        replies = [client.rcpt(rcpt) for rcpt in rcpts]
+        if not any(code == 250 for code, _ in replies):
+            return replies, None
+        return replies, client.data(body)
+
+
+class RawClient:
+    """Speaks SMTP byte for byte, for what smtplib would never send."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = cls(reader, writer)
+        assert (await client.reply())[0] == 220
+        return client
+
+    async def reply(self) -> tuple[int, str]:
+        lines: list[str] = []
+        async with asyncio.timeout(5):
+            while True:
+                line = (await self.reader.readline()).decode()
+                lines.append(line[4:].rstrip())
+                if line[3:4] != "-":
+                    return int(line[:3]), "\n".join(lines)
+
+    async def send(self, data: bytes) -> tuple[int, str]:
+        self.writer.write(data)
+        await self.writer.drain()
+        return await self.reply()
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def test_accepted_message_is_spooled_before_250_and_wakes_worker(start_bot: StartBot) -> None:
+    bot = await start_bot()
+    replies, data = await asyncio.to_thread(deliver, bot.port, [REQUEST])
+    assert replies == [(250, b"2.1.5 OK")]
+    assert data is not None
+    code, text = data
+    assert code == 250 and text.startswith(b"2.0.0 Queued as ")
+    spool_id = int(text.rsplit(b" ", 1)[1])
+    stored = await bot.spool.get(spool_id)
+    assert stored is not None
+    # smtplib dot-stuffs the line that starts with a dot; the spool has the message as written.
+    assert stored.raw == MESSAGE
+    assert (stored.mail_from, stored.rcpt_tos) == (CLIENT, (REQUEST,))
+    assert stored.message_id == "<req-1@example.com>"
+    assert stored.peer.startswith("127.0.0.1:")
+    assert bot.woken.is_set()
+
+
+async def test_request_address_is_matched_case_insensitively(start_bot: StartBot) -> None:
+    bot = await start_bot()
+    replies, data = await asyncio.to_thread(deliver, bot.port, ["Invoices@BIZ.example"])
+    assert replies[0][0] == 250 and data is not None and data[0] == 250
+
+
+async def test_other_recipients_are_refused_so_nothing_is_relayed(start_bot: StartBot) -> None:
+    bot = await start_bot()
+    replies, data = await asyncio.to_thread(
+        deliver, bot.port, ["someone@elsewhere.example", "postmaster@biz.example"]
+    )
+    assert [code for code, _ in replies] == [550, 550]
+    assert replies[0][1].startswith(b"5.1.1")
+    assert data is None
+    assert (await bot.spool.counts())["queued"] == 0
+
+
+async def test_oversize_message_gets_552_and_is_not_spooled(start_bot: StartBot) -> None:
+    bot = await start_bot(max_message_size=2048)
+    big = MESSAGE + (b"y" * 70 + b"\r\n") * 100
+    _, data = await asyncio.to_thread(deliver, bot.port, [REQUEST], big)
+    assert data is not None and data[0] == 552
+    assert (await bot.spool.counts())["queued"] == 0
+    assert not bot.woken.is_set()
+
+
+async def test_too_many_recipients_get_452(start_bot: StartBot) -> None:
+    addresses = ("a@biz.example", "b@biz.example", "c@biz.example")
+    bot = await start_bot(addresses, max_recipients=2)
+    replies, data = await asyncio.to_thread(deliver, bot.port, list(addresses))
+    assert [code for code, _ in replies] == [250, 250, 452]
+    assert data is not None and data[0] == 250
+    (entry,) = await bot.spool.list()
+    assert entry.rcpt_tos == addresses[:2]
+
+
+async def test_command_line_longer_than_the_limit_is_refused(start_bot: StartBot) -> None:
+    bot = await start_bot(max_command_length=600)
+    client = await RawClient.connect(bot.port)
+    assert (await client.send(b"EHLO client.example.com\r\n"))[0] == 250
+    assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 250
+    long_rcpt = b"RCPT TO:<" + b"a" * 650 + b"@biz.example>\r\n"
+    code, text = await client.send(long_rcpt)
+    assert (code, text) == (500, "Command line too long")
+    # Under the configured limit the same command is parsed (and refused as a recipient).
+    assert (await client.send(b"RCPT TO:<" + b"a" * 500 + b"@biz.example>\r\n"))[0] == 550
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (RuntimeError("spool broke"), b"451 4.3.0"),
+        (sqlite3.OperationalError("database is locked"), b"451 4.3.0"),
+        (sqlite3.OperationalError("database or disk is full"), b"452 4.3.1"),
+        (OSError(errno.ENOSPC, "No space left on device"), b"452 4.3.1"),
+    ],
+)
+async def test_spool_failure_is_a_temporary_refusal(
+    start_bot: StartBot, error: Exception, expected: bytes
+) -> None:
+    bot = await start_bot()
+    with mock.patch.object(Spool, "enqueue", side_effect=error):
+        _, data = await asyncio.to_thread(deliver, bot.port, [REQUEST])
+    assert data is not None
+    assert (b"%d %s" % data).startswith(expected)
+    assert not bot.woken.is_set()
+
+
+async def test_lmtp_mode_answers_data_once_per_recipient(start_bot: StartBot) -> None:
+    addresses = ("invoices@biz.example", "billing@biz.example")
+    bot = await start_bot(addresses, lmtp=True)
+    client = await RawClient.connect(bot.port)
+    assert (await client.send(b"EHLO mta.example\r\n"))[0] == 500
+    assert (await client.send(b"LHLO mta.example\r\n"))[0] == 250
+    assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 250
+    for address in addresses:
+        assert (await client.send(b"RCPT TO:<%s>\r\n" % address.encode()))[0] == 250
+    assert (await client.send(b"DATA\r\n"))[0] == 354
+    first = await client.send(MESSAGE + b".\r\n")
+    second = await client.reply()
+    assert first == second
+    assert first[0] == 250 and first[1].startswith("2.0.0 Queued as ")
+    await client.close()
+    (entry,) = await bot.spool.list()
+    assert entry.rcpt_tos == addresses
+
+
+async def test_lmtp_mode_works_with_smtplib(start_bot: StartBot) -> None:
+    bot = await start_bot(lmtp=True)
+    _, data = await asyncio.to_thread(deliver, bot.port, [REQUEST], lmtp=True)
+    assert data is not None and data[0] == 250
+    assert (await bot.spool.counts())["queued"] == 1
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+def deliver_over_tls(port: int, cafile: Path) -> tuple[int, bytes]:
+    context = ssl.create_default_context(cafile=str(cafile))
+    with smtplib.SMTP("localhost", port) as client:
+        client.ehlo("client.example.com")
+        assert client.has_extn("starttls")
+        client.starttls(context=context)
+        client.ehlo("client.example.com")
+        client.mail(CLIENT)
+        client.rcpt(REQUEST)
+        return client.data(MESSAGE)
+
+
+async def test_starttls_with_configured_certificate(
+    start_bot: StartBot, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    bot = await start_bot(
+        tls_context=server_tls_context(str(cert), str(key)), require_starttls=True
+    )
+    code, _ = await asyncio.to_thread(deliver_over_tls, bot.port, cert)
+    assert code == 250
+    (entry,) = await bot.spool.list()
+    assert entry.message_id == "<req-1@example.com>"
+
+
+async def test_require_starttls_refuses_plain_sessions(
+    start_bot: StartBot, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    bot = await start_bot(
+        tls_context=server_tls_context(str(cert), str(key)), require_starttls=True
+    )
+    client = await RawClient.connect(bot.port)
+    assert (await client.send(b"EHLO client.example.com\r\n"))[0] == 250
+    assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 530
+    await client.close()
+
+
+def test_require_starttls_without_certificate_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="require_starttls"):
+        ListenerSettings(require_starttls=True)
+
+
+@pytest.mark.parametrize("smuggled_end", [b"\n.\n", b"\r.\r\n", b"\n.\r\n", b"\r\n.\n"])
+async def test_bare_line_endings_cannot_smuggle_a_second_message(
+    start_bot: StartBot, smuggled_end: bytes
+) -> None:
+    bot = await start_bot()
+    client = await RawClient.connect(bot.port)
+    assert (await client.send(b"EHLO attacker.example\r\n"))[0] == 250
+    assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 250
+    assert (await client.send(b"RCPT TO:<invoices@biz.example>\r\n"))[0] == 250
+    assert (await client.send(b"DATA\r\n"))[0] == 354
+    smuggled = (
+        b"MAIL FROM:<ceo@biz.example>\r\n"
+        b"RCPT TO:<invoices@biz.example>\r\n"
+        b"DATA\r\n"
+        b"From: ceo@biz.example\r\n\r\nforged\r\n"
+    )
+    code, text = await client.send(
+        b"Subject: innocent\r\n\r\nhello" + smuggled_end + smuggled + b".\r\n"
+    )
+    assert code == 250 and text.startswith("2.0.0 Queued as ")
+    assert (await client.send(b"QUIT\r\n"))[0] == 221
+    await client.close()
+    (entry,) = await bot.spool.list(with_raw=True)
+    stored = await bot.spool.get(entry.id)
+    assert stored is not None
+    # The would-be second transaction is just text inside the one message that was accepted.
+    assert smuggled in stored.raw
+    assert stored.mail_from == CLIENT
