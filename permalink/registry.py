@@ -147,7 +147,7 @@ class LinkRegistry:
             raise ValueError("minted_by is one of: " + ", ".join(sorted(MINTED_BY)))
         if not customer_code:
             raise ValueError("a link needs the customer's code")
-        if record.expires is not None and record.expires <= record.created:
+        if record.expires is not None and record.expires < record.created:
             raise ValueError("a link cannot expire before it is created")
 
         def insert(conn: sqlite3.Connection) -> None:
