@@ -1,0 +1,100 @@
+"""Invoice documents: bounded-concurrency fetching and an in-order merge, read back."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from pypdf import PdfReader, PdfWriter
+
+from kashflow.client import Account, KashFlow
+from kashflow.documents import fetch_pdfs, merge_pdfs, merged_pdf
+from kashflow.errors import BadDocument
+from kashflow.sandbox import DEMO, Sandbox
+from tests.conftest import SandboxFactory
+
+
+def invoice_numbers_per_page(pdf: bytes) -> list[int]:
+    """The invoice number each page shows (the sandbox prints it on every page)."""
+    found = []
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        text = page.extract_text()
+        match = re.search(r"Invoice\D{0,20}(\d{3,})", text)
+        assert match, text[:200]
+        found.append(int(match.group(1)))
+    return found
+
+
+async def test_merged_pdf_keeps_every_page_of_every_invoice_in_order(
+    sandbox: Sandbox, demo_account: Account
+) -> None:
+    numbers = [r.number for r in sandbox.invoices("demo")[:12]]
+    singles = await fetch_pdfs(demo_account, numbers)
+    pages_each = [len(PdfReader(io.BytesIO(pdf)).pages) for pdf in singles]
+
+    merged = await merged_pdf(demo_account, numbers, concurrency=4)
+    per_page = invoice_numbers_per_page(merged)
+    expected = [n for n, count in zip(numbers, pages_each, strict=True) for _ in range(count)]
+    assert per_page == expected
+
+
+async def test_a_multi_page_invoice_keeps_all_its_pages(
+    sandbox: Sandbox, demo_account: Account
+) -> None:
+    longest = max(sandbox.invoices("demo"), key=lambda r: len(r.lines))
+    shortest = sandbox.invoices("demo")[0]
+    merged = await merged_pdf(demo_account, [shortest.number, longest.number])
+    per_page = invoice_numbers_per_page(merged)
+    assert per_page.count(longest.number) >= 2
+    assert per_page[0] == shortest.number and per_page[-1] == longest.number
+
+
+async def test_fetching_never_exceeds_the_concurrency_bound(
+    make_sandbox: SandboxFactory,
+) -> None:
+    sandbox = await make_sandbox(latency_ms=20)
+    async with KashFlow(sandbox.url, timeout=5) as kf:
+        numbers = [r.number for r in sandbox.invoices("demo")[:24]]
+        pdfs = await fetch_pdfs(kf.account(DEMO), numbers, concurrency=3)
+    assert len(pdfs) == 24
+    assert 2 <= sandbox.peak_in_flight <= 3
+
+
+async def test_progress_is_reported_for_every_invoice(
+    sandbox: Sandbox, demo_account: Account
+) -> None:
+    numbers = [r.number for r in sandbox.invoices("demo")[:5]]
+    seen: list[tuple[int, int]] = []
+    await fetch_pdfs(demo_account, numbers, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 5) for i in range(1, 6)]
+
+
+async def test_a_bad_document_stops_the_merge(sandbox: Sandbox, demo_account: Account) -> None:
+    sandbox.faults.bad_pdf = "html"
+    numbers = [r.number for r in sandbox.invoices("demo")[:3]]
+    with pytest.raises(BadDocument):
+        await merged_pdf(demo_account, numbers)
+
+
+def test_merge_refuses_bytes_that_are_not_a_pdf() -> None:
+    with pytest.raises(BadDocument):
+        merge_pdfs([b"%PDF-1.4 this is not really a pdf"])
+
+
+def test_merge_refuses_more_pages_than_the_cap(one_page_pdf: bytes) -> None:
+    with pytest.raises(BadDocument):
+        merge_pdfs([one_page_pdf] * 3, max_pages=2)
+
+
+def test_merging_nothing_is_an_empty_but_valid_pdf() -> None:
+    assert len(PdfReader(io.BytesIO(merge_pdfs([]))).pages) == 0
+
+
+@pytest.fixture
+def one_page_pdf() -> bytes:
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
