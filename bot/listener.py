@@ -24,7 +24,7 @@ import ssl
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 from typing import Any
 from weakref import WeakSet
@@ -68,13 +68,19 @@ def server_tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
 def header_message_id(raw: bytes) -> str:
     """The Message-ID header of a raw message, unfolded, or ``""`` when absent or odd."""
     head, _, _ = raw.partition(b"\r\n\r\n")
-    # compat32 keeps the value as sent; policy.default would reinterpret it.
-    headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
-    value = headers.get("Message-ID")
+    # Decoding first keeps RFC 6532 (UTF-8) headers readable and stray 8-bit bytes harmless;
+    # compat32 then keeps the value as sent, where policy.default would reinterpret it.
+    text = head.decode("utf-8", errors="replace")
+    value = HeaderParser(policy=compat32).parsestr(text + "\r\n\r\n").get("Message-ID")
     if not isinstance(value, str):
         return ""
     unfolded = " ".join(value.split())
     return unfolded if len(unfolded) <= _MAX_MESSAGE_ID else ""
+
+
+def _storable(text: str) -> str:
+    # aiosmtpd decodes SMTPUTF8 arguments with surrogateescape; SQLite text must be UTF-8.
+    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 
 
 def format_peer(peer: Any) -> str:
@@ -141,8 +147,8 @@ class RequestHandler:
         try:
             spool_id = await self._spool.enqueue(
                 peer=peer,
-                mail_from=envelope.mail_from or "",
-                rcpt_tos=envelope.rcpt_tos,
+                mail_from=_storable(envelope.mail_from or ""),
+                rcpt_tos=[_storable(rcpt) for rcpt in envelope.rcpt_tos],
                 raw=raw,
                 message_id=message_id,
             )

@@ -125,6 +125,23 @@ class RawClient:
         await self.writer.wait_closed()
 
 
+OpenRaw = Callable[[int], Awaitable[RawClient]]
+
+
+@pytest.fixture
+async def open_raw() -> AsyncIterator[OpenRaw]:
+    clients: list[RawClient] = []
+
+    async def factory(port: int) -> RawClient:
+        client = await RawClient.connect(port)
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        await client.close()
+
+
 async def test_accepted_message_is_spooled_before_250_and_wakes_worker(start_bot: StartBot) -> None:
     bot = await start_bot()
     replies, data = await asyncio.to_thread(deliver, bot.port, [REQUEST])
@@ -179,9 +196,11 @@ async def test_too_many_recipients_get_452(start_bot: StartBot) -> None:
     assert entry.rcpt_tos == addresses[:2]
 
 
-async def test_command_line_longer_than_the_limit_is_refused(start_bot: StartBot) -> None:
+async def test_command_line_longer_than_the_limit_is_refused(
+    start_bot: StartBot, open_raw: OpenRaw
+) -> None:
     bot = await start_bot(max_command_length=600)
-    client = await RawClient.connect(bot.port)
+    client = await open_raw(bot.port)
     assert (await client.send(b"EHLO client.example.com\r\n"))[0] == 250
     assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 250
     long_rcpt = b"RCPT TO:<" + b"a" * 650 + b"@biz.example>\r\n"
@@ -189,7 +208,6 @@ async def test_command_line_longer_than_the_limit_is_refused(start_bot: StartBot
     assert (code, text) == (500, "Command line too long")
     # Under the configured limit the same command is parsed (and refused as a recipient).
     assert (await client.send(b"RCPT TO:<" + b"a" * 500 + b"@biz.example>\r\n"))[0] == 550
-    await client.close()
 
 
 @pytest.mark.parametrize(
@@ -212,10 +230,12 @@ async def test_spool_failure_is_a_temporary_refusal(
     assert not bot.woken.is_set()
 
 
-async def test_lmtp_mode_answers_data_once_per_recipient(start_bot: StartBot) -> None:
+async def test_lmtp_mode_answers_data_once_per_recipient(
+    start_bot: StartBot, open_raw: OpenRaw
+) -> None:
     addresses = ("invoices@biz.example", "billing@biz.example")
     bot = await start_bot(addresses, lmtp=True)
-    client = await RawClient.connect(bot.port)
+    client = await open_raw(bot.port)
     assert (await client.send(b"EHLO mta.example\r\n"))[0] == 500
     assert (await client.send(b"LHLO mta.example\r\n"))[0] == 250
     assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 250
@@ -226,7 +246,6 @@ async def test_lmtp_mode_answers_data_once_per_recipient(start_bot: StartBot) ->
     second = await client.reply()
     assert first == second
     assert first[0] == 250 and first[1].startswith("2.0.0 Queued as ")
-    await client.close()
     (entry,) = await bot.spool.list()
     assert entry.rcpt_tos == addresses
 
@@ -269,16 +288,15 @@ async def test_starttls_with_configured_certificate(
 
 
 async def test_require_starttls_refuses_plain_sessions(
-    start_bot: StartBot, certificate: tuple[Path, Path]
+    start_bot: StartBot, certificate: tuple[Path, Path], open_raw: OpenRaw
 ) -> None:
     cert, key = certificate
     bot = await start_bot(
         tls_context=server_tls_context(str(cert), str(key)), require_starttls=True
     )
-    client = await RawClient.connect(bot.port)
+    client = await open_raw(bot.port)
     assert (await client.send(b"EHLO client.example.com\r\n"))[0] == 250
     assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 530
-    await client.close()
 
 
 def test_require_starttls_without_certificate_is_a_configuration_error() -> None:
@@ -288,10 +306,10 @@ def test_require_starttls_without_certificate_is_a_configuration_error() -> None
 
 @pytest.mark.parametrize("smuggled_end", [b"\n.\n", b"\r.\r\n", b"\n.\r\n", b"\r\n.\n"])
 async def test_bare_line_endings_cannot_smuggle_a_second_message(
-    start_bot: StartBot, smuggled_end: bytes
+    start_bot: StartBot, smuggled_end: bytes, open_raw: OpenRaw
 ) -> None:
     bot = await start_bot()
-    client = await RawClient.connect(bot.port)
+    client = await open_raw(bot.port)
     assert (await client.send(b"EHLO attacker.example\r\n"))[0] == 250
     assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 250
     assert (await client.send(b"RCPT TO:<invoices@biz.example>\r\n"))[0] == 250
@@ -307,10 +325,27 @@ async def test_bare_line_endings_cannot_smuggle_a_second_message(
     )
     assert code == 250 and text.startswith("2.0.0 Queued as ")
     assert (await client.send(b"QUIT\r\n"))[0] == 221
-    await client.close()
     (entry,) = await bot.spool.list(with_raw=True)
     stored = await bot.spool.get(entry.id)
     assert stored is not None
     # The would-be second transaction is just text inside the one message that was accepted.
     assert smuggled in stored.raw
     assert stored.mail_from == CLIENT
+
+
+async def test_stray_8bit_bytes_in_envelope_and_headers_are_still_accepted(
+    start_bot: StartBot, open_raw: OpenRaw
+) -> None:
+    bot = await start_bot()
+    client = await open_raw(bot.port)
+    assert (await client.send(b"EHLO client.example.com\r\n"))[0] == 250
+    assert (await client.send(b"MAIL FROM:<cl\xffient@example.com>\r\n"))[0] == 250
+    assert (await client.send(b"RCPT TO:<invoices@biz.example>\r\n"))[0] == 250
+    assert (await client.send(b"DATA\r\n"))[0] == 354
+    raw = b"Message-ID: <caf\xc3\xa9\xff@example.com>\r\nSubject: \xe9t\xe9\r\n\r\nbody\r\n"
+    assert (await client.send(raw + b".\r\n"))[0] == 250
+    (entry,) = await bot.spool.list(with_raw=True)
+    assert entry.mail_from == "cl\ufffdient@example.com"
+    assert entry.message_id == "<caf\u00e9\ufffd@example.com>"
+    stored = await bot.spool.get(entry.id)
+    assert stored is not None and stored.raw == raw
