@@ -70,7 +70,7 @@ class Account:
             return None
         for customer_id in sorted(self.customers):
             customer = self.customers[customer_id]
-            if wanted in (e.lower() for e in customer.emails):
+            if wanted == customer.email.lower() or wanted in (e.lower() for e in customer.emails):
                 return customer
         return None
 

@@ -83,8 +83,8 @@ def render_invoices(
     """One PDF holding each invoice in turn, each starting on a new page."""
     pdf = _InvoicePdf(company)
     for invoice, customer in invoices:
+        pdf.add_page()  # closes the previous page, whose footer still needs the old label
         pdf.label = document_title(invoice)
-        pdf.add_page()
         pdf.first_page = pdf.page_no()
         _first_page_head(pdf, company, invoice, customer)
         _lines_table(pdf, company, invoice)

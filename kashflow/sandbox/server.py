@@ -68,7 +68,8 @@ class Sandbox:
         self.calls: list[Call] = []
         self.in_flight = 0
         self.peak_in_flight = 0
-        self._ledger: Ledger = build_ledger(seed=seed, today=today)
+        self.today = today or date.today()
+        self._ledger: Ledger = build_ledger(seed=seed, today=self.today)
         self._random = random.Random(seed)
         self._print_links = PrintLinks(print_ttl_seconds)
         self._pdfs = PdfCache()
@@ -188,7 +189,7 @@ class Sandbox:
         record = books.add_invoice(
             self.customer(account, customer_code),
             lines,
-            issued=issued or date.today(),
+            issued=issued or self.today,
             due=due,
             reference=reference,
             currency=currency,
