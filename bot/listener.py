@@ -30,7 +30,7 @@ from typing import Any
 from weakref import WeakSet
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from permalink.spool import Spool
 
@@ -172,7 +172,11 @@ class RequestHandler:
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd's default is a permanent 500, which would make senders give up on mail
         # that a retry would deliver.
-        log.error("SMTP session error: %s", type(error).__name__, exc_info=error)
+        if isinstance(error, TLSSetupException | ConnectionError):
+            # A client that fails its TLS handshake or hangs up is not our fault.
+            log.warning("SMTP session ended: %s", type(error).__name__)
+        else:
+            log.error("SMTP session error: %s", type(error).__name__, exc_info=error)
         return TEMPORARY_FAILURE
 
     def _per_recipient(self, status: str, envelope: Envelope) -> str:

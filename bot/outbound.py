@@ -10,7 +10,9 @@ fail into one of two answers the worker acts on:
 * :class:`PermanentFailure` -- a 5xx reply: the relay will not take this message as it is.
 
 Both carry the relay's reply code and text, and the SMTP stage that failed, so the
-settings page can say what happened.
+settings page can say what happened. A failure with ``stage == "auth"`` (bad credentials,
+TLS required) is about the relay settings rather than the message: a worker may prefer to
+keep such messages for a retry once the settings are fixed instead of parking them.
 """
 
 from __future__ import annotations
@@ -95,7 +97,14 @@ _STAGES: tuple[tuple[type[aiosmtplib.SMTPResponseException], Stage], ...] = (
 )
 
 
+# Replies that are about our credentials or TLS, whichever command drew them (RFC 4954
+# section 6, RFC 3207 section 4): the relay settings are wrong, not this message.
+_AUTH_CODES = frozenset({454, 530, 534, 535, 538})
+
+
 def _from_reply(code: int, text: str, stage: Stage) -> DeliveryFailure:
+    if code in _AUTH_CODES:
+        stage = "auth"
     reason = f"relay refused at {stage}: {code} {text}".strip()
     if 500 <= code < 600:
         return PermanentFailure(reason, code=code, stage=stage)

@@ -164,6 +164,20 @@ async def test_starttls_and_auth_with_the_configured_credentials(
     assert SECRET not in str(caught.value) and SECRET not in repr(wrong)
 
 
+async def test_relay_demanding_starttls_is_reported_as_a_settings_problem(
+    start_capture: StartCapture, certificate: tuple[Path, Path]
+) -> None:
+    cert, key = certificate
+    capture = await start_capture(
+        tls_context=server_tls_context(str(cert), str(key)),
+        credentials=Credentials("bot", SECRET),
+    )
+    with pytest.raises(PermanentFailure) as caught:
+        await send(plain(capture), reply(), recipients=[CLIENT], sender="")
+    assert (caught.value.code, caught.value.stage) == (530, "auth")
+    assert "STARTTLS" in str(caught.value)
+
+
 async def test_untrusted_certificate_is_a_temporary_failure(
     start_capture: StartCapture, certificate: tuple[Path, Path]
 ) -> None:
