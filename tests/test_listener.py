@@ -349,3 +349,18 @@ async def test_stray_8bit_bytes_in_envelope_and_headers_are_still_accepted(
     assert entry.message_id == "<caf\u00e9\ufffd@example.com>"
     stored = await bot.spool.get(entry.id)
     assert stored is not None and stored.raw == raw
+
+
+async def test_closing_the_listener_drops_open_sessions_without_acknowledging(
+    start_bot: StartBot, open_raw: OpenRaw
+) -> None:
+    bot = await start_bot()
+    client = await open_raw(bot.port)
+    assert (await client.send(b"EHLO client.example.com\r\n"))[0] == 250
+    assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 250
+    await bot.server.close()
+    async with asyncio.timeout(5):
+        assert await client.reader.read() == b""
+    assert (await bot.spool.counts())["queued"] == 0
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", bot.port)
