@@ -186,11 +186,13 @@ async def _mint(
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from app.demo import run_demo
+    from app.demo import prepare, run_demo
 
+    state, keyring = prepare(args.state_dir)
     return asyncio.run(
         run_demo(
-            state_dir=args.state_dir,
+            state,
+            keyring,
             http_port=args.http_port,
             smtp_port=args.smtp_port,
             latency_ms=args.kashflow_latency_ms,
@@ -209,14 +211,14 @@ def _serve(args: argparse.Namespace) -> int:
         smtp_port=args.smtp_port,
         public_base_url=args.public_base_url,
     )
-    return asyncio.run(run_serve(settings))
+    return asyncio.run(run_serve(settings, settings.keyring()))
 
 
 def _check(args: argparse.Namespace) -> int:
     from app.serve import run_check
 
     settings = _settings(args, kashflow_endpoint=args.kashflow_url)
-    return asyncio.run(run_check(settings))
+    return asyncio.run(run_check(settings, settings.keyring()))
 
 
 if __name__ == "__main__":

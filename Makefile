@@ -1,0 +1,47 @@
+# The two front doors of the repository: `make demo` and `make test` (see README.md).
+# Each creates the virtual environment it needs on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+DEMO_VENV := .venv-demo
+TEST_VENV := .venv
+DEMO_ARGS ?=
+
+.PHONY: demo test lint typecheck pytest system-packages benchmarks clean
+
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/kashflow-permalink demo $(DEMO_ARGS)
+
+test: $(TEST_VENV)/.installed system-packages lint typecheck pytest
+
+$(DEMO_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install --quiet --upgrade pip
+	$(DEMO_VENV)/bin/pip install --quiet -e .
+	touch $@
+
+$(TEST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install --quiet --upgrade pip
+	$(TEST_VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+# Debian packages the tests drive for real: chromium (browser tests), qpdf (PDF checks),
+# the CPython email test corpus (real-world mail).
+system-packages:
+	scripts/system-packages
+
+lint: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/ruff check .
+	$(TEST_VENV)/bin/ruff format --check .
+
+typecheck: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/mypy
+
+pytest: $(TEST_VENV)/.installed system-packages
+	$(TEST_VENV)/bin/pytest -p no:cacheprovider
+
+benchmarks: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python -m benchmarks
+
+clean:
+	rm -rf $(DEMO_VENV) $(TEST_VENV) var *.egg-info

@@ -1,0 +1,94 @@
+"""``kashflow-permalink serve`` (production) and ``check`` (is everything reachable?)."""
+
+from __future__ import annotations
+
+import logging
+
+import aiosmtplib
+
+from app.config import Settings
+from app.runtime import Runtime, until_stopped
+from bot.outbound import Relay
+from kashflow.client import KashFlow
+from kashflow.errors import KashFlowError
+from permalink.accounts import AccountSettings
+from permalink.db import Database
+from permalink.keyring import Keyring
+
+log = logging.getLogger(__name__)
+
+
+async def run_serve(settings: Settings, keyring: Keyring) -> int:
+    runtime = Runtime(settings, keyring)
+    try:
+        await runtime.start()
+        log.info(
+            "serving %s (HTTP %s:%d), mail on %s:%d",
+            settings.public_base_url,
+            settings.http_host,
+            settings.http_port,
+            settings.smtp_host,
+            runtime.smtp_port,
+        )
+        await until_stopped()
+    finally:
+        await runtime.stop()
+    return 0
+
+
+async def run_check(settings: Settings, keyring: Keyring) -> int:
+    """Report on the key, KashFlow and every bot's relay; exit 1 if anything fails."""
+    ok = True
+    print(f"key: {len(keyring.key_ids)} key(s), links sealed with key {keyring.current_id}")
+    db = Database(settings.database)
+    try:
+        accounts = AccountSettings(db, keyring)
+        async with KashFlow(settings.kashflow_endpoint, timeout=settings.kashflow_timeout) as kf:
+            names = await accounts.accounts_with_bot_enabled()
+            if not names:
+                print("bot: no account has the mail bot switched on")
+            for name in names:
+                ok &= await _check_account(accounts, kf, name)
+    finally:
+        db.close()
+    return 0 if ok else 1
+
+
+async def _check_account(accounts: AccountSettings, kf: KashFlow, name: str) -> bool:
+    ok = True
+    credentials = await accounts.bot_credentials(name)
+    if credentials is None:
+        print(f"{name}: no KashFlow credentials saved for the bot")
+        return False
+    try:
+        company = await kf.account(credentials).company_details()
+        print(f"{name}: KashFlow OK ({company.name})")
+    except KashFlowError as exc:
+        print(f"{name}: KashFlow FAILED: {exc.message}")
+        ok = False
+    bot = await accounts.get(name)
+    relay = Relay(
+        host=bot.relay.host,
+        port=bot.relay.port,
+        security=bot.relay.security,  # type: ignore[arg-type]
+        username=bot.relay.username,
+        password=(await accounts.relay_password(name)) or "",
+        timeout=15.0,
+    )
+    try:
+        client = aiosmtplib.SMTP(
+            hostname=relay.host,
+            port=relay.port,
+            timeout=relay.timeout,
+            use_tls=relay.security == "ssl",
+            start_tls=relay.security == "starttls",
+            username=relay.username or None,
+            password=relay.password or None,
+        )
+        async with client:
+            await client.noop()
+        print(f"{name}: relay {relay.host}:{relay.port} OK")
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        print(f"{name}: relay {relay.host}:{relay.port} FAILED: {type(exc).__name__}")
+        ok = False
+    return ok
