@@ -1,0 +1,1 @@
+"""Speed and load figures: scripts that print numbers (``make benchmarks``), never tests."""

@@ -1,0 +1,24 @@
+"""``python -m benchmarks``: run every benchmark with its defaults and print the figures."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+SCRIPTS = ("benchmarks.resolver", "benchmarks.bot", "benchmarks.load")
+
+
+def main() -> None:
+    for name in SCRIPTS:
+        print(f"== {name}", flush=True)
+        sys.argv = [name]
+        try:
+            runpy.run_module(name, run_name="__main__")
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            print(f"   ({name} is not there)")
+
+
+if __name__ == "__main__":
+    main()
