@@ -1,0 +1,218 @@
+"""Errors translated at the edge: every failure a visitor can meet becomes a plain, human page.
+
+Views raise what went wrong — :class:`LinkNotValid`, :class:`TooManyAttempts`, a KashFlow
+error, an aiohttp HTTP error — and :func:`error_middleware` turns it into a page from
+:data:`PAGES`. A page never shows a traceback, and the "link is not valid" page is the
+same bytes whatever made the link fail (bad token, wrong key, expired, revoked), so it
+tells a guesser nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from kashflow.errors import (
+    ApiDisabled,
+    BadCredentials,
+    BadDocument,
+    IpNotAuthorised,
+    KashFlowError,
+    NotFound,
+    Rejected,
+    Unavailable,
+)
+from permalink.activity import redact
+from web.security import redact_path
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+ERROR_TEMPLATE: Final = "web/error.html"
+#: Seconds a visitor is asked to wait when KashFlow is not answering.
+UNAVAILABLE_RETRY_AFTER: Final = 60
+
+
+class LinkNotValid(Exception):
+    """The token did not open, or the link was revoked or has expired. Says nothing more."""
+
+    def __init__(self) -> None:
+        super().__init__("link not valid")
+
+
+class TooManyAttempts(Exception):
+    """This address has sent too many invalid links lately; it must wait ``retry_after``."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many attempts")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPage:
+    status: int
+    title: str
+    message: str
+    retry_after: int | None = None
+
+
+LINK_NOT_VALID: Final = ErrorPage(
+    404,
+    "This link is not valid",
+    "Please ask the business that sent it to you for a new link.",
+)
+INVOICE_NOT_FOUND: Final = ErrorPage(
+    404,
+    "Invoice not found",
+    "This link does not give access to that invoice. Go back to the list of invoices "
+    "and choose one from there.",
+)
+PAGE_NOT_FOUND: Final = ErrorPage(
+    404,
+    "Page not found",
+    "There is nothing at this address. Check the link you were sent.",
+)
+TOO_MANY_ATTEMPTS: Final = ErrorPage(
+    429,
+    "Too many attempts",
+    "Too many links from your connection did not work. Please wait a minute, then try "
+    "your link again.",
+)
+SERVER_ERROR: Final = ErrorPage(
+    500,
+    "Something went wrong",
+    "Sorry, we could not show this page. Please try again in a few minutes.",
+)
+
+#: KashFlow failures by type; the most specific class that matches wins.
+KASHFLOW_PAGES: Final[Mapping[type[KashFlowError], ErrorPage]] = {
+    BadCredentials: ErrorPage(
+        503,
+        "This link needs renewing",
+        "The business's KashFlow sign-in has changed since this link was made — ask them "
+        "for a new link.",
+    ),
+    IpNotAuthorised: ErrorPage(
+        503,
+        "KashFlow turned this service away",
+        "The business's KashFlow settings do not let this service in at the moment — please "
+        "ask the business that sent you this link.",
+    ),
+    ApiDisabled: ErrorPage(
+        503,
+        "Invoices are not being shared right now",
+        "The business's KashFlow account is not set up to share invoices at the moment — "
+        "please ask the business that sent you this link.",
+    ),
+    Unavailable: ErrorPage(
+        503,
+        "KashFlow isn't answering",
+        "KashFlow isn't answering — try again in a minute.",
+        retry_after=UNAVAILABLE_RETRY_AFTER,
+    ),
+    BadDocument: ErrorPage(
+        502,
+        "The invoice document could not be read",
+        "KashFlow sent back an invoice document we could not read. Please try again later, "
+        "or ask the business for a copy.",
+    ),
+    NotFound: INVOICE_NOT_FOUND,
+    Rejected: ErrorPage(
+        502,
+        "KashFlow could not answer",
+        "KashFlow could not complete the request. Please try again later, or ask the "
+        "business that sent you this link.",
+    ),
+}
+KASHFLOW_FALLBACK: Final = KASHFLOW_PAGES[Rejected]
+
+
+def page_for_kashflow(error: KashFlowError) -> ErrorPage:
+    for cls in type(error).__mro__:
+        page = KASHFLOW_PAGES.get(cls)
+        if page is not None:
+            return page
+    return KASHFLOW_FALLBACK
+
+
+def render(request: web.Request, page: ErrorPage) -> web.Response:
+    """The error page as a response; the body depends on ``page`` alone."""
+    response = aiohttp_jinja2.render_template(
+        ERROR_TEMPLATE,
+        request,
+        {"title": page.title, "message": page.message},
+        status=page.status,
+    )
+    if page.retry_after is not None:
+        response.headers["Retry-After"] = str(page.retry_after)
+    return response
+
+
+def _http_page(exc: web.HTTPException) -> ErrorPage:
+    if exc.status == 404:
+        return PAGE_NOT_FOUND
+    return ErrorPage(exc.status, exc.reason, "This request could not be completed.")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map what a handler raised to its page; log what needs a human, never the token."""
+    try:
+        return await handler(request)
+    except LinkNotValid:
+        return render(request, LINK_NOT_VALID)
+    except TooManyAttempts as exc:
+        response = render(request, TOO_MANY_ATTEMPTS)
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
+    except KashFlowError as exc:
+        page = page_for_kashflow(exc)
+        log.warning(
+            "KashFlow %s on %s %s", type(exc).__name__, request.method, redact_path(request.path)
+        )
+        return render(request, page)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = render(request, _http_page(exc))
+        # Keep what the exception says about the resource (Allow on a 405, for one).
+        for name in ("Allow", "Retry-After"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except Exception as exc:
+        # The traceback is formatted here, then redacted: an exception message or a
+        # frame's source line could otherwise carry a token into the log.
+        details = redact("".join(traceback.format_exception(exc)))
+        log.error(
+            "unhandled %s on %s %s\n%s",
+            type(exc).__name__,
+            request.method,
+            redact_path(request.path),
+            details,
+        )
+        return render(request, SERVER_ERROR)
+
+
+__all__ = [
+    "INVOICE_NOT_FOUND",
+    "KASHFLOW_PAGES",
+    "LINK_NOT_VALID",
+    "PAGE_NOT_FOUND",
+    "SERVER_ERROR",
+    "TOO_MANY_ATTEMPTS",
+    "ErrorPage",
+    "LinkNotValid",
+    "TooManyAttempts",
+    "error_middleware",
+    "page_for_kashflow",
+    "render",
+]

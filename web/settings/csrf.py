@@ -1,0 +1,44 @@
+"""Cross-site request forgery protection for every settings form.
+
+Two independent checks, both required for a POST:
+
+* the form carries the session's CSRF secret in a hidden field (``csrf``), compared in
+  constant time — a page on another site cannot read it, because the cookie holding it
+  is sealed, HttpOnly and SameSite=Strict;
+* when the browser sends ``Origin``, it must be the configured public origin (the
+  address clients use), never whatever the request's Host claims.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Final
+from urllib.parse import urlsplit
+
+FIELD: Final = "csrf"
+
+
+def public_origin(public_base_url: str) -> str:
+    """``scheme://host[:port]`` of the public base URL, as a browser writes ``Origin``."""
+    parts = urlsplit(public_base_url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def origin_allowed(origin: str | None, expected: str) -> bool:
+    """No ``Origin`` header (older browsers, same-origin GET-turned-POST) passes; any other
+    value, ``null`` included, must be the public origin."""
+    if origin is None:
+        return True
+    return hmac.compare_digest(origin.strip().lower().encode(), expected.encode())
+
+
+def token_valid(form: Mapping[str, object], secret: str) -> bool:
+    """The form's hidden token equals the session's secret (constant-time)."""
+    sent = form.get(FIELD)
+    if not isinstance(sent, str) or not sent or not secret:
+        return False
+    return hmac.compare_digest(sent.encode(), secret.encode())
+
+
+__all__ = ["FIELD", "origin_allowed", "public_origin", "token_valid"]
