@@ -283,7 +283,10 @@ class Resolver:
         self, request: web.Request, link: Link, scope: Scope, now: float
     ) -> web.StreamResponse:
         account = self._kashflow.account(link.credentials)
-        found = await statement(account, link.customer_id, scope)
+        try:
+            found = await statement(account, link.customer_id, scope)
+        except NotFound:
+            raise LinkNotValid from None  # as on the page: the customer is gone
         if not found.invoices:
             raise NotFound("no invoices")
         # Same order as the page (newest first), so page one of the file is the top row.

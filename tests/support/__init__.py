@@ -82,9 +82,7 @@ class WebRig:
 
 
 @asynccontextmanager
-async def web_rig(
-    tmp_path: Path, *, latency_ms: float = 0, **config: Any
-) -> AsyncIterator[WebRig]:
+async def web_rig(tmp_path: Path, *, latency_ms: float = 0, **config: Any) -> AsyncIterator[WebRig]:
     """The resolver's whole stack on loopback; ``config`` overrides :class:`WebConfig`."""
     sandbox = Sandbox(latency_ms=latency_ms)
     await sandbox.start()

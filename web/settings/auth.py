@@ -1,0 +1,358 @@
+"""Signing the accountant in and out, and the guard every other settings page stands behind.
+
+Sign-in asks KashFlow itself (``GetCompanyDetails``) whether the API username and
+password work; each way it can say no gets its own page text telling the accountant what
+to change in KashFlow. Failed sign-ins are counted per client address and per username
+(:class:`permalink.limits.Throttle`); past a few, the form answers 429 with Retry-After.
+
+:func:`signed_in` wraps a view: no valid session → the sign-in page; a POST without the
+session's CSRF token or from a foreign ``Origin`` → a 403 page. Nothing else reaches a view.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from kashflow.client import Account, KashFlow
+from kashflow.errors import (
+    ApiDisabled,
+    BadCredentials,
+    IpNotAuthorised,
+    KashFlowError,
+    Unavailable,
+)
+from kashflow.models import Credentials
+from permalink.accounts import AccountSettings, account_key
+from permalink.activity import ActivityLog
+from permalink.keyring import Keyring
+from permalink.limits import Throttle
+from permalink.registry import LinkRegistry
+from permalink.spool import Spool
+from web.errors import ErrorPage, render
+from web.security import client_address
+from web.settings import csrf
+from web.settings import session as sessions
+from web.settings.mailing import SendMail
+from web.settings.session import Session, SessionCodec
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SessionView = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+
+ROUTE_LOGIN: Final = "settings.login"
+ROUTE_LOGOUT: Final = "settings.logout"
+ROUTE_HOME: Final = "settings.customers"
+
+FORM_EXPIRED: Final = ErrorPage(
+    403,
+    "This form has expired",
+    "For your safety the form could not be accepted: it was opened too long ago, in "
+    "another browser session, or sent from another site. Go back, reload the page and "
+    "try again.",
+)
+
+#: Sign-in failures by KashFlow error: what the accountant should do about each.
+SIGN_IN_PROBLEMS: Final[dict[type[KashFlowError], tuple[int, str]]] = {
+    BadCredentials: (
+        401,
+        "KashFlow did not accept that username and password. Use your KashFlow username "
+        "and its API password: if “Use a separate API password” is ticked in KashFlow "
+        "(Settings → API settings), enter that password here, not your web login.",
+    ),
+    ApiDisabled: (
+        403,
+        "The KashFlow API is not enabled for this account. In KashFlow, open Settings → "
+        "API settings and tick “Enable API”. While there, we recommend setting a separate "
+        "API password and signing in here with it, so links never hold your web login.",
+    ),
+    IpNotAuthorised: (
+        403,
+        "KashFlow refused this server's IP address. In KashFlow, open Settings → API "
+        "settings and add this server's public IP address to the allowed addresses, or "
+        "untick the IP address restriction.",
+    ),
+    Unavailable: (
+        503,
+        "KashFlow is not answering right now, so your sign-in could not be checked. "
+        "Please try again in a minute.",
+    ),
+}
+SIGN_IN_FALLBACK: Final = (
+    502,
+    "KashFlow could not check your sign-in just now. Please try again in a minute.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsConfig:
+    """Tunables of the settings pages (the defaults suit production)."""
+
+    #: How long a sign-in lasts (seconds).
+    session_ttl_s: int = 8 * 3600
+    #: Failed sign-ins a client address or a username gets free within the window.
+    login_free_attempts: int = 5
+    login_window_s: float = 900.0
+    login_max_delay_s: float = 300.0
+    #: Rows per page on the links and activity pages.
+    page_size: int = 25
+
+    def __post_init__(self) -> None:
+        if not 60 <= self.session_ttl_s <= 7 * 86_400:
+            raise ValueError("session_ttl_s must be between 60 seconds and 7 days")
+        if self.login_free_attempts < 0 or self.login_window_s <= 0:
+            raise ValueError("login throttling needs a non-negative allowance and a window")
+        if not 1 <= self.page_size <= 500:
+            raise ValueError("page_size must be between 1 and 500")
+
+
+@dataclass(slots=True)
+class SettingsState:
+    """Everything the settings views use, shared under one app key."""
+
+    config: SettingsConfig
+    public_base_url: str
+    kashflow: KashFlow
+    keyring: Keyring
+    accounts: AccountSettings
+    registry: LinkRegistry
+    activity: ActivityLog
+    spool: Spool
+    codec: SessionCodec
+    throttle: Throttle
+    clock: Callable[[], float]
+    send_mail: SendMail | None = None
+
+    @property
+    def secure_cookie(self) -> bool:
+        return self.public_base_url.startswith("https://")
+
+    def now(self) -> float:
+        return self.clock()
+
+    def session(self, request: web.Request) -> Session | None:
+        return self.codec.open(request.cookies.get(sessions.COOKIE, ""), now=self.clock())
+
+    def account(self, session: Session) -> Account:
+        assert session.credentials is not None
+        return self.kashflow.account(session.credentials)
+
+    def store(self, response: web.StreamResponse, session: Session) -> None:
+        max_age = max(1, session.expires - int(self.clock()))
+        sessions.set_cookie(
+            response, self.codec.seal(session), max_age=max_age, secure=self.secure_cookie
+        )
+
+
+SETTINGS = web.AppKey("settings", SettingsState)
+
+
+def state(request: web.Request) -> SettingsState:
+    return request.app[SETTINGS]
+
+
+def url(request: web.Request, name: str, **parts: str) -> str:
+    return str(request.app.router[name].url_for(**parts))
+
+
+def see_other(location: str) -> web.Response:
+    """303 to ``location`` (a path from a route name): a POST is never repeated on reload."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def render_page(
+    request: web.Request,
+    template: str,
+    session: Session,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+) -> web.Response:
+    """A settings page with what every page needs (the session's CSRF token, the company)."""
+    base = {"session": session, "csrf_field": csrf.FIELD, "csrf_token": session.csrf}
+    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
+
+
+def forbidden(request: web.Request) -> web.Response:
+    return render(request, FORM_EXPIRED)
+
+
+async def form_accepted(request: web.Request, session: Session) -> bool:
+    """CSRF: the session's token in the form, and no foreign Origin."""
+    origin = csrf.public_origin(state(request).public_base_url)
+    if not csrf.origin_allowed(request.headers.get("Origin"), origin):
+        return False
+    return csrf.token_valid(await request.post(), session.csrf)
+
+
+def signed_in(view: SessionView) -> Handler:
+    """Run ``view`` only for a signed-in session (and, for a POST, a genuine form)."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        current = state(request).session(request)
+        if current is None or not current.signed_in:
+            if current is not None or sessions.COOKIE not in request.cookies:
+                return see_other(url(request, ROUTE_LOGIN))
+            # A cookie that no longer opens: expired, from an old key, or tampered with.
+            response = see_other(url(request, ROUTE_LOGIN) + "?notice=expired")
+            sessions.clear_cookie(response, secure=state(request).secure_cookie)
+            return response
+        if request.method == "POST" and not await form_accepted(request, current):
+            return forbidden(request)
+        return await view(request, current)
+
+    guarded.__name__ = view.__name__
+    guarded.__doc__ = view.__doc__
+    return guarded
+
+
+# -- sign in and out ---------------------------------------------------------------------
+
+
+def _throttle_keys(request: web.Request, username: str) -> tuple[str, ...]:
+    keys = [f"login:ip:{client_address(request)}"]
+    if username.strip():
+        keys.append(f"login:user:{account_key(username)}")
+    return tuple(keys)
+
+
+def _login_page(
+    request: web.Request,
+    session: Session,
+    *,
+    status: int = 200,
+    error: str = "",
+    username: str = "",
+    notice: str = "",
+) -> web.Response:
+    return render_page(
+        request,
+        "settings/login.html",
+        session,
+        {"error": error, "username": username, "notice": notice},
+        status=status,
+    )
+
+
+_NOTICES: Final = {
+    "signed_out": "You are signed out.",
+    "expired": "Your session ended; please sign in again.",
+}
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    """The sign-in form (straight on to the customers page if already signed in)."""
+    st = state(request)
+    current = st.session(request)
+    if current is not None and current.signed_in:
+        return see_other(url(request, ROUTE_HOME))
+    fresh = current or sessions.anonymous(st.now())
+    notice = _NOTICES.get(request.query.get("notice", ""), "")
+    response = _login_page(request, fresh, notice=notice)
+    if current is None:
+        st.store(response, fresh)
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """Check the credentials live against KashFlow; on success start a signed-in session."""
+    st = state(request)
+    current = st.session(request)
+    if current is None or not await form_accepted(request, current):
+        return forbidden(request)
+    form = await request.post()
+    username = form.get("username")
+    password = form.get("password")
+    username = username.strip() if isinstance(username, str) else ""
+    password = password if isinstance(password, str) else ""
+    if not username or not password:
+        return _login_page(
+            request,
+            current,
+            status=400,
+            error="Enter your KashFlow API username and password.",
+            username=username,
+        )
+    now = st.now()
+    keys = _throttle_keys(request, username)
+    wait = max(st.throttle.delay(key, now) for key in keys)
+    if wait > 0:
+        return _too_many(request, wait)
+    credentials = Credentials(username, password)
+    try:
+        company = await st.kashflow.account(credentials).company_details()
+    except KashFlowError as error:
+        status, message = _problem(error)
+        if isinstance(error, BadCredentials):
+            for key in keys:
+                st.throttle.hit(key, now)
+        log.info("sign-in refused by KashFlow: %s", type(error).__name__)
+        return _login_page(request, current, status=status, error=message, username=username)
+    st.throttle.reset(keys[-1])
+    fresh = sessions.signed_in(
+        credentials,
+        now=now,
+        ttl_s=st.config.session_ttl_s,
+        company_name=company.name,
+        company_email=company.email,
+    )
+    response = see_other(url(request, ROUTE_HOME))
+    st.store(response, fresh)
+    return response
+
+
+def _problem(error: KashFlowError) -> tuple[int, str]:
+    for cls in type(error).__mro__:
+        if cls in SIGN_IN_PROBLEMS:
+            return SIGN_IN_PROBLEMS[cls]
+    return SIGN_IN_FALLBACK
+
+
+def _too_many(request: web.Request, wait: float) -> web.Response:
+    minutes = max(1, math.ceil(wait / 60))
+    page = ErrorPage(
+        429,
+        "Too many sign-in attempts",
+        "Too many sign-ins with a wrong password came from here or for this username. "
+        f"Please wait {minutes} minute{'s' if minutes != 1 else ''} and try again.",
+    )
+    response = render(request, page)
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
+
+
+@signed_in
+async def logout(request: web.Request, session: Session) -> web.StreamResponse:
+    """Forget the session (the cookie was all there was)."""
+    st = state(request)
+    response = see_other(url(request, ROUTE_LOGIN) + "?notice=signed_out")
+    sessions.clear_cookie(response, secure=st.secure_cookie)
+    return response
+
+
+__all__ = [
+    "ROUTE_HOME",
+    "ROUTE_LOGIN",
+    "ROUTE_LOGOUT",
+    "SETTINGS",
+    "SIGN_IN_PROBLEMS",
+    "SettingsConfig",
+    "SettingsState",
+    "Session",
+    "form_accepted",
+    "login",
+    "login_form",
+    "logout",
+    "render_page",
+    "see_other",
+    "signed_in",
+    "state",
+    "url",
+]

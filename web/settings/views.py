@@ -1,0 +1,648 @@
+"""The settings pages behind sign-in: customers and links, the mail bot, and activity.
+
+Views are thin: read the form, call the core (KashFlow gateway, registry, account
+settings, activity log), render. Everything is filed under the signed-in account
+(:attr:`Session.account`), so one account never sees or touches another's links,
+settings or activity. A POST that changes something answers with a redirect (303), so
+reloading the page never repeats it; results travel as a short ``done`` code in the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from kashflow.errors import (
+    ApiDisabled,
+    BadCredentials,
+    IpNotAuthorised,
+    KashFlowError,
+    NotFound,
+    Unavailable,
+)
+from kashflow.models import Credentials, Customer, Invoice
+from permalink.accounts import BotSettings, Wording
+from permalink.activity import LINK_EMAILED, LINK_MINTED, LINK_REVOKED, TEST_EMAIL
+from permalink.links import InvalidLink, Link, open_link
+from permalink.minting import mint
+from permalink.spool import SpoolEntry
+from web.errors import ErrorPage, render
+from web.settings import forms
+from web.settings.auth import (
+    ROUTE_LOGIN,
+    SettingsState,
+    render_page,
+    see_other,
+    signed_in,
+    state,
+    url,
+)
+from web.settings.mailing import compose_link_email, compose_test_email, preview_reply
+from web.settings.session import Session
+
+log = logging.getLogger(__name__)
+
+ROUTE_CUSTOMERS: Final = "settings.customers"
+ROUTE_CUSTOMER: Final = "settings.customer"
+ROUTE_MAKE_LINK: Final = "settings.make_link"
+ROUTE_EMAIL_LINK: Final = "settings.email_link"
+ROUTE_LINKS: Final = "settings.links"
+ROUTE_REVOKE: Final = "settings.revoke"
+ROUTE_REVOKE_ALL: Final = "settings.revoke_all"
+ROUTE_BOT: Final = "settings.bot"
+ROUTE_TEST_EMAIL: Final = "settings.test_email"
+ROUTE_ACTIVITY: Final = "settings.activity"
+
+NO_SUCH_CUSTOMER: Final = ErrorPage(
+    404, "Customer not found", "KashFlow has no customer with that code on your account."
+)
+NO_SUCH_LINK: Final = ErrorPage(
+    404, "Link not found", "Your account has no link with that id. It may belong to another account."
+)
+#: Spool states the bot page lists: messages the bot could not (yet) answer.
+STUCK_STATES: Final = ("parked", "retry")
+_MAX_QUERY: Final = 100
+
+#: What the accountant is told when KashFlow fails mid-session.
+KASHFLOW_TROUBLE: Final[Mapping[type[KashFlowError], str]] = {
+    BadCredentials: "KashFlow no longer accepts the password you signed in with. Sign out, "
+    "then sign in again with the current API password.",
+    ApiDisabled: "The KashFlow API has been turned off for this account (Settings → API "
+    "settings in KashFlow).",
+    IpNotAuthorised: "KashFlow refused this server's IP address. Add it in KashFlow under "
+    "Settings → API settings, or untick the IP address restriction.",
+    Unavailable: "KashFlow is not answering right now. Please try again in a minute.",
+}
+
+DONE: Final[Mapping[str, str]] = {
+    "revoked": "The link is revoked: it now shows “this link is not valid”.",
+    "revoked_all": "Every link of this account made before now is revoked.",
+    "saved": "The bot settings are saved.",
+    "test_sent": "The test email was handed to the relay. Check the inbox it was sent to.",
+}
+
+
+def _trouble(error: KashFlowError) -> str:
+    for cls in type(error).__mro__:
+        if cls in KASHFLOW_TROUBLE:
+            return KASHFLOW_TROUBLE[cls]
+    return "KashFlow could not answer just now. Please try again in a minute."
+
+
+def _trouble_page(request: web.Request, session: Session, error: KashFlowError) -> web.Response:
+    log.warning("KashFlow %s on the settings pages", type(error).__name__)
+    status = 503 if isinstance(error, Unavailable) else 502
+    return render_page(
+        request, "settings/trouble.html", session, {"message": _trouble(error)}, status=status
+    )
+
+
+def _done(request: web.Request) -> str:
+    return DONE.get(request.query.get("done", ""), "")
+
+
+# -- home --------------------------------------------------------------------------------
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    """``/settings/``: the customers page (or the sign-in page, via its guard)."""
+    return see_other(url(request, ROUTE_CUSTOMERS))
+
+
+# -- customers and making links ----------------------------------------------------------
+
+
+def _matches(customer: Customer, query: str) -> bool:
+    needle = query.casefold()
+    return any(needle in field.casefold() for field in (customer.name, customer.code, customer.email))
+
+
+@signed_in
+async def customers(request: web.Request, session: Session) -> web.StreamResponse:
+    """The account's customers from KashFlow, filtered by ``?q=`` (name, code or email)."""
+    st = state(request)
+    query = request.query.get("q", "").strip()[:_MAX_QUERY]
+    try:
+        everyone = await st.account(session).customers()
+    except KashFlowError as error:
+        return _trouble_page(request, session, error)
+    shown = [c for c in everyone if not query or _matches(c, query)]
+    shown.sort(key=lambda c: (c.name.casefold(), c.code))
+    return render_page(
+        request,
+        "settings/customers.html",
+        session,
+        {"query": query, "customers": shown, "total": len(everyone)},
+    )
+
+
+async def _customer_and_invoices(
+    st: SettingsState, session: Session, code: str
+) -> tuple[Customer, list[Invoice]]:
+    account = st.account(session)
+    customer = await account.customer_by_code(code)
+    invoices = await account.invoices_for_customer(customer.id)
+    invoices.sort(key=lambda i: i.number, reverse=True)
+    return customer, invoices
+
+
+async def _customer_page(
+    request: web.Request,
+    session: Session,
+    *,
+    form: Mapping[str, object] | None = None,
+    error: str = "",
+    minted: dict[str, Any] | None = None,
+    status: int = 200,
+) -> web.StreamResponse:
+    st = state(request)
+    code = request.match_info["code"]
+    try:
+        customer, invoices = await _customer_and_invoices(st, session, code)
+    except NotFound:
+        return render(request, NO_SUCH_CUSTOMER)
+    except KashFlowError as error_:
+        return _trouble_page(request, session, error_)
+    values = {
+        "scope": forms.text(form, "scope") if form else "all",
+        "invoice": forms.text(form, "invoice") if form else "",
+        "expires_days": forms.text(form, "expires_days") if form else "",
+    }
+    return render_page(
+        request,
+        "settings/customer.html",
+        session,
+        {
+            "customer": customer,
+            "invoices": invoices,
+            "today": datetime.now(UTC).date(),
+            "values": values,
+            "error": error,
+            "minted": minted,
+            "can_email": st.send_mail is not None,
+        },
+        status=status,
+    )
+
+
+@signed_in
+async def customer(request: web.Request, session: Session) -> web.StreamResponse:
+    """One customer: the "make a link" form with their invoices to pick from."""
+    return await _customer_page(request, session)
+
+
+@signed_in
+async def make_link(request: web.Request, session: Session) -> web.StreamResponse:
+    """Mint a link for this customer with the chosen scope and expiry, and show it."""
+    st = state(request)
+    form = await request.post()
+    code = request.match_info["code"]
+    try:
+        wanted = forms.link_request(form)
+    except forms.FormError as error:
+        return await _customer_page(request, session, form=form, error=str(error), status=400)
+    assert session.credentials is not None
+    try:
+        customer, invoices = await _customer_and_invoices(st, session, code)
+    except NotFound:
+        return render(request, NO_SUCH_CUSTOMER)
+    except KashFlowError as error:
+        return _trouble_page(request, session, error)
+    if wanted.scope.kind == "invoice" and all(i.number != wanted.scope.invoice for i in invoices):
+        return await _customer_page(
+            request,
+            session,
+            form=form,
+            error=f"Invoice {wanted.scope.invoice} is not one of this customer's invoices.",
+            status=400,
+        )
+    now = int(st.now())
+    minted = await mint(
+        registry=st.registry,
+        keyring=st.keyring,
+        public_base_url=st.public_base_url,
+        credentials=session.credentials,
+        customer=customer,
+        scope=wanted.scope,
+        now=now,
+        expires_in=wanted.expires_in,
+        minted_by="settings",
+    )
+    await st.activity.record(
+        session.account,
+        kind=LINK_MINTED,
+        outcome="ok",
+        subject=f"{customer.name} ({customer.code})",
+        detail=f"{_scope_text(str(wanted.scope))}, link {minted.link.link_id}",
+        at=now,
+    )
+    shown = {
+        "url": minted.url,
+        "link_id": minted.link.link_id,
+        "scope": str(wanted.scope),
+        "expires": minted.link.expires,
+    }
+    return await _customer_page(request, session, minted=shown)
+
+
+def _own_link(st: SettingsState, session: Session, link_url: str, code: str) -> Link | None:
+    """The link behind a URL this account minted for this customer, else None."""
+    parts = urlsplit(link_url)
+    prefix, _, token = parts.path.rpartition("/l/")
+    if not token or "/" in token or prefix.strip("/") != urlsplit(st.public_base_url).path.strip("/"):
+        return None
+    try:
+        link = open_link(token, st.keyring, now=int(st.now()))
+    except InvalidLink:
+        return None
+    if link.credentials.username.strip().lower() != session.account:
+        return None
+    return link if link.customer_code == code else None
+
+
+@signed_in
+async def email_link(request: web.Request, session: Session) -> web.StreamResponse:
+    """Email a freshly made link to the customer's own address on file in KashFlow."""
+    st = state(request)
+    form = await request.post()
+    code = request.match_info["code"]
+    link_url = forms.text(form, "link")
+    link = _own_link(st, session, link_url, code)
+    if link is None or await st.registry.is_revoked(link.link_id, link.account, link.issued):
+        return render(request, NO_SUCH_LINK)
+    minted = {
+        "url": link_url,
+        "link_id": link.link_id,
+        "scope": str(link.scope),
+        "expires": link.expires,
+    }
+    try:
+        customer_ = await st.account(session).customer_by_code(code)
+    except NotFound:
+        return render(request, NO_SUCH_CUSTOMER)
+    except KashFlowError as error:
+        return _trouble_page(request, session, error)
+    recipients = list(customer_.emails)
+    problem = ""
+    if st.send_mail is None:
+        problem = "Sending email is not set up on this server."
+    elif not recipients:
+        problem = (
+            "KashFlow has no email address for this customer. Add one to the customer "
+            "in KashFlow, or copy the link and send it yourself."
+        )
+    bot = await st.accounts.get(session.account)
+    sender = bot.sender or session.company_email
+    if not problem and not sender:
+        problem = "Set a reply-from or request address on the bot page first."
+    if not problem:
+        assert st.send_mail is not None
+        message = compose_link_email(
+            to=recipients,
+            from_addr=sender,
+            company_name=session.company_name,
+            company_email=session.company_email,
+            customer=customer_,
+            link_url=link_url,
+            scope=link.scope,
+            expires=None
+            if link.expires is None
+            else datetime.fromtimestamp(link.expires, UTC).date(),
+            wording=bot.wording,
+        )
+        problem = await _send(st, session, message, recipients, kind=LINK_EMAILED, about=customer_)
+    minted["emailed_to"] = "" if problem else ", ".join(recipients)
+    return await _customer_page(
+        request, session, minted=minted, error=problem, status=502 if problem else 200
+    )
+
+
+async def _send(
+    st: SettingsState,
+    session: Session,
+    message: Any,
+    recipients: list[str],
+    *,
+    kind: str,
+    about: Customer | None,
+) -> str:
+    """Hand ``message`` over; returns "" on success or what went wrong, for the page."""
+    assert st.send_mail is not None
+    subject = f"{about.name} ({about.code})" if about is not None else ", ".join(recipients)
+    try:
+        await st.send_mail(session.account, message, recipients)
+    except Exception as error:  # noqa: BLE001 - any failure of the port is shown, not raised
+        reason = str(error) or type(error).__name__
+        log.warning("mail for the settings pages not sent: %s", type(error).__name__)
+        await st.activity.record(
+            session.account, kind=kind, outcome="failed", subject=subject, detail=reason
+        )
+        return f"The email was not sent: {reason}"
+    await st.activity.record(
+        session.account,
+        kind=kind,
+        outcome="ok",
+        subject=subject,
+        detail="sent to " + ", ".join(recipients),
+    )
+    return ""
+
+
+# -- links -------------------------------------------------------------------------------
+
+
+def _scope_text(scope: str) -> str:
+    if scope.startswith("invoice:"):
+        return f"invoice {scope.partition(':')[2]}"
+    return {"all": "all invoices", "unpaid": "unpaid invoices"}.get(scope, scope)
+
+
+@signed_in
+async def links(request: web.Request, session: Session) -> web.StreamResponse:
+    """Every link this account minted, newest first, with revoke buttons."""
+    st = state(request)
+    size = st.config.page_size
+    page = request.query.get("page", "1")
+    number = int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1
+    rows, total = await asyncio.gather(
+        st.registry.list(session.account, limit=size, offset=(number - 1) * size),
+        st.registry.count(session.account),
+    )
+    now = st.now()
+    return render_page(
+        request,
+        "settings/links.html",
+        session,
+        {
+            "links": [(row, row.status(now), _scope_text(row.scope)) for row in rows],
+            "total": total,
+            "page": number,
+            "pages": max(1, -(-total // size)),
+            "done": _done(request),
+        },
+    )
+
+
+@signed_in
+async def revoke(request: web.Request, session: Session) -> web.StreamResponse:
+    """Revoke one of this account's links; it stops opening at once."""
+    st = state(request)
+    link_id = request.match_info["link_id"]
+    record = await st.registry.get(session.account, link_id)
+    if record is None:
+        return render(request, NO_SUCH_LINK)
+    now = int(st.now())
+    if await st.registry.revoke(session.account, link_id, now=now):
+        await st.activity.record(
+            session.account,
+            kind=LINK_REVOKED,
+            outcome="ok",
+            subject=f"{record.customer_name} ({record.customer_code})",
+            detail=f"link {link_id}",
+            at=now,
+        )
+    return see_other(url(request, ROUTE_LINKS) + "?done=revoked")
+
+
+@signed_in
+async def revoke_all_confirm(request: web.Request, session: Session) -> web.StreamResponse:
+    """The confirmation step before revoking every link of the account."""
+    st = state(request)
+    total = await st.registry.count(session.account)
+    return render_page(
+        request, "settings/revoke_all.html", session, {"total": total, "error": ""}
+    )
+
+
+@signed_in
+async def revoke_all(request: web.Request, session: Session) -> web.StreamResponse:
+    """Revoke every link the account issued before now, listed here or not."""
+    st = state(request)
+    form = await request.post()
+    if forms.text(form, "confirm") != "revoke-all":
+        total = await st.registry.count(session.account)
+        return render_page(
+            request,
+            "settings/revoke_all.html",
+            session,
+            {"total": total, "error": "Tick the box to confirm that every link should stop."},
+            status=400,
+        )
+    now = int(st.now())
+    count = await st.registry.revoke_all(session.account, now)
+    await st.activity.record(
+        session.account,
+        kind=LINK_REVOKED,
+        outcome="ok",
+        subject="all links",
+        detail=f"{count} listed link{'s' if count != 1 else ''} revoked, and any older ones",
+        at=now,
+    )
+    return see_other(url(request, ROUTE_LINKS) + "?done=revoked_all")
+
+
+# -- the mail bot ------------------------------------------------------------------------
+
+
+async def _stuck_mail(st: SettingsState, settings: BotSettings) -> list[SpoolEntry]:
+    """Parked and retrying messages addressed to this account's request address only."""
+    if not settings.request_address:
+        return []
+    address = settings.request_address.lower()
+    entries = await st.spool.list(STUCK_STATES, limit=500)
+    return [e for e in entries if any(r.strip("<>").lower() == address for r in e.rcpt_tos)][:50]
+
+
+async def _bot_page(
+    request: web.Request,
+    session: Session,
+    *,
+    settings: BotSettings | None = None,
+    values: Mapping[str, object] | None = None,
+    error: str = "",
+    test_error: str = "",
+    test_to: str = "",
+    status: int = 200,
+) -> web.Response:
+    st = state(request)
+    settings = settings or await st.accounts.get(session.account)
+    wording = settings.wording
+    if values is not None:
+        typed = forms.wording_fields(values)
+        wording = Wording(typed["greeting"], typed["intro"], typed["sign_off"])
+    return render_page(
+        request,
+        "settings/bot.html",
+        session,
+        {
+            "bot": settings,
+            "values": values,
+            "attachment_mb": max(1, round(settings.max_attachment_bytes / (1024 * 1024))),
+            "preview": preview_reply(wording, company_name=session.company_name),
+            "wording": wording,
+            "stuck": await _stuck_mail(st, settings),
+            "error": error,
+            "test_error": test_error,
+            "test_to": test_to,
+            "can_email": st.send_mail is not None,
+            "done": _done(request),
+        },
+        status=status,
+    )
+
+
+@signed_in
+async def bot(request: web.Request, session: Session) -> web.StreamResponse:
+    """The bot's settings, the stuck mail, the reply preview and the relay test."""
+    return await _bot_page(request, session)
+
+
+@signed_in
+async def save_bot(request: web.Request, session: Session) -> web.StreamResponse:
+    """Save the bot page (or, with the Preview button, only show the reply preview)."""
+    st = state(request)
+    form = await request.post()
+    current = await st.accounts.get(session.account)
+    if forms.text(form, "action") == "preview":
+        return await _bot_page(request, session, settings=current, values=form)
+    try:
+        submitted = forms.bot_form(form, current)
+        await _save_secrets(st, session, submitted)
+        await st.accounts.update(session.account, **submitted.changes)
+    except (forms.FormError, ValueError) as error:
+        return await _bot_page(
+            request,
+            session,
+            settings=await st.accounts.get(session.account),
+            values=form,
+            error=str(error),
+            status=400,
+        )
+    except KashFlowError as error:
+        return await _bot_page(
+            request, session, settings=current, values=form, error=_bot_login_trouble(error),
+            status=400,
+        )
+    return see_other(url(request, ROUTE_BOT) + "?done=saved")
+
+
+def _bot_login_trouble(error: KashFlowError) -> str:
+    if isinstance(error, BadCredentials):
+        return (
+            "KashFlow did not accept the bot's password for this account; nothing was saved. "
+            "Use the account's API password."
+        )
+    return _trouble(error) + " Nothing was saved."
+
+
+async def _save_secrets(st: SettingsState, session: Session, submitted: forms.BotForm) -> None:
+    """Store what the form says about the bot's password and the relay's, sealed.
+
+    Done before the plain settings, because turning the bot on needs its credentials.
+    A typed bot password is checked with KashFlow first, so a typo never gets stored.
+    """
+    assert session.credentials is not None
+    if submitted.bot_password:
+        candidate = Credentials(session.credentials.username, submitted.bot_password)
+        await st.kashflow.account(candidate).company_details()
+        await st.accounts.set_bot_credentials(session.account, candidate)
+    elif submitted.use_my_credentials:
+        await st.accounts.set_bot_credentials(session.account, session.credentials)
+    if submitted.relay_password:
+        await st.accounts.set_relay_password(session.account, submitted.relay_password)
+    elif submitted.forget_relay_password:
+        await st.accounts.set_relay_password(session.account, None)
+
+
+def _valid_address(text: str) -> bool:
+    name, address = parseaddr(text)
+    local, at, domain = address.rpartition("@")
+    return bool(
+        at and local and "." in domain and address == text and not name and len(text) <= 254
+    )
+
+
+@signed_in
+async def test_email(request: web.Request, session: Session) -> web.StreamResponse:
+    """Send a test message through the relay, to the company's email or a typed address."""
+    st = state(request)
+    form = await request.post()
+    typed = forms.text(form, "to").strip()
+    to = typed or session.company_email
+    settings = await st.accounts.get(session.account)
+    problem = ""
+    if st.send_mail is None:
+        problem = "Sending email is not set up on this server."
+    elif not settings.relay.host:
+        problem = "Save the outgoing mail relay first, then send the test."
+    elif not to:
+        problem = "Type the address the test should go to."
+    elif not _valid_address(to):
+        problem = f"{to!r} is not an email address."
+    if not problem:
+        sender = settings.sender or session.company_email or to
+        message = compose_test_email(
+            to=to,
+            from_addr=sender,
+            company_name=session.company_name,
+            relay=f"{settings.relay.host}:{settings.relay.port}",
+        )
+        problem = await _send(st, session, message, [to], kind=TEST_EMAIL, about=None)
+    if problem:
+        return await _bot_page(
+            request, session, settings=settings, test_error=problem, test_to=typed, status=400
+        )
+    return see_other(url(request, ROUTE_BOT) + "?done=test_sent")
+
+
+# -- activity ----------------------------------------------------------------------------
+
+
+@signed_in
+async def activity(request: web.Request, session: Session) -> web.StreamResponse:
+    """Recent events of the account, newest first, one page at a time (keyset: ``before``)."""
+    st = state(request)
+    size = st.config.page_size
+    before = request.query.get("before", "")
+    before_id = int(before) if before.isdigit() and len(before) < 19 else None
+    events = await st.activity.page(session.account, before_id=before_id, limit=size + 1)
+    older = events[size - 1].id if len(events) > size else None
+    return render_page(
+        request,
+        "settings/activity.html",
+        session,
+        {"events": events[:size], "older": older, "first_page": before_id is None},
+    )
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    """Every settings route, named ``settings.*``."""
+    from web.settings import auth
+
+    router.add_get("/settings/login", auth.login_form, name=ROUTE_LOGIN)
+    router.add_post("/settings/login", auth.login, name="settings.login_post")
+    router.add_post("/settings/logout", auth.logout, name=auth.ROUTE_LOGOUT)
+    router.add_get("/settings", home, name="settings.root")
+    router.add_get("/settings/", home, name="settings.home")
+    router.add_get("/settings/customers", customers, name=ROUTE_CUSTOMERS)
+    router.add_get("/settings/customers/{code}", customer, name=ROUTE_CUSTOMER)
+    router.add_post("/settings/customers/{code}/links", make_link, name=ROUTE_MAKE_LINK)
+    router.add_post("/settings/customers/{code}/email", email_link, name=ROUTE_EMAIL_LINK)
+    router.add_get("/settings/links", links, name=ROUTE_LINKS)
+    router.add_post("/settings/links/{link_id}/revoke", revoke, name=ROUTE_REVOKE)
+    router.add_get("/settings/revoke-all", revoke_all_confirm, name="settings.revoke_all_confirm")
+    router.add_post("/settings/revoke-all", revoke_all, name=ROUTE_REVOKE_ALL)
+    router.add_get("/settings/bot", bot, name=ROUTE_BOT)
+    router.add_post("/settings/bot", save_bot, name="settings.save_bot")
+    router.add_post("/settings/bot/test-email", test_email, name=ROUTE_TEST_EMAIL)
+    router.add_get("/settings/activity", activity, name=ROUTE_ACTIVITY)
+
+
+__all__ = ["add_routes"]
