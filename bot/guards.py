@@ -31,7 +31,7 @@ class GuardContext:
     trusted_authserv_id: str | None = None
 
 
-Guard = Callable[[Request, GuardContext], "str | None"]
+Guard = Callable[[Request, GuardContext], str | None]
 
 
 def _short(value: str) -> str:
