@@ -46,10 +46,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[WebRig]:
 
 
 @pytest.fixture
-async def client(rig: WebRig, aiohttp_client: Any) -> Client:
-    client: Client = await aiohttp_client(
-        rig.app, server_kwargs={"access_log_class": RedactingAccessLogger}
-    )
+async def client(rig: WebRig, aiohttp_server: Any, aiohttp_client: Any) -> Client:
+    # Served as production serves it: with the access log that redacts tokens.
+    server = await aiohttp_server(rig.app, access_log_class=RedactingAccessLogger)
+    client: Client = await aiohttp_client(server)
     return client
 
 

@@ -51,7 +51,9 @@ def redact_path(path: str) -> str:
     too, so a token pasted into another route does not slip through.
     """
     path, sep, _query = path.partition("?")
-    cleaned = redact(_LINK_PATH.sub(f"/l/{REDACTED_TOKEN}", path))
+    path = _LINK_PATH.sub(f"/l/{REDACTED_TOKEN}", path)
+    # Segment by segment: the blob pattern would otherwise swallow the slashes too.
+    cleaned = "/".join(redact(segment) for segment in path.split("/"))
     return cleaned + ("?" + REDACTED_TOKEN if sep else "")
 
 
