@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import logging
 import sqlite3
 import ssl
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from email.policy import compat32
@@ -36,8 +37,10 @@ from permalink.spool import Spool
 
 log = logging.getLogger(__name__)
 
-Accepts = Callable[[str], bool]
-"""Whether an envelope recipient is one of the bot's request addresses."""
+Accepts = Callable[[str], bool | Awaitable[bool]]
+"""Whether an envelope recipient is one of the bot's request addresses.
+
+It may be a coroutine function, so the answer can follow settings changed at run time."""
 
 Wake = Callable[[], None]
 """Called after a message is spooled, e.g. ``asyncio.Event().set``."""
@@ -127,7 +130,10 @@ class RequestHandler:
         rcpt_options: list[str],
     ) -> str:
         peer = format_peer(session.peer)
-        if not self._accepts(address):
+        accepted = self._accepts(address)
+        if inspect.isawaitable(accepted):
+            accepted = await accepted
+        if not accepted:
             # Refusing here is what makes this server never relay.
             log.info("refused recipient %r from %s", address, peer)
             return NO_SUCH_USER

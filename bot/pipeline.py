@@ -1,0 +1,471 @@
+"""The ordered steps that turn one spooled request into a reply, and what they can conclude.
+
+A :class:`Job` carries one spooled message through :data:`PIPELINE`, read top to bottom:
+route it to an account, skip it if its reply already left, read it, drop duplicates, ask
+the guards, find the customer, spend the rate limits, gather the invoices in scope, merge
+their PDFs, mint the permalink, write the reply and hand it to the relay. Each step either
+lets the job go on (``None``) or ends it with an :data:`Outcome`; the worker turns the
+outcome into a spool state and an activity record.
+
+KashFlow errors are not caught here: :func:`kashflow_outcome` maps them once, for every step.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+from email.message import EmailMessage
+
+from bot import outbound
+from bot.compose import Wording, compose_reply, compose_unknown_sender
+from bot.guards import GuardContext, first_stop
+from bot.intent import Intent, read_intent
+from bot.mailparse import Request, parse
+from kashflow.client import Account, KashFlow
+from kashflow.documents import DEFAULT_CONCURRENCY, merged_pdf
+from kashflow.errors import (
+    ApiDisabled,
+    BadCredentials,
+    BadDocument,
+    IpNotAuthorised,
+    KashFlowError,
+    NotFound,
+    Unavailable,
+)
+from kashflow.models import CompanyDetails, Credentials, Customer
+from permalink.accounts import AccountSettings, BotSettings
+from permalink.keyring import Keyring, SecretUnreadable
+from permalink.limits import RateLimiter
+from permalink.links import Scope
+from permalink.minting import mint
+from permalink.registry import LinkRegistry
+from permalink.scopes import Statement, statement
+from permalink.spool import ReplyRecord, Spool, SpooledMessage
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 3600.0
+
+
+# -- outcomes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Replied:
+    """The reply left through the relay (or had left before a restart)."""
+
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """Deliberately not answered; ``rule`` says why (a guard, a limit, an unknown sender)."""
+
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Cannot be answered as things stand: the message is parked with ``reason``."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Something outside us is down (the relay, KashFlow): try again later."""
+
+    reason: str
+
+
+Outcome = Replied | Ignored | Failed | Deferred
+
+
+# -- what the steps share ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The process-wide things every job uses."""
+
+    spool: Spool
+    accounts: AccountSettings
+    limiter: RateLimiter
+    registry: LinkRegistry
+    keyring: Keyring
+    kashflow: KashFlow
+    public_base_url: str
+    mail_domain: str
+    pdf_concurrency: int = DEFAULT_CONCURRENCY
+    relay_timeout: float = 30.0
+    relay_ca_file: str | None = None
+    clock: Callable[[], float] = time.time
+
+
+@dataclass(slots=True)
+class Job:
+    """One message on its way through the pipeline; steps fill it in as they go."""
+
+    message: SpooledMessage
+    account: str = ""
+    settings: BotSettings | None = None
+    credentials: Credentials | None = field(default=None, repr=False)
+    request: Request = field(default_factory=Request)
+    sent_before: ReplyRecord | None = None
+    customer: Customer | None = None
+    recipient: str = ""
+    intent: Intent | None = None
+    statement: Statement | None = None
+    company: CompanyDetails | None = None
+    pdf: bytes | None = None
+    pdf_note: str = ""
+    link_url: str = field(default="", repr=False)
+    reply: EmailMessage | None = None
+
+    @property
+    def subject(self) -> str:
+        """Who the activity record is about: the customer if known, else the sender."""
+        if self.customer is not None:
+            return f"{self.customer.code} ({self.customer.name})"
+        return self.request.from_address or self.message.mail_from or "unknown sender"
+
+    @property
+    def bot(self) -> BotSettings:
+        assert self.settings is not None, "route runs first"
+        return self.settings
+
+    def kashflow(self, ctx: Context) -> Account:
+        assert self.credentials is not None, "route runs first"
+        return ctx.kashflow.account(self.credentials)
+
+
+Step = Callable[[Context, Job], Awaitable[Outcome | None]]
+
+
+# -- the steps --------------------------------------------------------------------------
+
+
+async def route(ctx: Context, job: Job) -> Outcome | None:
+    """The account whose request address the message was sent to, with the bot on."""
+    disabled = ""
+    for rcpt in job.message.rcpt_tos:
+        account = await ctx.accounts.account_for_address(rcpt)
+        if account is None:
+            continue
+        settings = await ctx.accounts.get(account)
+        job.account = account
+        if settings.enabled:
+            job.settings = settings
+            break
+        disabled = account
+    else:
+        if disabled:
+            return Failed("the bot is turned off for this request address")
+        return Failed("no account answers at this request address any more")
+    try:
+        job.credentials = await ctx.accounts.bot_credentials(job.account)
+    except SecretUnreadable:
+        return Failed(
+            "the bot's stored KashFlow credentials cannot be opened with the server key; "
+            "save them again on the settings page"
+        )
+    if job.credentials is None:
+        return Failed("the bot has no KashFlow credentials; save them on the settings page")
+    return None
+
+
+async def already_replied(ctx: Context, job: Job) -> Outcome | None:
+    # A reply recorded "sent" left before a crash or a lost ``done``: never send it again.
+    job.sent_before = await ctx.spool.reply_state(job.message.id)
+    if job.sent_before is not None and job.sent_before.state == "sent":
+        return Replied("reply had already been sent before an interruption")
+    return None
+
+
+async def read(ctx: Context, job: Job) -> Outcome | None:
+    job.request = parse(job.message.raw, envelope_sender=job.message.mail_from)
+    if not job.request.from_address:
+        defects = ", ".join(job.request.defects[:3])
+        return Ignored(f"no readable sender address ({defects})" if defects else "no sender")
+    return None
+
+
+async def duplicate(ctx: Context, job: Job) -> Outcome | None:
+    message_id = job.request.message_id or job.message.message_id
+    if await ctx.spool.seen_message_id(message_id, before_id=job.message.id):
+        return Ignored("duplicate: a message with this Message-ID was already received")
+    return None
+
+
+async def guards(ctx: Context, job: Job) -> Outcome | None:
+    reason = first_stop(job.request, GuardContext(job.bot.request_address, ctx.mail_domain))
+    return None if reason is None else Ignored(reason)
+
+
+async def identify(ctx: Context, job: Job) -> Outcome | None:
+    """The KashFlow customer whose Email field holds the From address."""
+    try:
+        job.customer = await job.kashflow(ctx).customer_by_email(job.request.lookup_address)
+    except NotFound:
+        if job.bot.unknown_sender == "ignore":
+            return Ignored("unknown sender: no KashFlow customer has this address")
+        # The neutral reply goes to the From address: it says nothing about anyone's books.
+        job.recipient = job.request.from_address
+        return None
+    job.recipient = address_on_file(job.customer, job.request.lookup_address)
+    if not job.recipient:
+        return Failed("the customer has no email address on file in KashFlow")
+    return None
+
+
+def address_on_file(customer: Customer, sender: str) -> str:
+    """Where a reply goes: the on-file address matching the sender, else the first on file.
+
+    Never an address the message only claims (Reply-To, or From when it is not on file).
+    """
+    on_file = customer.emails
+    for address in on_file:
+        if address.lower() == sender.lower():
+            return address
+    return on_file[0] if on_file else ""
+
+
+async def rate_limit(ctx: Context, job: Job) -> Outcome | None:
+    if job.sent_before is not None:
+        # The slot was spent when this reply was first being sent; it is only resent now.
+        return None
+    settings, now = job.bot, ctx.clock()
+    who = (
+        f"customer:{job.customer.code}"
+        if job.customer is not None
+        else f"sender:{job.request.lookup_address}"
+    )
+    # Per sender first: a sender over their own limit must not use up everyone's allowance.
+    if not await ctx.limiter.try_acquire(
+        f"{job.account}:{who}",
+        limit=settings.per_customer_limit,
+        window_s=RATE_WINDOW_S,
+        now=now,
+    ):
+        return Ignored(f"rate limit: over {settings.per_customer_limit} replies an hour to them")
+    if not await ctx.limiter.try_acquire(
+        f"{job.account}:global", limit=settings.global_limit, window_s=RATE_WINDOW_S, now=now
+    ):
+        return Ignored(f"rate limit: over {settings.global_limit} replies an hour in all")
+    return None
+
+
+async def gather(ctx: Context, job: Job) -> Outcome | None:
+    """The invoices the request asks for; one invoice only if it is the customer's."""
+    kf = job.kashflow(ctx)
+    if job.customer is None:
+        job.company = await kf.company_details()
+        return None
+    default = job.bot.default_scope
+    intent = read_intent(job.request.new_text, job.request.subject, default)
+    if intent.kind == "invoice" and intent.invoice is not None:
+        try:
+            job.statement = await statement(kf, job.customer.id, Scope("invoice", intent.invoice))
+        except (NotFound, ValueError):
+            # Someone else's invoice and a missing one get the same answer: the default.
+            intent = Intent(default, understood=False)
+    if job.statement is None:
+        job.statement = await statement(kf, job.customer.id, Scope(intent.kind))
+    job.intent = intent
+    job.company = job.statement.company
+    job.customer = job.statement.customer
+    return None
+
+
+async def attach(ctx: Context, job: Job) -> Outcome | None:
+    if job.statement is None or not job.statement.invoices:
+        return None
+    try:
+        pdf = await merged_pdf(
+            job.kashflow(ctx), job.statement.numbers, concurrency=ctx.pdf_concurrency
+        )
+    except BadDocument as error:
+        log.warning("spool #%d: no PDF attached: %s", job.message.id, error.message)
+        job.pdf_note = "PDF left out: KashFlow returned an unreadable document"
+        return None
+    if len(pdf) > job.bot.max_attachment_bytes:
+        # The link does the work: it serves the same merged PDF on demand.
+        job.pdf_note = f"PDF left out: {len(pdf):,} bytes is over the attachment limit"
+        return None
+    job.pdf = pdf
+    return None
+
+
+async def mint_link(ctx: Context, job: Job) -> Outcome | None:
+    if job.customer is None or job.statement is None:
+        return None
+    assert job.credentials is not None
+    minted = await mint(
+        registry=ctx.registry,
+        keyring=ctx.keyring,
+        public_base_url=ctx.public_base_url,
+        credentials=job.credentials,
+        customer=job.customer,
+        scope=job.statement.scope,
+        now=int(ctx.clock()),
+        expires_in=None,
+        minted_by="bot",
+    )
+    job.link_url = minted.url
+    return None
+
+
+async def write_reply(ctx: Context, job: Job) -> Outcome | None:
+    settings = job.bot
+    assert job.company is not None
+    from_addr = email.utils.formataddr((job.company.name, settings.sender))
+    if job.customer is None:
+        job.reply = compose_unknown_sender(
+            request=job.request,
+            to=job.recipient,
+            from_addr=from_addr,
+            company=job.company,
+            our_domain=ctx.mail_domain,
+        )
+    else:
+        assert job.statement is not None and job.intent is not None
+        wording = settings.wording
+        job.reply = compose_reply(
+            request=job.request,
+            to=job.recipient,
+            from_addr=from_addr,
+            company=job.company,
+            customer=job.customer,
+            invoices=job.statement.invoices,
+            link_url=job.link_url,
+            pdf=job.pdf,
+            pdf_filename=pdf_filename(job.customer, job.statement.scope),
+            intent=job.intent,
+            our_domain=ctx.mail_domain,
+            today=date.fromtimestamp(ctx.clock()),
+            wording=Wording(wording.greeting, wording.intro, wording.sign_off),
+        )
+    if job.sent_before is not None:
+        # An earlier attempt may have reached the recipient; the same Message-ID lets
+        # their mail client treat a second copy as the same message.
+        del job.reply["Message-ID"]
+        job.reply["Message-ID"] = job.sent_before.reply_message_id
+    return None
+
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def pdf_filename(customer: Customer, scope: Scope) -> str:
+    code = _UNSAFE_FILENAME.sub("-", customer.code).strip("-") or "customer"
+    if scope.kind == "invoice":
+        return f"invoice-{scope.invoice}.pdf"
+    return f"{code}-{scope.kind}-invoices.pdf"
+
+
+async def deliver(ctx: Context, job: Job) -> Outcome | None:
+    """Relay the reply between two durable records (see :mod:`permalink.spool`)."""
+    assert job.reply is not None
+    settings, spool_id = job.bot, job.message.id
+    try:
+        password = await ctx.accounts.relay_password(job.account) or ""
+        relay = outbound.Relay(
+            host=settings.relay.host,
+            port=settings.relay.port,
+            security=settings.relay.security,
+            username=settings.relay.username,
+            password=password,
+            timeout=ctx.relay_timeout,
+            ca_file=ctx.relay_ca_file,
+        )
+    except SecretUnreadable:
+        return Failed("the stored relay password cannot be opened; save it again")
+    except ValueError as error:
+        return Failed(f"the relay settings are incomplete: {error}")
+    message_id = str(job.reply["Message-ID"])
+    await ctx.spool.record_reply(spool_id, message_id, "sending")
+    try:
+        # The null envelope sender (RFC 3834 section 3.3) keeps bounces of an automatic
+        # reply from coming back to the bot as new requests.
+        await outbound.send(relay, job.reply, recipients=[job.recipient], sender="")
+    except outbound.TemporaryFailure as failure:
+        return Deferred(failure.reason)
+    except outbound.PermanentFailure as failure:
+        return Failed(failure.reason)
+    # The one window left: killed after the relay's 250 and before this commit, the reply
+    # is sent again on restart, with the same Message-ID. SMTP offers nothing to close it.
+    await ctx.spool.record_reply(spool_id, message_id, "sent")
+    return Replied(_replied_detail(job))
+
+
+def _replied_detail(job: Job) -> str:
+    if job.customer is None or job.statement is None:
+        return f"neutral reply to unknown sender {job.recipient}"
+    count = len(job.statement.invoices)
+    noun = "invoice" if count == 1 else "invoices"
+    parts = [f"{job.statement.scope}: {count} {noun} sent to {job.recipient}"]
+    if job.intent is not None and not job.intent.understood:
+        parts.append("request not understood, default scope used")
+    if job.pdf_note:
+        parts.append(job.pdf_note)
+    return "; ".join(parts)
+
+
+#: The steps every message goes through, in order.
+PIPELINE: tuple[Step, ...] = (
+    route,
+    already_replied,
+    read,
+    duplicate,
+    guards,
+    identify,
+    rate_limit,
+    gather,
+    attach,
+    mint_link,
+    write_reply,
+    deliver,
+)
+
+
+async def run(ctx: Context, job: Job, steps: tuple[Step, ...] = PIPELINE) -> Outcome:
+    """Take ``job`` through ``steps`` until one concludes; KashFlow errors conclude too."""
+    try:
+        for step in steps:
+            outcome = await step(ctx, job)
+            if outcome is not None:
+                return outcome
+    except KashFlowError as error:
+        return kashflow_outcome(error)
+    raise RuntimeError("the pipeline ended without an outcome")
+
+
+def kashflow_outcome(error: KashFlowError) -> Outcome:
+    """KashFlow being down is worth a retry; refusing the bot's credentials is not."""
+    if isinstance(error, Unavailable):
+        return Deferred(f"KashFlow unavailable: {error.message}")
+    if isinstance(error, BadCredentials | ApiDisabled | IpNotAuthorised):
+        return Failed(f"{error.message} Check the bot's KashFlow settings.")
+    return Failed(error.message)
+
+
+__all__ = [
+    "PIPELINE",
+    "Context",
+    "Deferred",
+    "Failed",
+    "Ignored",
+    "Job",
+    "Outcome",
+    "Replied",
+    "Step",
+    "address_on_file",
+    "kashflow_outcome",
+    "pdf_filename",
+    "run",
+]

@@ -1,0 +1,240 @@
+"""The bot's worker: takes spooled requests one by one and settles each of them.
+
+It claims the oldest due message, runs it through :mod:`bot.pipeline`, and turns the
+outcome into a spool state and an activity record:
+
+* replied / ignored -> ``done``;
+* failed -> ``parked`` with the reason (shown on the settings page);
+* deferred (relay or KashFlow down) -> ``retry`` after :func:`bot.outbound.backoff`,
+  parked once it has been tried ``max_temporary_attempts`` times;
+* an unexpected error -> retried the same way, but parked as poison after
+  ``max_attempts`` tries, so one bad message never holds up the queue behind it.
+
+The worker sleeps until the listener wakes it (:meth:`Worker.wake`) or the earliest
+retry falls due; it never polls. It runs as tasks on the service's own event loop; the
+CPU-heavy PDF merge already runs on a thread inside :func:`kashflow.documents.merged_pdf`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot import pipeline
+from bot.outbound import backoff
+from permalink.activity import BOT_REQUEST, ActivityLog
+from permalink.activity import Outcome as Verdict
+from permalink.spool import SpooledMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What became of one attempt at one spooled message."""
+
+    spool_id: int
+    message_id: str
+    outcome: pipeline.Outcome
+    state: str
+    """The spool state it was left in: ``done``, ``parked`` or ``retry``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    """Unexpected errors: after this many tries the message is parked as poison."""
+    max_temporary_attempts: int = 12
+    """Relay or KashFlow down: about a day of tries (30 s doubling to an hour)."""
+    base_delay: float = 30.0
+    max_delay: float = 3600.0
+
+    def delay(self, attempt: int) -> float:
+        return backoff(attempt, base=self.base_delay, cap=self.max_delay)
+
+
+class Worker:
+    """Settles spooled messages with ``concurrency`` tasks; ``start``/``stop`` it."""
+
+    def __init__(
+        self,
+        context: pipeline.Context,
+        activity: ActivityLog,
+        *,
+        concurrency: int = 2,
+        retry: RetryPolicy | None = None,
+        history: int = 1000,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("the worker needs at least one task")
+        self._ctx = context
+        self._activity = activity
+        self._concurrency = concurrency
+        self._retry = retry or RetryPolicy()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._settled: deque[Settled] = deque(maxlen=history)
+        self._changed = asyncio.Condition()
+
+    @property
+    def settled(self) -> list[Settled]:
+        """The most recent attempts, oldest first (for the settings page and tests)."""
+        return list(self._settled)
+
+    def wake(self) -> None:
+        """A message was spooled: look at the queue now (the listener's callback)."""
+        self._wakeup.set()
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        self._stopping = False
+        self._tasks = [
+            asyncio.create_task(self._loop(), name=f"bot-worker-{n}")
+            for n in range(self._concurrency)
+        ]
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Let messages in hand finish (up to ``timeout``), then stop.
+
+        A message still unfinished is left ``working``; the next start re-queues it.
+        """
+        self._stopping = True
+        self._wakeup.set()
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # The bound is part of the signature so that no caller can wait forever.
+    async def wait_for(
+        self,
+        predicate: Callable[[list[Settled]], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> list[Settled]:
+        """Wait until ``predicate(settled)`` holds; raises TimeoutError after ``timeout``."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: predicate(self.settled))
+        return self.settled
+
+    async def run_once(self) -> Settled | None:
+        """Claim and settle the oldest due message, if there is one."""
+        message = await self._ctx.spool.claim_next(self._ctx.clock())
+        if message is None:
+            return None
+        return await self.settle(message)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            # Clearing before claiming: a wake-up that lands after the claim found nothing
+            # stays set, so no message waits for the next one to arrive.
+            self._wakeup.clear()
+            try:
+                if await self.run_once() is not None:
+                    continue
+                pause = await self._until_next_retry()
+            except Exception:
+                # The database is unwell; do not spin on it.
+                log.exception("worker could not read the spool")
+                pause = self._retry.base_delay
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await self._wakeup.wait()
+
+    async def _until_next_retry(self) -> float | None:
+        due = await self._ctx.spool.next_retry_at()
+        if due is None:
+            return None
+        return max(0.0, due - self._ctx.clock())
+
+    async def settle(self, message: SpooledMessage) -> Settled:
+        """Run one claimed message through the pipeline and record what became of it."""
+        job = pipeline.Job(message)
+        try:
+            outcome = await pipeline.run(self._ctx, job)
+        except Exception as error:
+            # A bug or an unforeseen input: keep the message, say what broke, move on.
+            log.exception(
+                "spool #%d message %s from %s: unexpected %s",
+                message.id,
+                message.message_id or "-",
+                message.peer,
+                type(error).__name__,
+            )
+            outcome = pipeline.Deferred(f"internal error ({type(error).__name__})")
+            limit = self._retry.max_attempts
+        else:
+            limit = self._retry.max_temporary_attempts
+        state = await self._conclude(message, job, outcome, limit)
+        settled = Settled(message.id, message.message_id, outcome, state)
+        async with self._changed:
+            self._settled.append(settled)
+            self._changed.notify_all()
+        return settled
+
+    async def _conclude(
+        self, message: SpooledMessage, job: pipeline.Job, outcome: pipeline.Outcome, limit: int
+    ) -> str:
+        spool = self._ctx.spool
+        state: str
+        match outcome:
+            case pipeline.Replied(detail=detail):
+                await spool.done(message.id)
+                state = "done"
+                await self._record(job, "replied", detail)
+            case pipeline.Ignored(rule=rule):
+                await spool.done(message.id)
+                state = "done"
+                await self._record(job, "ignored", rule)
+            case pipeline.Failed(reason=reason):
+                await spool.park(message.id, reason)
+                state = "parked"
+                await self._record(job, "failed", reason)
+            case pipeline.Deferred(reason=reason) if message.attempts >= limit:
+                reason = f"gave up after {message.attempts} attempts: {reason}"
+                await spool.park(message.id, reason)
+                state = "parked"
+                await self._record(job, "failed", reason)
+            case pipeline.Deferred(reason=reason):
+                delay = self._retry.delay(message.attempts)
+                await spool.retry(message.id, reason, self._ctx.clock() + delay)
+                state = "retry"
+                await self._record(job, "pending_retry", f"{reason}; retrying in {delay:.0f} s")
+        log.info(
+            "spool #%d message %s from %s: %s (%s)",
+            message.id,
+            message.message_id or "-",
+            message.peer,
+            state,
+            type(outcome).__name__.lower(),
+        )
+        return state
+
+    async def _record(self, job: pipeline.Job, outcome: Verdict, detail: str) -> None:
+        if not job.account:
+            # No account to file it under (the request address belongs to nobody now);
+            # the parked message and the log line still say what happened.
+            return
+        try:
+            await self._activity.record(
+                job.account,
+                kind=BOT_REQUEST,
+                outcome=outcome,
+                subject=job.subject,
+                detail=detail,
+            )
+        except Exception:
+            log.exception("could not record activity for spool #%d", job.message.id)
+
+
+__all__ = ["RetryPolicy", "Settled", "Worker"]

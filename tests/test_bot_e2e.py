@@ -1,0 +1,439 @@
+"""The mail bot end to end over loopback sockets.
+
+smtplib (in a thread) -> BotService (listener, spool, worker) -> sandbox KashFlow ->
+CaptureServer standing in for the relay. Each test reads back what a customer would
+receive: who it went to, the permalink inside (opened with the server key), the PDF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import smtplib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pypdf import PdfReader
+
+from bot.capture import CapturedMessage, CaptureServer
+from bot.listener import ListenerSettings
+from bot.service import BotService
+from bot.worker import RetryPolicy, Settled
+from kashflow.client import KashFlow
+from kashflow.sandbox import DEMO, Sandbox
+from permalink.activity import Event
+from permalink.db import Database
+from permalink.keyring import Keyring
+from permalink.links import Link, open_link
+
+REQUEST = "invoices@northwind.example"
+DOMAIN = "bot.northwind.example"
+BASE_URL = "https://invoices.northwind.example"
+ACME = "accounts@acme-fab.example"
+MAIL = Path(__file__).parent / "data" / "mail"
+
+
+def request_mail(
+    body: str = "Hello, please send me my invoices.",
+    *,
+    sender: str = ACME,
+    subject: str = "Invoices",
+    message_id: str | None = None,
+    extra: str = "",
+) -> bytes:
+    message_id = message_id or make_msgid(domain="client.example")
+    return (
+        f"From: Client <{sender}>\r\nTo: {REQUEST}\r\nSubject: {subject}\r\n"
+        f"Message-ID: {message_id}\r\nDate: Mon, 10 Mar 2025 09:00:00 +0000\r\n{extra}"
+        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def scenario(name: str, replace: dict[str, str]) -> bytes:
+    """A recorded message from tests/data/mail with its people swapped for sandbox ones."""
+    raw = (MAIL / name).read_bytes()
+    for old, new in replace.items():
+        raw = re.sub(re.escape(old).encode(), new.encode(), raw, flags=re.IGNORECASE)
+    return re.sub(rb"\r?\n", b"\r\n", raw)
+
+
+@dataclass
+class Rig:
+    service: BotService
+    capture: CaptureServer
+    sandbox: Sandbox
+    kashflow: KashFlow
+    keyring: Keyring
+    db: Database
+
+    async def send(self, raw: bytes, *, mail_from: str = ACME, rcpt: str = REQUEST) -> None:
+        def deliver() -> None:
+            with smtplib.SMTP("127.0.0.1", self.service.port, timeout=5) as client:
+                client.sendmail(mail_from, [rcpt], raw)
+
+        await asyncio.to_thread(deliver)
+
+    async def settle(self, count: int, timeout: float = 10.0) -> list[Settled]:  # noqa: ASYNC109
+        """The first ``count`` settled attempts, once they have happened."""
+        settled = await self.service.worker.wait_for(lambda s: len(s) >= count, timeout)
+        return settled[:count]
+
+    async def events(self) -> list[Event]:
+        return list(reversed(await self.service.activity.page("demo")))
+
+    def link(self, reply: CapturedMessage) -> Link:
+        text = body_text(reply)
+        match = re.search(re.escape(BASE_URL) + r"/l/([A-Za-z0-9_-]+)", text)
+        assert match, "the reply carries the permalink"
+        return open_link(match.group(1), self.keyring, now=2_000_000_000)
+
+
+def body_text(reply: CapturedMessage) -> str:
+    body = reply.parsed().get_body(preferencelist=("plain",))
+    assert isinstance(body, EmailMessage)
+    return str(body.get_content())
+
+
+def attachment(reply: CapturedMessage) -> bytes | None:
+    for part in reply.parsed().iter_attachments():
+        if part.get_content_type() == "application/pdf":
+            data = part.get_content()
+            assert isinstance(data, bytes)
+            return data
+    return None
+
+
+def pages(pdf: bytes) -> int:
+    return len(PdfReader(io.BytesIO(pdf)).pages)
+
+
+MakeRig = Callable[..., Awaitable[Rig]]
+
+
+@pytest.fixture
+async def make_rig(tmp_path: Path, sandbox: Sandbox, kashflow: KashFlow) -> AsyncIterator[MakeRig]:
+    """Start the bot for the sandbox's ``demo`` account; keyword arguments are bot settings."""
+    started: list[tuple[BotService, CaptureServer, Database]] = []
+
+    async def make(**bot_settings: Any) -> Rig:
+        db = Database(tmp_path / f"state-{len(started)}.sqlite3")
+        keyring = Keyring.generate()
+        capture = CaptureServer(tmp_path / f"outbox-{len(started)}")
+        await capture.start()
+        service = BotService(
+            ListenerSettings(host="127.0.0.1", port=0),
+            db,
+            keyring,
+            kashflow,
+            BASE_URL,
+            DOMAIN,
+            retry=RetryPolicy(base_delay=0.05, max_delay=0.2),
+        )
+        await service.accounts.set_bot_credentials("demo", bot_settings.pop("credentials", DEMO))
+        settings: dict[str, Any] = {
+            "enabled": True,
+            "request_address": REQUEST,
+            "relay_host": "127.0.0.1",
+            "relay_port": capture.port,
+            "relay_security": "none",
+            "default_scope": "unpaid",
+            **bot_settings,
+        }
+        await service.accounts.update("demo", **settings)
+        await service.start()
+        started.append((service, capture, db))
+        return Rig(service, capture, sandbox, kashflow, keyring, db)
+
+    yield make
+    for service, capture, db in started:
+        await service.stop()
+        await capture.close()
+        db.close()
+
+
+@pytest.fixture
+async def rig(make_rig: MakeRig) -> Rig:
+    return await make_rig()
+
+
+async def expected_pages(rig: Rig, numbers: list[int]) -> int:
+    account = rig.kashflow.account(DEMO)
+    return sum([pages(await account.invoice_pdf(n)) for n in numbers])
+
+
+def unpaid_numbers(rig: Rig, code: str) -> list[int]:
+    return [i.number for i in rig.sandbox.invoices("demo", code) if not i.paid]
+
+
+# -- a request answered -----------------------------------------------------------------
+
+
+async def test_a_customer_request_gets_one_reply_with_their_link_and_pdf(rig: Rig) -> None:
+    raw = request_mail(message_id="<first@client.example>")
+    await rig.send(raw)
+    [reply] = await rig.capture.wait_for(1)
+    [settled] = await rig.settle(1)
+
+    assert settled.state == "done"
+    assert reply.rcpt_tos == (ACME,)
+    assert reply.mail_from == "<>"  # RFC 3834: automatic replies go out with a null sender
+    parsed = reply.parsed()
+    assert parsed["To"] == ACME
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    assert parsed["In-Reply-To"] == "<first@client.example>"
+    assert str(parsed["Message-ID"]).endswith(f"@{DOMAIN}>")
+
+    link = rig.link(reply)
+    acme = rig.sandbox.customer("demo", "ACME01")
+    assert (link.customer_code, link.customer_id) == ("ACME01", acme.id)
+    assert str(link.scope) == "unpaid"
+    assert link.credentials.username == "demo"
+    record = await rig.service.context.registry.get("demo", link.link_id)
+    assert record is not None and record.minted_by == "bot"
+
+    pdf = attachment(reply)
+    assert pdf is not None
+    unpaid = unpaid_numbers(rig, "ACME01")
+    assert len(unpaid) == 7
+    assert pages(pdf) == await expected_pages(rig, unpaid)
+    for number in unpaid:
+        assert f"Invoice {number}" in body_text(reply)
+
+    [event] = await rig.events()
+    assert (event.kind, event.outcome) == ("bot_request", "replied")
+    assert "ACME01" in event.subject
+    assert "/l/" not in event.detail and "/l/" not in event.subject
+
+
+async def test_asking_for_unpaid_invoices_sends_only_those(make_rig: MakeRig) -> None:
+    rig = await make_rig(default_scope="all")
+    await rig.send(
+        request_mail("What do we still owe you?", sender="maggie@dunes.example"),
+        mail_from="maggie@dunes.example",
+    )
+    [reply] = await rig.capture.wait_for(1)
+    assert str(rig.link(reply).scope) == "unpaid"
+    unpaid = unpaid_numbers(rig, "DUNE01")
+    pdf = attachment(reply)
+    assert pdf is not None and pages(pdf) == await expected_pages(rig, unpaid)
+
+
+async def test_asking_for_one_invoice_sends_that_invoice(rig: Rig) -> None:
+    number = rig.sandbox.invoices("demo", "ACME01")[30].number  # an old, paid one
+    await rig.send(request_mail(f"Could I have a copy of invoice {number}?"))
+    [reply] = await rig.capture.wait_for(1)
+    link = rig.link(reply)
+    assert (link.scope.kind, link.scope.invoice) == ("invoice", number)
+    pdf = attachment(reply)
+    assert pdf is not None and pages(pdf) == await expected_pages(rig, [number])
+
+
+async def test_someone_elses_invoice_number_gets_the_default_scope(rig: Rig) -> None:
+    theirs = rig.sandbox.invoices("demo", "DUNE01")[0].number
+    await rig.send(request_mail(f"Please send invoice {theirs}"))
+    [reply] = await rig.capture.wait_for(1)
+    link = rig.link(reply)
+    assert (link.customer_code, str(link.scope)) == ("ACME01", "unpaid")
+    assert f"Invoice {theirs}" not in body_text(reply)
+
+
+async def test_a_spoofed_reply_to_is_ignored(rig: Rig) -> None:
+    raw = scenario("spoofed-reply-to.eml", {"jane.holloway@hollyhock-bakery.example": ACME})
+    await rig.send(raw)
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.rcpt_tos == (ACME,)
+    assert reply.parsed()["To"] == ACME
+    assert b"h0lloway" not in reply.raw
+
+
+async def test_several_addresses_on_file_reply_to_the_one_that_wrote(make_rig: MakeRig) -> None:
+    rig = await make_rig(default_scope="all")
+    await rig.send(
+        request_mail(sender="Owner@Brightwater.example"), mail_from="owner@brightwater.example"
+    )
+    [reply] = await rig.capture.wait_for(1)
+    # The spelling KashFlow has on file, not the one the message used.
+    assert reply.rcpt_tos == ("owner@brightwater.example",)
+    assert rig.link(reply).customer_code == "BRIGHT01"
+
+
+async def test_a_pdf_over_the_attachment_limit_is_left_out(make_rig: MakeRig) -> None:
+    rig = await make_rig(max_attachment_bytes=100 * 1024)
+    await rig.send(request_mail("Please send all of our invoices"))
+    [reply] = await rig.capture.wait_for(1, timeout=15)
+    assert attachment(reply) is None
+    assert str(rig.link(reply).scope) == "all"
+    await rig.settle(1)
+    [event] = await rig.events()
+    assert "attachment limit" in event.detail
+
+
+# -- recorded mail from real clients ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "sender", "scope"),
+    [
+        ("outlook-quoted-reply.eml", "Jane.Holloway@Hollyhock-Bakery.example", "unpaid"),
+        ("windows-1252.eml", "rene@dubois-vins.example", "unpaid"),
+        ("base64-body.eml", "zoe@cafe-zoe.example", "all"),
+    ],
+)
+async def test_mail_from_real_clients_is_understood(
+    make_rig: MakeRig, name: str, sender: str, scope: str
+) -> None:
+    rig = await make_rig(default_scope="all")
+    await rig.send(scenario(name, {sender: "maggie@dunes.example"}))
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.rcpt_tos == ("maggie@dunes.example",)
+    link = rig.link(reply)
+    assert (link.customer_code, str(link.scope)) == ("DUNE01", scope)
+
+
+async def test_an_html_only_request_for_an_invoice(rig: Rig) -> None:
+    number = rig.sandbox.invoices("demo", "ACME01")[40].number
+    raw = scenario("html-only.eml", {"priya@meadowlark-studio.example": ACME, "1312": str(number)})
+    await rig.send(raw)
+    [reply] = await rig.capture.wait_for(1)
+    link = rig.link(reply)
+    assert (link.scope.kind, link.scope.invoice) == ("invoice", number)
+
+
+# -- what gets no reply -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "sender", "rule"),
+    [
+        ("auto-reply.eml", "Jane.Holloway@Hollyhock-Bakery.example", "Auto-Submitted"),
+        ("bounce-dsn.eml", "", "null reverse-path"),
+        ("bounce-dsn.eml", "MAILER-DAEMON@mx.hollyhock-bakery.example", "report"),
+        ("mailing-list.eml", "dev@patel-grocers.example", "list"),
+    ],
+)
+async def test_automatic_and_list_mail_gets_no_reply(
+    rig: Rig, name: str, sender: str, rule: str
+) -> None:
+    # Everything else about the message is a known customer's, so only the guard stops it.
+    raw = scenario(name, {sender: ACME} if sender else {})
+    await rig.send(raw, mail_from=ACME if sender else "")
+    await rig.settle(1)
+    await rig.send(request_mail())  # a real request behind it is still answered
+    [ignored, answered] = await rig.settle(2)
+    assert ignored.state == answered.state == "done"
+    assert len(await rig.capture.wait_for(1)) == 1
+    events = await rig.events()
+    assert events[0].outcome == "ignored"
+    assert rule.lower() in events[0].detail.lower()
+    assert events[1].outcome == "replied"
+
+
+async def test_an_unknown_sender_gets_no_reply(rig: Rig) -> None:
+    stranger = "someone@elsewhere.example"
+    await rig.send(request_mail(sender=stranger), mail_from=stranger)
+    await rig.settle(1)
+    await rig.send(request_mail())
+    await rig.settle(2)
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.rcpt_tos == (ACME,)
+    events = await rig.events()
+    assert (events[0].outcome, events[0].subject) == ("ignored", stranger)
+    assert "unknown sender" in events[0].detail
+
+
+async def test_an_unknown_sender_gets_the_neutral_reply_when_chosen(make_rig: MakeRig) -> None:
+    rig = await make_rig(unknown_sender="neutral_reply")
+    stranger = "someone@elsewhere.example"
+    await rig.send(request_mail("send invoices", sender=stranger), mail_from=stranger)
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.rcpt_tos == (stranger,)
+    assert attachment(reply) is None
+    text = body_text(reply)
+    assert "/l/" not in text and "Acme" not in text
+    assert reply.parsed()["Auto-Submitted"] == "auto-replied"
+
+
+async def test_a_malformed_message_is_settled_and_the_queue_flows(rig: Rig) -> None:
+    await rig.send((MAIL / "malformed-headers.eml").read_bytes().replace(b"\n", b"\r\n"))
+    await rig.settle(1)
+    await rig.send(request_mail())
+    first, second = await rig.settle(2)
+    assert first.state in ("done", "parked")
+    assert second.state == "done"
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.rcpt_tos == (ACME,)
+    events = await rig.events()
+    assert events[0].outcome in ("ignored", "failed") and events[0].detail
+
+
+async def test_a_fourth_request_in_an_hour_gets_no_reply(rig: Rig) -> None:
+    for _ in range(4):
+        await rig.send(request_mail())
+    settled = await rig.settle(4)
+    assert [s.state for s in settled] == ["done"] * 4
+    assert len(rig.capture.messages) == 3
+    events = await rig.events()
+    assert sorted(e.outcome for e in events) == ["ignored", "replied", "replied", "replied"]
+    [refused] = [e for e in events if e.outcome == "ignored"]
+    assert "rate limit" in refused.detail and "ACME01" in refused.subject
+
+
+async def test_the_same_message_id_twice_is_answered_once(rig: Rig) -> None:
+    raw = request_mail(message_id="<same@client.example>")
+    await rig.send(raw)
+    await rig.send(raw)
+    await rig.settle(2)
+    assert len(rig.capture.messages) == 1
+    events = await rig.events()
+    assert sorted(e.outcome for e in events) == ["ignored", "replied"]
+    assert any("duplicate" in e.detail for e in events)
+
+
+# -- the relay --------------------------------------------------------------------------
+
+
+async def test_relay_down_then_up_sends_the_reply_once_later(rig: Rig) -> None:
+    await rig.capture.close()
+    await rig.send(request_mail())
+    [deferred] = await rig.settle(1)
+    assert deferred.state == "retry"
+    [waiting] = await rig.service.spool.list(["retry"])
+    assert "unreachable" in waiting.reason or "connection" in waiting.reason
+
+    await rig.capture.start()
+    [reply] = await rig.capture.wait_for(1)
+    await rig.service.worker.wait_for(lambda s: s[-1].state == "done")
+    assert reply.rcpt_tos == (ACME,)
+    assert len(rig.capture.messages) == 1
+    assert (await rig.service.spool.counts())["done"] == 1
+    outcomes = [e.outcome for e in await rig.events()]
+    assert outcomes[0] == "pending_retry" and outcomes[-1] == "replied"
+
+
+async def test_relay_refusing_for_good_parks_the_message_with_its_reason(rig: Rig) -> None:
+    rig.capture.fail_with = (554, "5.7.1 Relaying denied")
+    await rig.send(request_mail())
+    [settled] = await rig.settle(1)
+    assert settled.state == "parked"
+    [parked] = await rig.service.spool.list(["parked"])
+    assert "554" in parked.reason and "Relaying denied" in parked.reason
+    [event] = await rig.events()
+    assert event.outcome == "failed" and "554" in event.detail
+
+
+# -- the request address follows the settings -------------------------------------------
+
+
+async def test_turning_the_bot_off_refuses_its_address_at_once(rig: Rig) -> None:
+    await rig.service.accounts.update("demo", enabled=False)
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        await rig.send(request_mail())
+    await rig.service.accounts.update("demo", enabled=True)
+    await rig.send(request_mail())
+    assert len(await rig.capture.wait_for(1)) == 1
