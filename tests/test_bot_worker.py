@@ -1,0 +1,153 @@
+"""The worker's decisions: retries, poison, KashFlow refusals, and replies sent exactly once.
+
+Runs the real service against the sandbox and the capture relay (see test_bot_e2e); some
+messages go straight into the spool, as the listener would have put them.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+
+from bot import pipeline
+from bot.mailparse import Request, parse
+from kashflow.errors import (
+    ApiDisabled,
+    BadCredentials,
+    IpNotAuthorised,
+    KashFlowError,
+    Rejected,
+    Unavailable,
+)
+from kashflow.models import Credentials, Customer
+from tests.test_bot_e2e import ACME, REQUEST, MakeRig, Rig, make_rig, request_mail, rig
+
+__all__ = ["make_rig", "rig"]  # fixtures shared with the end-to-end tests
+
+
+async def spool(rig: Rig, raw: bytes, *, mail_from: str = ACME) -> int:
+    """Put a message in the spool as the listener does, without waking the worker."""
+    return await rig.service.spool.enqueue(
+        peer="127.0.0.1:1", mail_from=mail_from, rcpt_tos=[REQUEST], raw=raw
+    )
+
+
+async def test_a_message_that_keeps_breaking_is_parked_while_the_queue_flows(rig: Rig) -> None:
+    def fragile(raw: bytes, *, envelope_sender: str | None = None) -> Request:
+        if b"POISON" in raw:
+            raise RuntimeError("parser bug")
+        return parse(raw, envelope_sender=envelope_sender)
+
+    with mock.patch("bot.pipeline.parse", side_effect=fragile):
+        await rig.send(request_mail("POISON"))
+        await rig.send(request_mail())
+        [reply] = await rig.capture.wait_for(1)
+        settled = await rig.service.worker.wait_for(lambda s: any(x.state == "parked" for x in s))
+    assert reply.rcpt_tos == (ACME,)
+    poison = [s for s in settled if s.state != "done"]
+    assert [s.state for s in poison] == ["retry", "retry", "parked"]
+    [parked] = await rig.service.spool.list(["parked"])
+    assert parked.attempts == 3
+    assert "gave up after 3 attempts" in parked.reason and "RuntimeError" in parked.reason
+    assert "parser bug" not in parked.reason  # exception text may hold anything
+    assert len(rig.capture.messages) == 1
+
+
+async def test_kashflow_down_is_retried_and_then_answered(rig: Rig) -> None:
+    rig.sandbox.faults.http_500 = True
+    rig.sandbox.faults.operations = frozenset({"GetCustomerByEmail"})
+    await rig.send(request_mail())
+    [first] = await rig.settle(1)
+    assert first.state == "retry"
+    assert isinstance(first.outcome, pipeline.Deferred)
+    assert "KashFlow" in first.outcome.reason
+    rig.sandbox.faults.clear()
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.rcpt_tos == (ACME,)
+    events = await rig.events()
+    assert events[0].outcome == "pending_retry"
+
+
+async def test_kashflow_refusing_the_credentials_parks_with_a_human_reason(
+    make_rig: MakeRig,
+) -> None:
+    rig = await make_rig(credentials=Credentials("demo", "not-the-password"))
+    await rig.send(request_mail())
+    [settled] = await rig.settle(1)
+    assert settled.state == "parked"
+    [parked] = await rig.service.spool.list(["parked"])
+    assert "did not accept the username or password" in parked.reason
+    assert "not-the-password" not in parked.reason
+    [event] = await rig.events()
+    assert event.outcome == "failed" and "not-the-password" not in event.detail
+    assert rig.capture.messages == []
+
+
+@pytest.mark.parametrize(
+    ("error", "verdict"),
+    [
+        (Unavailable("timed out"), pipeline.Deferred),
+        (BadCredentials(), pipeline.Failed),
+        (ApiDisabled(), pipeline.Failed),
+        (IpNotAuthorised(), pipeline.Failed),
+        (Rejected("SOAP fault"), pipeline.Failed),
+    ],
+)
+def test_kashflow_errors_become_retries_or_parking(
+    error: KashFlowError, verdict: type[pipeline.Outcome]
+) -> None:
+    assert isinstance(pipeline.kashflow_outcome(error), verdict)
+
+
+def test_the_reply_goes_to_the_matching_address_on_file_else_the_first() -> None:
+    customer = Customer(1, "B1", "B", email="accounts@b.example; Owner@B.example")
+    assert pipeline.address_on_file(customer, "owner@b.example") == "Owner@B.example"
+    assert pipeline.address_on_file(customer, "someone@b.example") == "accounts@b.example"
+    assert pipeline.address_on_file(Customer(2, "C", "C"), "x@c.example") == ""
+
+
+async def test_a_reply_interrupted_while_sending_is_resent_with_the_same_message_id(
+    rig: Rig,
+) -> None:
+    spool_id = await spool(rig, request_mail())
+    await rig.service.spool.record_reply(spool_id, "<earlier-attempt@bot.example>", "sending")
+    rig.service.worker.wake()
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.parsed()["Message-ID"] == "<earlier-attempt@bot.example>"
+    await rig.settle(1)
+    record = await rig.service.spool.reply_state(spool_id)
+    assert record is not None and record.state == "sent"
+
+
+async def test_a_reply_already_sent_is_not_sent_again(rig: Rig) -> None:
+    spool_id = await spool(rig, request_mail())
+    await rig.service.spool.record_reply(spool_id, "<sent@bot.example>", "sent")
+    rig.service.worker.wake()
+    [settled] = await rig.settle(1)
+    assert settled.state == "done"
+    assert rig.capture.messages == []
+    [event] = await rig.events()
+    assert event.outcome == "replied" and "already been sent" in event.detail
+
+
+async def test_messages_a_dead_process_left_in_hand_are_answered_after_a_restart(
+    rig: Rig,
+) -> None:
+    await rig.service.stop()
+    spool_id = await spool(rig, request_mail())
+    claimed = await rig.service.spool.claim_next()
+    assert claimed is not None and claimed.id == spool_id  # now "working", owner gone
+    await rig.service.start()
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.rcpt_tos == (ACME,)
+
+
+async def test_mail_to_an_address_whose_bot_was_turned_off_is_parked(rig: Rig) -> None:
+    spool_id = await spool(rig, request_mail())
+    await rig.service.accounts.update("demo", enabled=False)
+    rig.service.worker.wake()
+    [settled] = await rig.settle(1)
+    assert (settled.spool_id, settled.state) == (spool_id, "parked")
+    [parked] = await rig.service.spool.list(["parked"])
+    assert "turned off" in parked.reason
