@@ -35,6 +35,7 @@ from permalink.registry import LinkRegistry
 from web.errors import error_middleware
 from web.resolver import Resolver
 from web.security import RedactingAccessLogger, add_security_headers
+from web.settings import setup_settings
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ def create_app(
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
     resolver.add_routes(app.router)
+    setup_settings(app)
     return app
 
 
