@@ -167,6 +167,17 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
+#: The navigation entry each page belongs to (marked ``aria-current``).
+_SECTIONS: Final = {
+    "settings/customers.html": "settings.customers",
+    "settings/customer.html": "settings.customers",
+    "settings/links.html": "settings.links",
+    "settings/revoke_all.html": "settings.links",
+    "settings/bot.html": "settings.bot",
+    "settings/activity.html": "settings.activity",
+}
+
+
 def render_page(
     request: web.Request,
     template: str,
@@ -176,7 +187,12 @@ def render_page(
     status: int = 200,
 ) -> web.Response:
     """A settings page with what every page needs (the session's CSRF token, the company)."""
-    base = {"session": session, "csrf_field": csrf.FIELD, "csrf_token": session.csrf}
+    base = {
+        "session": session,
+        "csrf_field": csrf.FIELD,
+        "csrf_token": session.csrf,
+        "nav": _SECTIONS.get(template, ""),
+    }
     return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
 
 
@@ -343,9 +359,9 @@ __all__ = [
     "ROUTE_LOGOUT",
     "SETTINGS",
     "SIGN_IN_PROBLEMS",
+    "Session",
     "SettingsConfig",
     "SettingsState",
-    "Session",
     "form_accepted",
     "login",
     "login_form",

@@ -60,7 +60,7 @@ def link_request(form: Mapping[str, object]) -> LinkRequest:
     """The scope and expiry chosen on a customer's "make link" form."""
     kind = text(form, "scope")
     if kind in ("all", "unpaid"):
-        scope = Scope(kind)
+        scope = Scope.parse(kind)
     elif kind == "invoice":
         number = text(form, "invoice").strip()
         if not number.isdigit() or not 1 <= int(number) <= MAX_KASHFLOW_ID:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from functools import cache
@@ -102,19 +103,23 @@ def compose_link_email(
     """The mail carrying a permalink the accountant chose to send to a customer.
 
     The bot's greeting and sign-off are used; its introduction is written for replies
-    to requests, so this mail keeps its own sentence about the link instead.
+    to requests ("the invoices you asked for"), so this mail keeps the templates' own
+    sentence about the link instead.
     """
+    # The sentences come from the mail templates' own phrase macros, as plain strings
+    # that both parts then escape as they need (the templates never import them).
+    say: Any = _environment().get_template("_phrases.txt").module
+    name = _one_line(company_name)
     context: dict[str, Any] = {
         "company_name": company_name,
         "company_email": company_email,
-        "greeting": wording.greeting,
-        "intro": "",
-        "sign_off": wording.sign_off,
-        "customer_name": customer.contact or customer.name,
+        "greeting": str(say.greeting(wording.greeting, customer.contact or customer.name)),
+        "intro": str(say.link_intro("", scope.kind, scope.invoice, name)),
         "kind": scope.kind,
-        "invoice_number": scope.invoice,
-        "expires": format_date(expires) if expires else "",
+        "link_lead": str(say.link_lead(scope.kind)),
         "link_url": link_url,
+        "expires": format_date(expires) if expires else "",
+        "sign_off": str(say.sign_off(wording.sign_off, name)),
     }
     env = _environment()
     subject = (
@@ -148,28 +153,45 @@ def compose_test_email(*, to: str, from_addr: str, company_name: str, relay: str
     )
 
 
-def preview_reply(wording: Wording, *, company_name: str) -> str:
+@dataclass(frozen=True, slots=True)
+class PreviewPart:
+    """One paragraph of the reply preview; ``field`` names the wording field it shows."""
+
+    text: str
+    field: str = ""
+    default: str = ""
+
+
+def preview_reply(wording: Wording, *, company_name: str) -> list[PreviewPart]:
     """How the accountant's words sit around a bot reply, for sample invoices.
 
-    A sketch of the reply's text part: the bot's own template decides the exact
-    layout of the invoice list, the words are these.
+    A sketch of the reply's text part: the bot's own template decides the exact layout
+    of the invoice list; the words (or, when a field is empty, their defaults) are these.
     """
-    greeting = wording.greeting or "Hello Alex Example,"
-    intro = wording.intro or f"Here are all your invoices from {company_name}."
-    sign_off = wording.sign_off or f"Kind regards,\n{company_name}"
-    return "\n\n".join(
-        (
-            greeting,
-            intro,
+    defaults = {
+        "greeting": "Hello Alex Example,",
+        "intro": f"Here are all your invoices from {company_name}.",
+        "sign_off": f"Kind regards,\n{company_name}",
+    }
+    words = {"greeting": wording.greeting, "intro": wording.intro, "sign_off": wording.sign_off}
+
+    def part(name: str) -> PreviewPart:
+        return PreviewPart(words[name] or defaults[name], name, defaults[name])
+
+    return [
+        part("greeting"),
+        part("intro"),
+        PreviewPart(
             "  Invoice 1042  issued 3 Mar 2025  due 2 Apr 2025  £1,140.00  [due]\n"
-            "  Invoice 1017  issued 6 Jan 2025  due 5 Feb 2025  £480.00  [paid]",
-            "This link always shows all your invoices as they stand:\nhttps://…/l/…",
-            sign_off,
-        )
-    )
+            "  Invoice 1017  issued 6 Jan 2025  due 5 Feb 2025  £480.00  [paid]"
+        ),
+        PreviewPart("This link always shows all your invoices as they stand:\nhttps://…/l/…"),
+        part("sign_off"),
+    ]
 
 
 __all__ = [
+    "PreviewPart",
     "SendMail",
     "compose_link_email",
     "compose_test_email",

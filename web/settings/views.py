@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -37,7 +37,11 @@ from web.errors import ErrorPage, render
 from web.settings import forms
 from web.settings.auth import (
     ROUTE_LOGIN,
+    ROUTE_LOGOUT,
     SettingsState,
+    login,
+    login_form,
+    logout,
     render_page,
     see_other,
     signed_in,
@@ -64,7 +68,9 @@ NO_SUCH_CUSTOMER: Final = ErrorPage(
     404, "Customer not found", "KashFlow has no customer with that code on your account."
 )
 NO_SUCH_LINK: Final = ErrorPage(
-    404, "Link not found", "Your account has no link with that id. It may belong to another account."
+    404,
+    "Link not found",
+    "Your account has no link with that id. It may belong to another account.",
 )
 #: Spool states the bot page lists: messages the bot could not (yet) answer.
 STUCK_STATES: Final = ("parked", "retry")
@@ -121,7 +127,9 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 def _matches(customer: Customer, query: str) -> bool:
     needle = query.casefold()
-    return any(needle in field.casefold() for field in (customer.name, customer.code, customer.email))
+    return any(
+        needle in field.casefold() for field in (customer.name, customer.code, customer.email)
+    )
 
 
 @signed_in
@@ -143,6 +151,17 @@ async def customers(request: web.Request, session: Session) -> web.StreamRespons
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MintedLink:
+    """A link just made (or just emailed), as the customer page shows it."""
+
+    url: str
+    link_id: str
+    scope: str
+    expires: int | None
+    emailed_to: str = ""
+
+
 async def _customer_and_invoices(
     st: SettingsState, session: Session, code: str
 ) -> tuple[Customer, list[Invoice]]:
@@ -159,7 +178,7 @@ async def _customer_page(
     *,
     form: Mapping[str, object] | None = None,
     error: str = "",
-    minted: dict[str, Any] | None = None,
+    minted: MintedLink | None = None,
     status: int = 200,
 ) -> web.StreamResponse:
     st = state(request)
@@ -243,20 +262,15 @@ async def make_link(request: web.Request, session: Session) -> web.StreamRespons
         detail=f"{_scope_text(str(wanted.scope))}, link {minted.link.link_id}",
         at=now,
     )
-    shown = {
-        "url": minted.url,
-        "link_id": minted.link.link_id,
-        "scope": str(wanted.scope),
-        "expires": minted.link.expires,
-    }
+    shown = MintedLink(minted.url, minted.link.link_id, str(wanted.scope), minted.link.expires)
     return await _customer_page(request, session, minted=shown)
 
 
 def _own_link(st: SettingsState, session: Session, link_url: str, code: str) -> Link | None:
     """The link behind a URL this account minted for this customer, else None."""
-    parts = urlsplit(link_url)
-    prefix, _, token = parts.path.rpartition("/l/")
-    if not token or "/" in token or prefix.strip("/") != urlsplit(st.public_base_url).path.strip("/"):
+    prefix = st.public_base_url + "/l/"
+    token = link_url[len(prefix) :] if link_url.startswith(prefix) else ""
+    if not token:
         return None
     try:
         link = open_link(token, st.keyring, now=int(st.now()))
@@ -277,12 +291,6 @@ async def email_link(request: web.Request, session: Session) -> web.StreamRespon
     link = _own_link(st, session, link_url, code)
     if link is None or await st.registry.is_revoked(link.link_id, link.account, link.issued):
         return render(request, NO_SUCH_LINK)
-    minted = {
-        "url": link_url,
-        "link_id": link.link_id,
-        "scope": str(link.scope),
-        "expires": link.expires,
-    }
     try:
         customer_ = await st.account(session).customer_by_code(code)
     except NotFound:
@@ -318,7 +326,13 @@ async def email_link(request: web.Request, session: Session) -> web.StreamRespon
             wording=bot.wording,
         )
         problem = await _send(st, session, message, recipients, kind=LINK_EMAILED, about=customer_)
-    minted["emailed_to"] = "" if problem else ", ".join(recipients)
+    minted = MintedLink(
+        link_url,
+        link.link_id,
+        str(link.scope),
+        link.expires,
+        emailed_to="" if problem else ", ".join(recipients),
+    )
     return await _customer_page(
         request, session, minted=minted, error=problem, status=502 if problem else 200
     )
@@ -338,7 +352,7 @@ async def _send(
     subject = f"{about.name} ({about.code})" if about is not None else ", ".join(recipients)
     try:
         await st.send_mail(session.account, message, recipients)
-    except Exception as error:  # noqa: BLE001 - any failure of the port is shown, not raised
+    except Exception as error:  # the port's failures are shown on the page, not raised
         reason = str(error) or type(error).__name__
         log.warning("mail for the settings pages not sent: %s", type(error).__name__)
         await st.activity.record(
@@ -416,9 +430,7 @@ async def revoke_all_confirm(request: web.Request, session: Session) -> web.Stre
     """The confirmation step before revoking every link of the account."""
     st = state(request)
     total = await st.registry.count(session.account)
-    return render_page(
-        request, "settings/revoke_all.html", session, {"total": total, "error": ""}
-    )
+    return render_page(request, "settings/revoke_all.html", session, {"total": total, "error": ""})
 
 
 @signed_in
@@ -527,7 +539,11 @@ async def save_bot(request: web.Request, session: Session) -> web.StreamResponse
         )
     except KashFlowError as error:
         return await _bot_page(
-            request, session, settings=current, values=form, error=_bot_login_trouble(error),
+            request,
+            session,
+            settings=current,
+            values=form,
+            error=_bot_login_trouble(error),
             status=400,
         )
     return see_other(url(request, ROUTE_BOT) + "?done=saved")
@@ -624,11 +640,9 @@ async def activity(request: web.Request, session: Session) -> web.StreamResponse
 
 def add_routes(router: web.UrlDispatcher) -> None:
     """Every settings route, named ``settings.*``."""
-    from web.settings import auth
-
-    router.add_get("/settings/login", auth.login_form, name=ROUTE_LOGIN)
-    router.add_post("/settings/login", auth.login, name="settings.login_post")
-    router.add_post("/settings/logout", auth.logout, name=auth.ROUTE_LOGOUT)
+    router.add_get("/settings/login", login_form, name=ROUTE_LOGIN)
+    router.add_post("/settings/login", login, name="settings.login_post")
+    router.add_post("/settings/logout", logout, name=ROUTE_LOGOUT)
     router.add_get("/settings", home, name="settings.root")
     router.add_get("/settings/", home, name="settings.home")
     router.add_get("/settings/customers", customers, name=ROUTE_CUSTOMERS)

@@ -1,0 +1,609 @@
+"""The settings pages over real sockets: sign-in, sessions, CSRF, links, the bot page, activity.
+
+Every test runs the whole web application (resolver and settings) on loopback against
+the sandbox KashFlow, with a capture SMTP server standing in for the outgoing relay.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from bot.capture import CaptureServer
+from bot.outbound import Relay, send
+from kashflow.client import KashFlow
+from kashflow.models import Credentials
+from kashflow.sandbox import DEMO, IPLOCKED, NOAPI, SECOND, Sandbox
+from permalink.accounts import AccountSettings
+from permalink.activity import ActivityLog
+from permalink.db import Database
+from permalink.keyring import Keyring
+from permalink.spool import Spool
+from web.app import WebConfig, create_app
+from web.settings import SEND_MAIL
+from web.settings.session import COOKIE
+
+BASE = "http://settings.test"
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[..., Awaitable[Client]]
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_LINK = re.compile(r'value="(http://settings\.test/l/[A-Za-z0-9_-]+)"')
+
+
+class Clock:
+    """A clock the test moves; starts at the real time (the sandbox's dates follow today)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Harness:
+    client: Client
+    clock: Clock
+    db: Database
+    keyring: Keyring
+    capture: CaptureServer
+    sandbox: Sandbox
+
+    async def csrf(self, path: str = "/settings/login") -> str:
+        response = await self.client.get(path)
+        match = _CSRF.search(await response.text())
+        assert match is not None, f"no CSRF field on {path}"
+        return match.group(1)
+
+    async def sign_in(self, credentials: Credentials = DEMO) -> None:
+        self.client.session.cookie_jar.clear()
+        token = await self.csrf()
+        response = await self.client.post(
+            "/settings/login",
+            data={
+                "csrf": token,
+                "username": credentials.username,
+                "password": credentials.password,
+            },
+            allow_redirects=False,
+        )
+        assert response.status == 303, await response.text()
+        assert response.headers["Location"] == "/settings/customers"
+
+    async def post(self, path: str, data: dict[str, str], *, token: str | None = None) -> str:
+        """POST a form from ``path``'s page with the session's token; returns the final page."""
+        form = {"csrf": token or await self.csrf(path.rsplit("/", 1)[0] or path), **data}
+        response = await self.client.post(path, data=form)
+        return await response.text()
+
+    async def make_link(self, code: str, **fields: str) -> str:
+        page = f"/settings/customers/{code}"
+        token = await self.csrf(page)
+        response = await self.client.post(
+            f"{page}/links", data={"csrf": token, "scope": "all", **fields}
+        )
+        assert response.status == 200, await response.text()
+        match = _LINK.search(await response.text())
+        assert match is not None
+        return match.group(1)
+
+
+async def send_through_account_relay(
+    accounts: AccountSettings,
+) -> Callable[[str, EmailMessage, list[str]], Awaitable[None]]:
+    """What the composition root wires: the account's saved relay, via the bot's sender."""
+
+    async def send_mail(account: str, message: EmailMessage, recipients: list[str]) -> None:
+        settings = await accounts.get(account)
+        password = await accounts.relay_password(account) or ""
+        relay = Relay(
+            host=settings.relay.host,
+            port=settings.relay.port,
+            security=settings.relay.security,
+            username=settings.relay.username if password else "",
+            password=password,
+            timeout=5.0,
+        )
+        await send(relay, message, recipients=recipients, sender=settings.sender)
+
+    return send_mail
+
+
+@pytest.fixture
+async def harness(
+    aiohttp_client: ClientFactory, kashflow: KashFlow, sandbox: Sandbox, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    db = Database(tmp_path / "state.db")
+    keyring = Keyring.generate()
+    clock = Clock()
+    app = create_app(
+        WebConfig(public_base_url=BASE), kashflow=kashflow, keyring=keyring, db=db, clock=clock
+    )
+    app[SEND_MAIL] = await send_through_account_relay(AccountSettings(db, keyring))
+    capture = CaptureServer(tmp_path / "outbox")
+    await capture.start()
+    client = await aiohttp_client(app)
+    yield Harness(client, clock, db, keyring, capture, sandbox)
+    await capture.close()
+    db.close()
+
+
+def path_of(url: str) -> str:
+    assert url.startswith(BASE)
+    return url[len(BASE) :]
+
+
+# -- signing in ---------------------------------------------------------------------------
+
+
+async def test_sign_in_lands_on_the_accounts_customers(harness: Harness) -> None:
+    await harness.sign_in()
+    page = await (await harness.client.get("/settings/customers")).text()
+    assert "Northwind Studio Ltd" in page
+    assert "Foxglove Interiors" in page
+    assert "Signed in as <strong>demo</strong>" in page
+
+
+async def test_session_cookie_is_sealed_http_only_strict_and_scoped(harness: Harness) -> None:
+    token = await harness.csrf()
+    response = await harness.client.post(
+        "/settings/login",
+        data={"csrf": token, "username": "demo", "password": "demo-api-pass"},
+        allow_redirects=False,
+    )
+    header = response.headers["Set-Cookie"]
+    assert "HttpOnly" in header
+    assert "SameSite=Strict" in header
+    assert "Path=/settings" in header
+    assert "Secure" not in header  # the public URL is http
+    assert "demo-api-pass" not in header and "demo" not in header.split(";")[0].split("=", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("credentials", "status", "advice"),
+    [
+        (Credentials("demo", "wrong"), 401, "did not accept that username and password"),
+        (NOAPI, 403, "tick “Enable API”"),
+        (IPLOCKED, 403, "public IP address to the allowed addresses"),
+    ],
+    ids=["wrong-password", "api-disabled", "ip-not-authorised"],
+)
+async def test_each_sign_in_failure_says_what_to_do_in_kashflow(
+    harness: Harness, credentials: Credentials, status: int, advice: str
+) -> None:
+    token = await harness.csrf()
+    response = await harness.client.post(
+        "/settings/login",
+        data={"csrf": token, "username": credentials.username, "password": credentials.password},
+    )
+    page = await response.text()
+    assert response.status == status
+    assert advice in page
+    assert "Settings → API settings" in page or status == 401
+    assert credentials.password not in page
+
+
+async def test_kashflow_down_at_sign_in_says_try_again(harness: Harness) -> None:
+    token = await harness.csrf()
+    harness.sandbox.faults.http_500 = True
+    response = await harness.client.post(
+        "/settings/login", data={"csrf": token, "username": "demo", "password": "demo-api-pass"}
+    )
+    assert response.status == 503
+    assert "not answering right now" in await response.text()
+
+
+async def test_repeated_wrong_passwords_are_slowed_down_with_429(harness: Harness) -> None:
+    token = await harness.csrf()
+    wrong = {"csrf": token, "username": "demo", "password": "nope"}
+    for _ in range(6):
+        response = await harness.client.post("/settings/login", data=wrong)
+        assert response.status == 401
+    response = await harness.client.post(
+        "/settings/login", data={**wrong, "password": "demo-api-pass"}
+    )
+    assert response.status == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "Too many sign-in attempts" in await response.text()
+    # Once the wait is over, the right password works again.
+    harness.clock.now += 3600
+    fresh = {"csrf": await harness.csrf(), "username": "demo", "password": "demo-api-pass"}
+    response = await harness.client.post("/settings/login", data=fresh, allow_redirects=False)
+    assert response.status == 303
+
+
+async def test_sign_in_form_refuses_a_post_without_its_token(harness: Harness) -> None:
+    await harness.csrf()
+    response = await harness.client.post(
+        "/settings/login", data={"username": "demo", "password": "demo-api-pass"}
+    )
+    assert response.status == 403
+    assert "This form has expired" in await response.text()
+
+
+async def test_sign_out_ends_the_session(harness: Harness) -> None:
+    await harness.sign_in()
+    token = await harness.csrf("/settings/links")
+    response = await harness.client.post("/settings/logout", data={"csrf": token})
+    assert "You are signed out." in await response.text()
+    response = await harness.client.get("/settings/links", allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"].startswith("/settings/login")
+
+
+# -- sessions and forgery ----------------------------------------------------------------
+
+
+async def test_an_expired_session_goes_back_to_sign_in(harness: Harness) -> None:
+    await harness.sign_in()
+    assert (await harness.client.get("/settings/links", allow_redirects=False)).status == 200
+    harness.clock.now += 8 * 3600 + 1
+    response = await harness.client.get("/settings/links", allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"] == "/settings/login?notice=expired"
+    page = await (await harness.client.get("/settings/login?notice=expired")).text()
+    assert "Your session ended" in page
+
+
+async def test_a_tampered_cookie_goes_back_to_sign_in(harness: Harness) -> None:
+    await harness.sign_in()
+    jar = harness.client.session.cookie_jar
+    value = next(c.value for c in jar if c.key == COOKIE)
+    flipped = value[:20] + ("A" if value[20] != "A" else "B") + value[21:]
+    jar.clear()
+    jar.update_cookies({COOKIE: flipped}, harness.client.make_url("/settings/"))
+    response = await harness.client.get("/settings/customers", allow_redirects=False)
+    assert response.status == 303
+    assert response.headers["Location"].startswith("/settings/login")
+
+
+@pytest.mark.parametrize("token", ["", "not-the-token"], ids=["missing", "wrong"])
+async def test_a_form_without_the_sessions_token_is_refused(harness: Harness, token: str) -> None:
+    await harness.sign_in()
+    link = await harness.make_link("FOX01")
+    page = await (await harness.client.get("/settings/links")).text()
+    link_id = re.search(r"/settings/links/([0-9a-f]+)/revoke", page)
+    assert link_id is not None
+    data = {"csrf": token} if token else {}
+    response = await harness.client.post(f"/settings/links/{link_id.group(1)}/revoke", data=data)
+    assert response.status == 403
+    assert "This form has expired" in await response.text()
+    # Nothing happened: the link still opens.
+    assert (await harness.client.get(path_of(link))).status == 200
+
+
+async def test_a_form_from_another_origin_is_refused(harness: Harness) -> None:
+    await harness.sign_in()
+    token = await harness.csrf("/settings/revoke-all")
+    response = await harness.client.post(
+        "/settings/revoke-all",
+        data={"csrf": token, "confirm": "revoke-all"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert response.status == 403
+    response = await harness.client.post(
+        "/settings/revoke-all",
+        data={"csrf": token, "confirm": "revoke-all"},
+        headers={"Origin": BASE},
+    )
+    assert response.status == 200
+    assert "Every link of this account made before now is revoked." in await response.text()
+
+
+# -- customers and links -----------------------------------------------------------------
+
+
+async def test_customers_are_searched_by_name_code_or_email(harness: Harness) -> None:
+    await harness.sign_in()
+    by_name = await (await harness.client.get("/settings/customers?q=foxglove")).text()
+    assert "Foxglove Interiors" in by_name and "Granite Row Builders" not in by_name
+    by_email = await (await harness.client.get("/settings/customers?q=graniterow.example")).text()
+    assert "Granite Row Builders" in by_email and "Foxglove Interiors" not in by_email
+    by_code = await (await harness.client.get("/settings/customers?q=IVY01")).text()
+    assert "Ivy Lane Dental" in by_code
+
+
+async def test_make_open_revoke_and_the_resolver_refuses_at_once(harness: Harness) -> None:
+    await harness.sign_in()
+    link = await harness.make_link("FOX01", expires_days="30")
+    opened = await harness.client.get(path_of(link))
+    assert opened.status == 200
+    assert "Foxglove Interiors" in await opened.text()
+
+    page = await (await harness.client.get("/settings/links")).text()
+    assert "Foxglove Interiors" in page and "active" in page
+    assert path_of(link).removeprefix("/l/") not in page  # never the token
+    link_id = re.search(r"/settings/links/([0-9a-f]+)/revoke", page)
+    assert link_id is not None
+    token = _CSRF.search(page)
+    assert token is not None
+    response = await harness.client.post(
+        f"/settings/links/{link_id.group(1)}/revoke", data={"csrf": token.group(1)}
+    )
+    assert "The link is revoked" in await response.text()
+
+    refused = await harness.client.get(path_of(link))
+    assert refused.status == 404
+    assert "This link is not valid" in await refused.text()
+
+
+async def test_a_one_invoice_link_shows_that_invoice(harness: Harness) -> None:
+    await harness.sign_in()
+    number = harness.sandbox.invoices("demo", "FOX01")[0].number
+    link = await harness.make_link("FOX01", scope="invoice", invoice=str(number))
+    page = await (await harness.client.get(path_of(link))).text()
+    assert str(number) in page
+    bad = await harness.client.post(
+        "/settings/customers/FOX01/links",
+        data={"csrf": await harness.csrf("/settings/customers/FOX01"), "scope": "invoice"},
+    )
+    assert bad.status == 400
+    assert "Pick the invoice the link should show." in await bad.text()
+
+
+async def test_revoke_all_asks_first_then_stops_every_link(harness: Harness) -> None:
+    await harness.sign_in()
+    first = await harness.make_link("FOX01")
+    second = await harness.make_link("GRAN01", scope="unpaid")
+    harness.clock.now += 1  # links made in the very second of the cut-off survive it
+    page = await (await harness.client.get("/settings/revoke-all")).text()
+    assert "Revoke all links?" in page
+    token = _CSRF.search(page)
+    assert token is not None
+    unconfirmed = await harness.client.post("/settings/revoke-all", data={"csrf": token.group(1)})
+    assert unconfirmed.status == 400
+    assert (await harness.client.get(path_of(first))).status == 200
+    done = await harness.client.post(
+        "/settings/revoke-all", data={"csrf": token.group(1), "confirm": "revoke-all"}
+    )
+    assert "revoked" in await done.text()
+    for link in (first, second):
+        assert (await harness.client.get(path_of(link))).status == 404
+    # A link made afterwards works.
+    harness.clock.now += 1
+    fresh = await harness.make_link("FOX01")
+    assert (await harness.client.get(path_of(fresh))).status == 200
+
+
+async def test_accounts_never_see_or_revoke_each_others_links(harness: Harness) -> None:
+    await harness.sign_in(DEMO)
+    link = await harness.make_link("FOX01")
+    page = await (await harness.client.get("/settings/links")).text()
+    found = re.search(r"/settings/links/([0-9a-f]+)/revoke", page)
+    assert found is not None
+    demo_link_id = found.group(1)
+
+    await harness.sign_in(SECOND)
+    page = await (await harness.client.get("/settings/links")).text()
+    assert "Foxglove" not in page and demo_link_id not in page
+    customers = await (await harness.client.get("/settings/customers")).text()
+    assert "Harbour &amp; Hill LLP" in customers and "Foxglove Interiors" not in customers
+    token = _CSRF.search(page)
+    assert token is not None
+    response = await harness.client.post(
+        f"/settings/links/{demo_link_id}/revoke", data={"csrf": token.group(1)}
+    )
+    assert response.status == 404
+    assert (await harness.client.get("/settings/customers/FOX01")).status == 404
+    activity = await (await harness.client.get("/settings/activity")).text()
+    assert "Foxglove" not in activity
+    assert (await harness.client.get(path_of(link))).status == 200
+
+
+async def test_a_link_is_emailed_only_to_the_address_on_file(harness: Harness) -> None:
+    await harness.sign_in()
+    await _save_bot(harness, relay_port=str(harness.capture.port))
+    link = await harness.make_link("FOX01")
+    page_token = await harness.csrf("/settings/customers/FOX01")
+    response = await harness.client.post(
+        "/settings/customers/FOX01/email", data={"csrf": page_token, "link": link}
+    )
+    assert "Emailed to ruth@foxglove.example." in await response.text()
+    (mail,) = await harness.capture.wait_for(1)
+    assert mail.rcpt_tos == ("ruth@foxglove.example",)
+    assert link in mail.parsed().get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    # Another customer's link, or a made-up one, is not sent.
+    forged = await harness.client.post(
+        "/settings/customers/GRAN01/email", data={"csrf": page_token, "link": link}
+    )
+    assert forged.status == 404
+    assert len(harness.capture.messages) == 1
+
+
+# -- the bot page ------------------------------------------------------------------------
+
+
+async def _save_bot(harness: Harness, **overrides: str) -> tuple[int, str]:
+    form = {
+        "enabled": "on",
+        "request_address": "invoices@northwind-studio.example",
+        "reply_from": "",
+        "default_scope": "unpaid",
+        "unknown_sender": "ignore",
+        "per_customer_limit": "3",
+        "global_limit": "60",
+        "max_attachment_mb": "10",
+        "use_my_credentials": "on",
+        "relay_host": "127.0.0.1",
+        "relay_port": "2525",
+        "relay_security": "none",
+        "relay_username": "",
+        "relay_password": "",
+        "greeting": "Dear customer,",
+        "intro": "Your invoices, as promised.",
+        "sign_off": "Best wishes,\nNorthwind accounts",
+        "action": "save",
+    }
+    form.update(overrides)
+    token = await harness.csrf("/settings/bot")
+    response = await harness.client.post("/settings/bot", data={"csrf": token, **form})
+    return response.status, await response.text()
+
+
+async def test_bot_settings_are_saved_and_shown(harness: Harness) -> None:
+    await harness.sign_in()
+    status, page = await _save_bot(harness)
+    assert status == 200
+    assert "The bot settings are saved." in page
+    assert 'value="invoices@northwind-studio.example"' in page
+    assert "Dear customer," in page
+    settings = await AccountSettings(harness.db, harness.keyring).get("demo")
+    assert settings.enabled and settings.default_scope == "unpaid"
+    assert settings.has_bot_credentials
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"per_customer_limit": "100", "global_limit": "10"}, "cannot be higher than the overall"),
+        ({"relay_host": ""}, "Set the outgoing mail relay before turning the bot on."),
+        ({"request_address": "not an address"}, "is not a valid email address"),
+        ({"relay_port": "99999"}, "relay port must be a whole number from 1 to 65535"),
+        ({"max_attachment_mb": "lots"}, "whole number of megabytes"),
+    ],
+    ids=["limits", "no-relay", "bad-address", "bad-port", "bad-size"],
+)
+async def test_bot_settings_errors_are_shown_on_the_form(
+    harness: Harness, overrides: dict[str, str], message: str
+) -> None:
+    await harness.sign_in()
+    status, page = await _save_bot(harness, **overrides)
+    assert status == 400
+    assert message in page
+    # What was typed is kept, so nothing needs typing again.
+    assert "Your invoices, as promised." in page
+
+
+async def test_secrets_are_never_rendered_back(harness: Harness) -> None:
+    await harness.sign_in()
+    status, _ = await _save_bot(
+        harness, relay_username="mailer", relay_password="relay-Secret-42", action="save"
+    )
+    assert status == 200
+    page = await (await harness.client.get("/settings/bot")).text()
+    assert "relay-Secret-42" not in page
+    assert "demo-api-pass" not in page
+    assert "Relay password: •••• saved" in page
+    assert "Password: •••• saved" in page
+    accounts = AccountSettings(harness.db, harness.keyring)
+    assert await accounts.relay_password("demo") == "relay-Secret-42"
+    # Saving again with the replace field empty keeps the stored password.
+    await _save_bot(harness, relay_username="mailer")
+    assert await accounts.relay_password("demo") == "relay-Secret-42"
+
+
+async def test_a_wrong_bot_password_is_refused_and_not_stored(harness: Harness) -> None:
+    await harness.sign_in()
+    status, page = await _save_bot(harness, use_my_credentials="", bot_password="typo")
+    assert status == 400
+    assert "did not accept the bot&#39;s password" in page
+    assert not (await AccountSettings(harness.db, harness.keyring).get("demo")).has_bot_credentials
+
+
+async def test_preview_shows_the_wording_without_saving(harness: Harness) -> None:
+    await harness.sign_in()
+    token = await harness.csrf("/settings/bot")
+    response = await harness.client.post(
+        "/settings/bot",
+        data={
+            "csrf": token,
+            "action": "preview",
+            "greeting": "Ahoy there,",
+            "intro": "",
+            "sign_off": "",
+        },
+    )
+    page = await response.text()
+    assert 'data-part="greeting" data-default="Hello Alex Example,">Ahoy there,</p>' in page
+    assert (
+        await AccountSettings(harness.db, harness.keyring).get("demo")
+    ).wording.greeting == "Hello,"
+
+
+async def test_the_test_email_lands_in_the_relay(harness: Harness) -> None:
+    await harness.sign_in()
+    await _save_bot(harness, relay_port=str(harness.capture.port))
+    token = await harness.csrf("/settings/bot")
+    response = await harness.client.post("/settings/bot/test-email", data={"csrf": token})
+    assert "The test email was handed to the relay." in await response.text()
+    (mail,) = await harness.capture.wait_for(1)
+    assert mail.rcpt_tos == ("accounts@northwind-studio.example",)
+    assert "Test message" in str(mail.parsed()["Subject"])
+
+    typed = await harness.client.post(
+        "/settings/bot/test-email", data={"csrf": token, "to": "me@example.org"}
+    )
+    assert typed.status == 200
+    messages = await harness.capture.wait_for(2)
+    assert messages[1].rcpt_tos == ("me@example.org",)
+    activity = await (await harness.client.get("/settings/activity")).text()
+    assert "Test email" in activity and "sent to me@example.org" in activity
+
+
+async def test_a_relay_that_refuses_is_reported_on_the_page(harness: Harness) -> None:
+    await harness.sign_in()
+    await _save_bot(harness, relay_port=str(harness.capture.port))
+    harness.capture.fail_with = (554, "5.7.1 Relaying denied")
+    token = await harness.csrf("/settings/bot")
+    response = await harness.client.post("/settings/bot/test-email", data={"csrf": token})
+    assert response.status == 400
+    assert "The email was not sent" in await response.text()
+
+
+async def test_the_bot_page_lists_only_this_accounts_stuck_mail(harness: Harness) -> None:
+    await harness.sign_in()
+    await _save_bot(harness)
+    spool = Spool(harness.db)
+    ours = await spool.enqueue(
+        peer="127.0.0.1",
+        mail_from="ruth@foxglove.example",
+        rcpt_tos=["invoices@northwind-studio.example"],
+        raw=b"Subject: x\r\n\r\nx\r\n",
+    )
+    theirs = await spool.enqueue(
+        peer="127.0.0.1",
+        mail_from="someone@elsewhere.example",
+        rcpt_tos=["office@harbourhill.example"],
+        raw=b"Subject: y\r\n\r\ny\r\n",
+    )
+    await spool.park(ours, "KashFlow has no customer with this address")
+    await spool.retry(theirs, "relay down", time.time() + 60)
+    page = await (await harness.client.get("/settings/bot")).text()
+    assert "ruth@foxglove.example" in page
+    assert "KashFlow has no customer with this address" in page
+    assert "someone@elsewhere.example" not in page
+
+
+# -- activity ----------------------------------------------------------------------------
+
+
+async def test_activity_is_paged_newest_first_and_per_account(harness: Harness) -> None:
+    log = ActivityLog(harness.db)
+    for n in range(30):
+        await log.record(
+            "demo",
+            kind="link_opened",
+            outcome="ok",
+            subject=f"Customer {n:02d}",
+            at=1_700_000_000 + n,
+        )
+    await log.record("second", kind="bot_request", outcome="failed", subject="Other Co")
+    await harness.sign_in()
+    first = await (await harness.client.get("/settings/activity")).text()
+    assert "Customer 29" in first and "Customer 05" in first and "Customer 04" not in first
+    assert first.index("Customer 29") < first.index("Customer 28")
+    assert "Other Co" not in first
+    older = re.search(r'href="(/settings/activity\?before=\d+)"', first)
+    assert older is not None
+    second = await (await harness.client.get(older.group(1))).text()
+    assert "Customer 04" in second and "Customer 00" in second and "Customer 05" not in second
+    assert "?before=" not in second  # the last page has no "older" link
