@@ -35,7 +35,8 @@ from permalink.limits import RateLimiter
 from permalink.registry import LinkRegistry
 from permalink.spool import Spool
 
-log = logging.getLogger(__name__)
+# Named, not __name__: under ``python -m`` the module is __main__.
+log = logging.getLogger("bot.service")
 
 
 class BotService:
@@ -176,8 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+__all__ = ["BotService", "main"]
+
 if __name__ == "__main__":
     sys.exit(main())
-
-
-__all__ = ["BotService", "main"]

@@ -161,7 +161,14 @@ class Worker:
         """Run one claimed message through the pipeline and record what became of it."""
         job = pipeline.Job(message)
         try:
-            outcome = await pipeline.run(self._ctx, job)
+            if message.attempts > self._retry.max_temporary_attempts:
+                # Only a process that died while holding it can bring a message back this
+                # often: one that crashes the bot must not crash it forever.
+                outcome: pipeline.Outcome = pipeline.Failed(
+                    f"interrupted too often ({message.attempts - 1} attempts)"
+                )
+            else:
+                outcome = await pipeline.run(self._ctx, job)
         except Exception as error:
             # A bug or an unforeseen input: keep the message, say what broke, move on.
             log.exception(

@@ -151,3 +151,17 @@ async def test_mail_to_an_address_whose_bot_was_turned_off_is_parked(rig: Rig) -
     assert (settled.spool_id, settled.state) == (spool_id, "parked")
     [parked] = await rig.service.spool.list(["parked"])
     assert "turned off" in parked.reason
+
+
+async def test_a_message_that_keeps_killing_the_bot_is_parked_in_the_end(rig: Rig) -> None:
+    await rig.service.stop()
+    spool_id = await spool(rig, request_mail())
+    for _ in range(12):  # twelve processes died holding it
+        assert await rig.service.spool.claim_next() is not None
+        await rig.service.spool.requeue_working()
+    await rig.service.start()
+    [settled] = await rig.settle(1)
+    assert (settled.spool_id, settled.state) == (spool_id, "parked")
+    [parked] = await rig.service.spool.list(["parked"])
+    assert "interrupted too often" in parked.reason
+    assert rig.capture.messages == []
