@@ -5,7 +5,7 @@ Two independent checks, both required for a POST:
 * the form carries the session's CSRF secret in a hidden field (``csrf``), compared in
   constant time — a page on another site cannot read it, because the cookie holding it
   is sealed, HttpOnly and SameSite=Strict;
-* when the browser sends ``Origin``, it must be the configured public origin (the
+* when the browser names an ``Origin``, it must be the configured public origin (the
   address clients use), never whatever the request's Host claims.
 """
 
@@ -26,9 +26,13 @@ def public_origin(public_base_url: str) -> str:
 
 
 def origin_allowed(origin: str | None, expected: str) -> bool:
-    """No ``Origin`` header (older browsers, same-origin GET-turned-POST) passes; any other
-    value, ``null`` included, must be the public origin."""
-    if origin is None:
+    """A named origin must be the public one; no header, or ``null``, leaves it to the token.
+
+    Every page is sent with ``Referrer-Policy: no-referrer`` (links are capabilities), and
+    under that policy browsers send ``Origin: null`` with their own same-origin form posts;
+    refusing ``null`` would refuse every genuine form, so the token alone decides then.
+    """
+    if origin is None or origin.strip() == "null":
         return True
     return hmac.compare_digest(origin.strip().lower().encode(), expected.encode())
 
