@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
-    return config.load(state_dir=getattr(args, "state_dir", None), **extra)
+    return config.load(None, state_dir=getattr(args, "state_dir", None), **extra)
 
 
 def _keys(args: argparse.Namespace) -> int:

@@ -66,8 +66,9 @@ class Settings:
             ) from exc
 
 
-def load(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Build and validate the settings (``overrides`` are command-line values, None = unset)."""
+def load(environ: Mapping[str, str] | None, **overrides: object) -> Settings:
+    """Build and validate the settings from ``environ`` (None: the process environment)
+    and ``overrides`` (command-line values; None means not given)."""
     env = os.environ if environ is None else environ
     values: dict[str, object] = {}
     for field in Settings.__dataclass_fields__.values():

@@ -119,7 +119,7 @@ async def _customer_links(
                     public_base_url=web_url,
                     credentials=DEMO,
                     customer=customer,
-                    scope=Scope(scope),  # type: ignore[arg-type]
+                    scope=Scope(scope),
                     now=now,
                     expires_in=None,
                     minted_by="cli",

@@ -70,7 +70,7 @@ async def _check_account(accounts: AccountSettings, kf: KashFlow, name: str) -> 
     relay = Relay(
         host=bot.relay.host,
         port=bot.relay.port,
-        security=bot.relay.security,  # type: ignore[arg-type]
+        security=bot.relay.security,
         username=bot.relay.username,
         password=(await accounts.relay_password(name)) or "",
         timeout=15.0,
