@@ -142,3 +142,27 @@ async def test_set_up_the_bot_and_send_the_test_email(browser: Browser, served: 
     assert mail.rcpt_tos == ("hannah@northwind-studio.example",)
     assert mail.mail_from == "invoices@northwind-studio.example"
     await context.close()
+
+
+async def test_settings_fit_a_phone_and_work_from_the_keyboard(
+    browser: Browser, served: Served
+) -> None:
+    context = await browser.new_context(viewport={"width": 360, "height": 740})
+    page = await context.new_page()
+    await page.goto(f"{served.base}/settings/login")
+    # Sign in with the keyboard alone: the username field starts focused.
+    await expect(page.get_by_label("KashFlow username")).to_be_focused()
+    await page.keyboard.type("demo")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("demo-api-pass")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Customers")).to_be_visible()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    for path in ("/settings/customers", "/settings/links", "/settings/bot", "/settings/activity"):
+        await page.goto(served.base + path)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{path} scrolls sideways on a phone"
+    await context.close()
