@@ -175,17 +175,20 @@ class Resolver:
         self._merge_pool: ThreadPoolExecutor | None = None
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/l/{token}", self.page, name=ROUTE_PAGE)
+        # aiohttp's default segment pattern excludes braces, which would send a mangled
+        # token to the generic 404 instead of the one "not valid" page.
+        link = "/l/{token:[^/]+}"
+        router.add_get(link, self.page, name=ROUTE_PAGE)
         # PDF routes answer GET only: a HEAD would cost the same KashFlow calls for nothing.
         router.add_get(
-            "/l/{token}/invoice/{number:[0-9]+}.pdf",
+            link + "/invoice/{number:[0-9]+}.pdf",
             self.invoice_pdf,
             name=ROUTE_INVOICE_PDF,
             allow_head=False,
         )
-        router.add_get("/l/{token}/all.pdf", self.all_pdf, name=ROUTE_ALL_PDF, allow_head=False)
+        router.add_get(link + "/all.pdf", self.all_pdf, name=ROUTE_ALL_PDF, allow_head=False)
         router.add_get(
-            "/l/{token}/unpaid.pdf", self.unpaid_pdf, name=ROUTE_UNPAID_PDF, allow_head=False
+            link + "/unpaid.pdf", self.unpaid_pdf, name=ROUTE_UNPAID_PDF, allow_head=False
         )
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
