@@ -17,12 +17,15 @@ from aiohttp import web
 
 from app.config import Settings
 from bot.listener import ListenerSettings, server_tls_context
+from bot.outbound import account_mailer
 from bot.service import BotService
 from kashflow.client import KashFlow
+from permalink.accounts import AccountSettings
 from permalink.db import Database
 from permalink.keyring import Keyring, KeyringError
 from web.app import WebConfig, create_app
 from web.security import RedactingAccessLogger
+from web.settings import SEND_MAIL
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,9 @@ class Runtime:
             keyring=self.keyring,
             db=db,
         )
+        # The settings pages send test emails and emailed links through the account's own
+        # relay; the web door cannot import the bot, so the sender is handed in here.
+        app[SEND_MAIL] = account_mailer(AccountSettings(db, self.keyring))
         runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 
-import aiosmtplib
-
 from app.config import Settings
 from app.runtime import Runtime, until_stopped
-from bot.outbound import Relay
+from bot.outbound import DeliveryFailure, probe, relay_for
 from kashflow.client import KashFlow
 from kashflow.errors import KashFlowError
 from permalink.accounts import AccountSettings
@@ -66,29 +64,14 @@ async def _check_account(accounts: AccountSettings, kf: KashFlow, name: str) -> 
     except KashFlowError as exc:
         print(f"{name}: KashFlow FAILED: {exc.message}")
         ok = False
-    bot = await accounts.get(name)
-    relay = Relay(
-        host=bot.relay.host,
-        port=bot.relay.port,
-        security=bot.relay.security,
-        username=bot.relay.username,
-        password=(await accounts.relay_password(name)) or "",
-        timeout=15.0,
-    )
     try:
-        client = aiosmtplib.SMTP(
-            hostname=relay.host,
-            port=relay.port,
-            timeout=relay.timeout,
-            use_tls=relay.security == "ssl",
-            start_tls=relay.security == "starttls",
-            username=relay.username or None,
-            password=relay.password or None,
-        )
-        async with client:
-            await client.noop()
+        relay = relay_for(await accounts.get(name), await accounts.relay_password(name))
+        await probe(relay)
         print(f"{name}: relay {relay.host}:{relay.port} OK")
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        print(f"{name}: relay {relay.host}:{relay.port} FAILED: {type(exc).__name__}")
+    except ValueError as exc:
+        print(f"{name}: relay settings incomplete: {exc}")
+        ok = False
+    except DeliveryFailure as exc:
+        print(f"{name}: relay FAILED: {exc}")
         ok = False
     return ok

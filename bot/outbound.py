@@ -21,12 +21,14 @@ import logging
 import math
 import random
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal, get_args
 
 import aiosmtplib
+
+from permalink.accounts import AccountSettings, BotSettings
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +152,7 @@ async def send(
     """
     if not recipients:
         raise PermanentFailure("no recipient for the reply", stage="recipient")
-    client = aiosmtplib.SMTP(
-        hostname=relay.host,
-        port=relay.port,
-        timeout=relay.timeout,
-        use_tls=relay.security == "ssl",
-        start_tls=relay.security == "starttls",
-        tls_context=relay.tls_context(),
-        username=relay.username or None,
-        password=relay.password or None,
-    )
+    client = _client(relay)
     try:
         async with client:
             refused, reply = await client.send_message(
@@ -194,6 +187,28 @@ async def send(
     )
 
 
+def _client(relay: Relay) -> aiosmtplib.SMTP:
+    return aiosmtplib.SMTP(
+        hostname=relay.host,
+        port=relay.port,
+        timeout=relay.timeout,
+        use_tls=relay.security == "ssl",
+        start_tls=relay.security == "starttls",
+        tls_context=relay.tls_context(),
+        username=relay.username or None,
+        password=relay.password or None,
+    )
+
+
+async def probe(relay: Relay) -> None:
+    """Connect, secure and authenticate as ``send`` would, without sending anything."""
+    try:
+        async with _client(relay) as client:
+            await client.noop()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        raise classify(error) from error
+
+
 def backoff(
     attempt: int, *, base: float = 30.0, cap: float = 3600.0, rng: random.Random | None = None
 ) -> float:
@@ -220,3 +235,37 @@ __all__ = [
     "classify",
     "send",
 ]
+
+
+def relay_for(
+    settings: BotSettings,
+    password: str | None,
+    *,
+    timeout: float = 30.0,
+    ca_file: str | None = None,
+) -> Relay:
+    """The relay an account saved on the settings page (ValueError if it is incomplete)."""
+    return Relay(
+        host=settings.relay.host,
+        port=settings.relay.port,
+        security=settings.relay.security,
+        username=settings.relay.username,
+        password=password or "",
+        timeout=timeout,
+        ca_file=ca_file,
+    )
+
+
+def account_mailer(
+    accounts: AccountSettings, *, timeout: float = 30.0, ca_file: str | None = None
+) -> Callable[[str, EmailMessage, list[str]], Awaitable[None]]:
+    """Send mail for an account through its own saved relay: what the settings pages use
+    for test emails and emailed links (they cannot import the bot, so this is injected)."""
+
+    async def send_mail(account: str, message: EmailMessage, recipients: list[str]) -> None:
+        settings = await accounts.get(account)
+        password = await accounts.relay_password(account)
+        relay = relay_for(settings, password, timeout=timeout, ca_file=ca_file)
+        await send(relay, message, recipients=recipients, sender=settings.sender)
+
+    return send_mail

@@ -373,15 +373,9 @@ async def deliver(ctx: Context, job: Job) -> Outcome | None:
     assert job.reply is not None
     settings, spool_id = job.bot, job.message.id
     try:
-        password = await ctx.accounts.relay_password(job.account) or ""
-        relay = outbound.Relay(
-            host=settings.relay.host,
-            port=settings.relay.port,
-            security=settings.relay.security,
-            username=settings.relay.username,
-            password=password,
-            timeout=ctx.relay_timeout,
-            ca_file=ctx.relay_ca_file,
+        password = await ctx.accounts.relay_password(job.account)
+        relay = outbound.relay_for(
+            settings, password, timeout=ctx.relay_timeout, ca_file=ctx.relay_ca_file
         )
     except SecretUnreadable:
         return Failed("the stored relay password cannot be opened; save it again")

@@ -17,12 +17,12 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, expect
 
 from bot.capture import CaptureServer
+from bot.outbound import account_mailer
 from kashflow.client import KashFlow
 from permalink.accounts import AccountSettings
 from permalink.db import Database
 from permalink.keyring import Keyring
 from tests.support.browser import chromium, watch_origins
-from tests.test_settings_pages import send_through_account_relay
 from web.app import WebConfig, create_app, runner
 from web.settings import SEND_MAIL
 
@@ -51,7 +51,7 @@ async def served(kashflow: KashFlow, tmp_path: Path) -> AsyncIterator[Served]:
     db = Database(tmp_path / "state.db")
     keyring = Keyring.generate()
     app = create_app(WebConfig(public_base_url=base), kashflow=kashflow, keyring=keyring, db=db)
-    app[SEND_MAIL] = await send_through_account_relay(AccountSettings(db, keyring))
+    app[SEND_MAIL] = account_mailer(AccountSettings(db, keyring), timeout=5.0)
     capture = CaptureServer(tmp_path / "outbox")
     await capture.start()
     app_runner = runner(app)

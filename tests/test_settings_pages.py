@@ -10,7 +10,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.capture import CaptureServer
-from bot.outbound import Relay, send
+from bot.outbound import account_mailer
 from kashflow.client import KashFlow
 from kashflow.models import Credentials
 from kashflow.sandbox import DEMO, IPLOCKED, NOAPI, SECOND, Sandbox
@@ -97,27 +96,6 @@ class Harness:
         return match.group(1)
 
 
-async def send_through_account_relay(
-    accounts: AccountSettings,
-) -> Callable[[str, EmailMessage, list[str]], Awaitable[None]]:
-    """What the composition root wires: the account's saved relay, via the bot's sender."""
-
-    async def send_mail(account: str, message: EmailMessage, recipients: list[str]) -> None:
-        settings = await accounts.get(account)
-        password = await accounts.relay_password(account) or ""
-        relay = Relay(
-            host=settings.relay.host,
-            port=settings.relay.port,
-            security=settings.relay.security,
-            username=settings.relay.username if password else "",
-            password=password,
-            timeout=5.0,
-        )
-        await send(relay, message, recipients=recipients, sender=settings.sender)
-
-    return send_mail
-
-
 @pytest.fixture
 async def harness(
     aiohttp_client: ClientFactory, kashflow: KashFlow, sandbox: Sandbox, tmp_path: Path
@@ -128,7 +106,7 @@ async def harness(
     app = create_app(
         WebConfig(public_base_url=BASE), kashflow=kashflow, keyring=keyring, db=db, clock=clock
     )
-    app[SEND_MAIL] = await send_through_account_relay(AccountSettings(db, keyring))
+    app[SEND_MAIL] = account_mailer(AccountSettings(db, keyring), timeout=5.0)
     capture = CaptureServer(tmp_path / "outbox")
     await capture.start()
     client = await aiohttp_client(app)
