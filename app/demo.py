@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from app.runtime import Runtime, bind, load_or_create_keyring, until_stopped
+from app.runtime import Runtime, bind, load_or_create_keyring, stop_signal
 from bot.capture import CaptureServer
 from kashflow.sandbox import DEMO, Sandbox
 from permalink.accounts import AccountSettings
@@ -59,30 +59,42 @@ async def run_demo(
     )
     runtime = Runtime(settings, keyring, http_socket=http_socket)
     try:
-        await runtime.start()
-        assert runtime.db is not None and runtime.kashflow is not None
-        await _configure_bot(AccountSettings(runtime.db, keyring), capture)
-        customers = await _customer_links(runtime, keyring, state / "demo.json", web_url)
-        info = {
-            "web": web_url,
-            "smtp": {"host": HOST, "port": runtime.smtp_port},
-            "request_address": REQUEST_ADDRESS,
-            "outbox": str(capture.outbox),
-            "kashflow": {
-                "url": sandbox.url,
-                "username": DEMO.username,
-                "password": DEMO.password,
-            },
-            "customers": customers,
-        }
-        _write_json(state / "demo.json", info)
-        _print_welcome(info, state / "demo.json")
-        await until_stopped()
+        async with stop_signal() as stopped:
+            await _run(runtime, keyring, sandbox, capture, state, web_url)
+            await stopped.wait()
     finally:
         await runtime.stop()
         await capture.close()
         await sandbox.stop()
     return 0
+
+
+async def _run(
+    runtime: Runtime,
+    keyring: Keyring,
+    sandbox: Sandbox,
+    capture: CaptureServer,
+    state: Path,
+    web_url: str,
+) -> None:
+    await runtime.start()
+    assert runtime.db is not None and runtime.kashflow is not None
+    await _configure_bot(AccountSettings(runtime.db, keyring), capture)
+    customers = await _customer_links(runtime, keyring, state / "demo.json", web_url)
+    info = {
+        "web": web_url,
+        "smtp": {"host": HOST, "port": runtime.smtp_port},
+        "request_address": REQUEST_ADDRESS,
+        "outbox": str(capture.outbox),
+        "kashflow": {
+            "url": sandbox.url,
+            "username": DEMO.username,
+            "password": DEMO.password,
+        },
+        "customers": customers,
+    }
+    _write_json(state / "demo.json", info)
+    _print_welcome(info, state / "demo.json")
 
 
 async def _configure_bot(accounts: AccountSettings, capture: CaptureServer) -> None:

@@ -10,7 +10,8 @@ import asyncio
 import logging
 import signal
 import socket
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
@@ -115,14 +116,16 @@ class Runtime:
         await self._stack.aclose()
 
 
-async def until_stopped() -> None:
-    """Wait for SIGINT or SIGTERM."""
+@asynccontextmanager
+async def stop_signal() -> AsyncIterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM; installed before anything announces readiness,
+    so a signal that arrives right after start-up still stops the service cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from app.config import Settings
-from app.runtime import Runtime, until_stopped
+from app.runtime import Runtime, stop_signal
 from bot.outbound import DeliveryFailure, probe, relay_for
 from kashflow.client import KashFlow
 from kashflow.errors import KashFlowError
@@ -18,19 +18,20 @@ log = logging.getLogger(__name__)
 
 async def run_serve(settings: Settings, keyring: Keyring) -> int:
     runtime = Runtime(settings, keyring)
-    try:
-        await runtime.start()
-        log.info(
-            "serving %s (HTTP %s:%d), mail on %s:%d",
-            settings.public_base_url,
-            settings.http_host,
-            settings.http_port,
-            settings.smtp_host,
-            runtime.smtp_port,
-        )
-        await until_stopped()
-    finally:
-        await runtime.stop()
+    async with stop_signal() as stopped:
+        try:
+            await runtime.start()
+            log.info(
+                "serving %s (HTTP %s:%d), mail on %s:%d",
+                settings.public_base_url,
+                settings.http_host,
+                settings.http_port,
+                settings.smtp_host,
+                runtime.smtp_port,
+            )
+            await stopped.wait()
+        finally:
+            await runtime.stop()
     return 0
 
 
