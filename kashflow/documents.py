@@ -66,6 +66,9 @@ def merge_pdfs(pdfs: Sequence[bytes], *, max_pages: int = MAX_PAGES) -> bytes:
         try:
             reader = PdfReader(io.BytesIO(data), strict=False)
             count = len(reader.pages)
+            if count == 0:
+                # Merging it would silently drop that invoice from the customer's file.
+                raise BadDocument(f"document {index + 1} has no pages")
             pages += count
             if pages > max_pages:
                 raise BadDocument(f"more than {max_pages} pages")
