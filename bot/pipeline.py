@@ -22,7 +22,7 @@ from datetime import date
 from email.message import EmailMessage
 
 from bot import outbound
-from bot.compose import Wording, compose_reply, compose_unknown_sender
+from bot.compose import compose_reply, compose_unknown_sender
 from bot.guards import GuardContext, first_stop
 from bot.intent import Intent, read_intent
 from bot.mailparse import Request, parse
@@ -42,6 +42,7 @@ from permalink.accounts import AccountSettings, BotSettings
 from permalink.keyring import Keyring, SecretUnreadable
 from permalink.limits import RateLimiter
 from permalink.links import Scope
+from permalink.mail import Wording
 from permalink.minting import mint
 from permalink.registry import LinkRegistry
 from permalink.scopes import Statement, statement

@@ -12,18 +12,11 @@ from typing import Any
 
 import pytest
 
-from bot.compose import (
-    MAX_LISTED,
-    Wording,
-    compose_link_email,
-    compose_reply,
-    compose_unknown_sender,
-    format_money,
-    reply_subject,
-)
+from bot.compose import MAX_LISTED, compose_reply, compose_unknown_sender, reply_subject
 from bot.intent import Intent
 from bot.mailparse import Request, parse
 from kashflow.models import CompanyDetails, Customer, Invoice
+from permalink.mail import Wording, compose_link_email, format_money
 
 MAIL = Path(__file__).parent / "data" / "mail"
 OUR_DOMAIN = "bot.northwind.example"

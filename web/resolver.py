@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from typing import Final, TypeVar
 from urllib.parse import quote
 
@@ -36,6 +35,7 @@ from permalink.activity import LINK_OPENED, PDF_DOWNLOADED, ActivityLog
 from permalink.keyring import Keyring
 from permalink.limits import Throttle
 from permalink.links import MAX_KASHFLOW_ID, InvalidLink, Link, Scope, open_link
+from permalink.mail import format_date, format_money
 from permalink.registry import LinkRegistry
 from permalink.scopes import Statement, invoice_in_scope, statement
 from web.errors import LinkNotValid, TooManyAttempts
@@ -58,7 +58,6 @@ DOWNLOAD_COOKIE: Final = "pdf_ready"
 _CHUNK: Final = 64 * 1024
 _MAX_FILENAME: Final = 150
 
-CURRENCY_SYMBOLS: Final = {"GBP": "£", "EUR": "€", "USD": "$"}
 STATUS_LABELS: Final = {
     "paid": "Paid",
     "part-paid": "Part paid",
@@ -69,18 +68,6 @@ SCOPE_HEADINGS: Final = {"all": "Your invoices", "unpaid": "Your unpaid invoices
 
 
 # -- presentation --------------------------------------------------------------------------
-
-
-def format_money(amount: Decimal, currency: str) -> str:
-    """``£1,234.50``, ``-€80.00``; an unfamiliar currency is written by its code."""
-    symbol = CURRENCY_SYMBOLS.get(currency.upper(), f"{currency.upper()} ")
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{symbol}{abs(amount):,.2f}"
-
-
-def format_date(day: date) -> str:
-    """``5 Mar 2025``: unambiguous to UK and other readers alike."""
-    return f"{day.day} {day:%b %Y}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,8 +409,6 @@ __all__ = [
     "InvoiceRow",
     "Resolver",
     "content_disposition",
-    "format_date",
-    "format_money",
     "invoice_row",
     "pdf_filename",
     "scope_heading",

@@ -27,10 +27,12 @@ from kashflow.errors import (
     NotFound,
     Unavailable,
 )
-from kashflow.models import Credentials, Customer, Invoice
+from kashflow.models import CompanyDetails, Credentials, Customer, Invoice
 from permalink.accounts import BotSettings, Wording
 from permalink.activity import LINK_EMAILED, LINK_MINTED, LINK_REVOKED, TEST_EMAIL
 from permalink.links import InvalidLink, Link, open_link
+from permalink.mail import Wording as MailWording
+from permalink.mail import compose_link_email
 from permalink.minting import mint
 from permalink.spool import SpoolEntry
 from web.errors import ErrorPage, render
@@ -48,7 +50,7 @@ from web.settings.auth import (
     state,
     url,
 )
-from web.settings.mailing import compose_link_email, compose_test_email, preview_reply
+from web.settings.mailing import compose_test_email, preview_reply
 from web.settings.session import Session
 
 log = logging.getLogger(__name__)
@@ -313,17 +315,19 @@ async def email_link(request: web.Request, session: Session) -> web.StreamRespon
     if not problem:
         assert st.send_mail is not None
         message = compose_link_email(
-            to=recipients,
+            to=", ".join(recipients),
             from_addr=sender,
-            company_name=session.company_name,
-            company_email=session.company_email,
+            company=CompanyDetails(name=session.company_name, email=session.company_email),
             customer=customer_,
             link_url=link_url,
-            scope=link.scope,
+            kind=link.scope.kind,
+            invoice=link.scope.invoice,
             expires=None
             if link.expires is None
             else datetime.fromtimestamp(link.expires, UTC).date(),
-            wording=bot.wording,
+            # The bot's introduction is written for replies ("the invoices you asked
+            # for"); an emailed link keeps the templates' own sentence.
+            wording=MailWording(greeting=bot.wording.greeting, sign_off=bot.wording.sign_off),
         )
         problem = await _send(st, session, message, recipients, kind=LINK_EMAILED, about=customer_)
     minted = MintedLink(
