@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -120,7 +120,7 @@ class Soap:
 
 
 @pytest.fixture
-async def soap(sandbox: Sandbox, lenient: zeep.Client) -> Iterator[Soap]:
+async def soap(sandbox: Sandbox, lenient: zeep.Client) -> AsyncIterator[Soap]:
     async with aiohttp.ClientSession() as http:
         yield Soap(sandbox, http, lenient)
 
