@@ -58,7 +58,7 @@ from web.security import RedactingAccessLogger
 
 Client = TestClient[Any, Any]
 
-#: The gateway's knobs for these tests: short, so each fault's deadline is short too.
+#: The gateway's knobs for the timeout tests: short, so each fault's deadline is short too.
 TIMEOUT = 0.3
 RETRIES = 2
 RETRY_DELAY = 0.05
@@ -67,17 +67,26 @@ RETRY_DELAY = 0.05
 CALL_DEADLINE = (RETRIES + 1) * TIMEOUT + sum(RETRY_DELAY * 2**k * 1.5 for k in range(RETRIES))
 #: What a loaded two-core CI machine may add to that on top.
 SLACK = 1.5
+#: The timeout of tests whose KashFlow answers (at once, or with a refusal): generous, so a
+#: busy machine rendering PDFs never turns an answer into a timeout.
+PATIENT = 10.0
+#: An answer, refusal or failure that needs no waiting arrives well within this.
+PROMPT = 5.0
+#: Parametrize a test with this to give its gateway the short timeout.
+SHORT_TIMEOUT = pytest.mark.parametrize("gateway_timeout", [TIMEOUT], ids=["timeout 0.3s"])
 QPDF = "/usr/bin/qpdf"
 NOT_ANSWERING = "KashFlow isn't answering"
 COULD_NOT_READ = "The invoice document could not be read"
 
 
 @asynccontextmanager
-async def fault_rig(tmp_path: Path) -> AsyncIterator[WebRig]:
+async def fault_rig(tmp_path: Path, gateway_timeout: float) -> AsyncIterator[WebRig]:
     """The web door against the sandbox through a gateway with a deadline and retries."""
     sandbox = Sandbox()
     await sandbox.start()
-    kashflow = KashFlow(sandbox.url, timeout=TIMEOUT, retries=RETRIES, retry_delay=RETRY_DELAY)
+    kashflow = KashFlow(
+        sandbox.url, timeout=gateway_timeout, retries=RETRIES, retry_delay=RETRY_DELAY
+    )
     db = Database(tmp_path / "state.sqlite3")
     try:
         keyring = Keyring.generate()
@@ -92,8 +101,13 @@ async def fault_rig(tmp_path: Path) -> AsyncIterator[WebRig]:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[WebRig]:
-    async with fault_rig(tmp_path) as built:
+def gateway_timeout() -> float:
+    return PATIENT
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, gateway_timeout: float) -> AsyncIterator[WebRig]:
+    async with fault_rig(tmp_path, gateway_timeout) as built:
         yield built
 
 
@@ -151,6 +165,7 @@ def assert_not_answering_page(seen: Seen) -> None:
 # -- slow, hung and broken -----------------------------------------------------------------
 
 
+@SHORT_TIMEOUT
 async def test_kashflow_slower_than_the_timeout_gets_the_not_answering_page_in_time(
     rig: WebRig, client: Client
 ) -> None:
@@ -164,6 +179,7 @@ async def test_kashflow_slower_than_the_timeout_gets_the_not_answering_page_in_t
     assert 3 <= len(calls(rig.sandbox, "GetCompanyDetails")) <= 3 * (RETRIES + 1)
 
 
+@SHORT_TIMEOUT
 async def test_a_hung_kashflow_is_given_up_on_after_each_retry_times_out(
     rig: WebRig, client: Client, account: Account
 ) -> None:
@@ -183,6 +199,7 @@ async def test_a_hung_kashflow_is_given_up_on_after_each_retry_times_out(
         assert seen.seconds < CALL_DEADLINE + SLACK, path
 
 
+@SHORT_TIMEOUT
 @pytest.mark.parametrize("fault", ["http_500", "malformed_xml", "reset"])
 async def test_transport_faults_are_retried_with_bounded_backoff_then_explained(
     rig: WebRig, client: Client, account: Account, fault: str
@@ -196,7 +213,7 @@ async def test_transport_faults_are_retried_with_bounded_backoff_then_explained(
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     for k, gap in enumerate(gaps):
         nominal = RETRY_DELAY * 2**k
-        assert 0.5 * nominal <= gap <= 1.5 * nominal + 0.25, (k, gap)
+        assert 0.5 * nominal <= gap <= 1.5 * nominal + 0.5, (k, gap)
 
     # The page and both PDF routes at once, as a visitor's browser might ask.
     paths = routes(rig)
@@ -395,7 +412,7 @@ async def test_hostile_or_unreadable_replies_are_refused_never_expanded(
 
     assert type(caught.value) is error
     assert any(why in caught.value.detail for why in hostile.why), caught.value.detail
-    assert took < CALL_DEADLINE + SLACK
+    assert took < PROMPT
     assert tries == (RETRIES + 1 if error is Unavailable else 1)
     for said in (str(caught.value), caught.value.detail, seen.html):
         assert "root:" not in said and "lollol" not in said
