@@ -129,6 +129,7 @@ async def end_to_end(
     print(
         f"  accepted -> captured       p50 {statistics.median(turnaround) * 1000:.0f} ms,"
         f" p95 {statistics.quantiles(turnaround, n=20)[-1] * 1000:.0f} ms"
+        " (all sent at once, so mostly time queued)"
     )
     print(f"  bot process CPU            {cpu * 1000 / requests:.0f} ms per request")
 
