@@ -5,7 +5,13 @@ from __future__ import annotations
 import runpy
 import sys
 
-SCRIPTS = ("benchmarks.resolver", "benchmarks.bot", "benchmarks.load")
+SCRIPTS = (
+    "benchmarks.resolver",
+    "benchmarks.fuzz_links",
+    "benchmarks.bot",
+    "benchmarks.soak_mail",
+    "benchmarks.load",
+)
 
 
 def main() -> None:

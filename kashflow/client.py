@@ -51,6 +51,9 @@ def classify(detail: str) -> type[KashFlowError]:
         return NotFound
     if "api" in text and ("not enabled" in text or "disabled" in text):
         return ApiDisabled
+    if "temporarily unavailable" in text or "try again later" in text:
+        # KashFlow's own "busy" answer: worth another try, like a failed connection.
+        return Unavailable
     return Rejected
 
 
@@ -105,7 +108,10 @@ class KashFlow:
             operation,
             {"UserName": credentials.username, "Password": credentials.password, **params},
         )
-        reply = await self._with_retries(operation, body)
+        return await self._with_retries(operation, body)
+
+    async def _attempt(self, operation: str, body: bytes) -> Reply:
+        reply = await self._post(operation, body)
         if reply.status != "OK":
             error = classify(reply.detail)
             log.info("KashFlow %s answered NO: %s", operation, error.__name__)
@@ -116,7 +122,7 @@ class KashFlow:
         attempt = 0
         while True:
             try:
-                return await self._post(operation, body)
+                return await self._attempt(operation, body)
             except Unavailable as exc:
                 attempt += 1
                 if attempt > self.retries:

@@ -58,20 +58,35 @@ async def fetch_pdfs(
     return [t.result() for t in tasks]
 
 
+def _read(data: bytes, index: int) -> PdfReader:
+    """A reader over one invoice's PDF, which must open and have at least one page."""
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        count = len(reader.pages)
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise BadDocument(f"document {index + 1} is not a readable PDF") from exc
+    if count == 0:
+        # Merging it would silently drop that invoice from the customer's file.
+        raise BadDocument(f"document {index + 1} has no pages")
+    return reader
+
+
+def check_pdf(data: bytes) -> None:
+    """Raise BadDocument unless ``data`` is a PDF that opens and has pages (one invoice
+    passed through as it is must be as sound as one merged)."""
+    _read(data, 0)
+
+
 def merge_pdfs(pdfs: Sequence[bytes], *, max_pages: int = MAX_PAGES) -> bytes:
     """One PDF holding every page of every document, in order."""
     writer = PdfWriter()
     pages = 0
     for index, data in enumerate(pdfs):
+        reader = _read(data, index)
+        pages += len(reader.pages)
+        if pages > max_pages:
+            raise BadDocument(f"more than {max_pages} pages")
         try:
-            reader = PdfReader(io.BytesIO(data), strict=False)
-            count = len(reader.pages)
-            if count == 0:
-                # Merging it would silently drop that invoice from the customer's file.
-                raise BadDocument(f"document {index + 1} has no pages")
-            pages += count
-            if pages > max_pages:
-                raise BadDocument(f"more than {max_pages} pages")
             writer.append(reader)
         except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
             raise BadDocument(f"document {index + 1} is not a readable PDF") from exc

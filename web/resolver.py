@@ -21,14 +21,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from kashflow.client import Account, KashFlow
-from kashflow.documents import fetch_pdfs, merge_pdfs
+from kashflow.documents import check_pdf, fetch_pdfs, merge_pdfs
 from kashflow.errors import NotFound
 from kashflow.models import Invoice
 from permalink.activity import LINK_OPENED, PDF_DOWNLOADED, ActivityLog
@@ -250,6 +250,7 @@ class Resolver:
             invoice_in_scope(account, link.customer_id, link.scope, number),
         )
         pdf = await account.invoice_pdf(number)
+        await self._off_loop(check_pdf, pdf)
         await self._record_download(link, now, f"invoice {number}")
         name = pdf_filename(
             company.name, link.customer_code, f"invoice-{number}", date.fromtimestamp(now)
@@ -289,10 +290,14 @@ class Resolver:
 
     async def _merge(self, account: Account, numbers: Sequence[int]) -> bytes:
         pdfs = await fetch_pdfs(account, numbers, concurrency=self._pdf_concurrency)
+        return await self._off_loop(merge_pdfs, pdfs)
+
+    async def _off_loop(self, work: Callable[[Any], T], arg: Any) -> T:
+        """PDF work runs on the bounded merge threads, never on the event loop."""
         if self._merge_pool is None:
-            return await asyncio.to_thread(merge_pdfs, pdfs)
+            return await asyncio.to_thread(work, arg)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._merge_pool, merge_pdfs, pdfs)
+        return await loop.run_in_executor(self._merge_pool, work, arg)
 
     async def _send_pdf(
         self, request: web.Request, pdf: bytes, filename: str
