@@ -32,6 +32,7 @@ from pypdf import PdfReader
 
 from benchmarks.mail_rig import (
     ACME,
+    ELM,
     Customer,
     bot_process,
     listener_process,
@@ -47,7 +48,6 @@ from permalink.db import Database
 from permalink.spool import Spool
 
 INVOICES = 10
-SMALL = Customer("ELM01", "hello@elmbakery.example")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -189,7 +189,7 @@ def main() -> None:
     parser.add_argument("--per-session", type=int, default=40)
     parser.add_argument("--accept-total", type=int, default=1000)
     args = parser.parse_args()
-    for customer in (SMALL, ACME):
+    for customer in (ELM, ACME):
         asyncio.run(
             end_to_end(customer, args.requests, args.sessions, args.concurrency, args.warmup)
         )

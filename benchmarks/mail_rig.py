@@ -48,13 +48,14 @@ class Customer:
 
 
 ACME = Customer("ACME01", "accounts@acme-fab.example")
+ELM = Customer("ELM01", "hello@elmbakery.example")  # no invoices until topped up
 # Every seeded demo customer, for runs that spread requests over several of them.
 DEMO_CUSTOMERS: tuple[Customer, ...] = (
     ACME,
     Customer("BRIGHT01", "accounts@brightwater.example"),
     Customer("CORV01", "billing@corvid.example"),
     Customer("DUNE01", "maggie@dunes.example"),
-    Customer("ELM01", "hello@elmbakery.example"),
+    ELM,
     Customer("FOX01", "ruth@foxglove.example"),
     Customer("GRAN01", "office@graniterow.example"),
     Customer("HOLL01", "sam@hollowoak.example"),

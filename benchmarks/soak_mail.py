@@ -30,6 +30,7 @@ from pathlib import Path
 
 from benchmarks.mail_rig import (
     DEMO_CUSTOMERS,
+    ELM,
     BotProcess,
     Customer,
     Delivery,
@@ -125,7 +126,7 @@ async def soak(args: argparse.Namespace) -> None:
         state = base / "state"
         async with CaptureServer(base / "outbox") as capture:
             await prepare_state(state, capture.port)
-            with sandbox_process(args.latency_ms, DEMO_CUSTOMERS[4], 10) as url:
+            with sandbox_process(args.latency_ms, ELM, 10) as url:
                 bot = BotProcess(
                     state, url, free_port(), concurrency=args.concurrency, log=base / "bot.log"
                 )
