@@ -80,6 +80,7 @@ class Invoice:
     currency: str = "GBP"
     exchange_rate: Decimal = Decimal(1)
     reference: str = ""
+    #: Empty when the invoice was read without its lines (list pages and replies).
     lines: tuple[InvoiceLine, ...] = ()
 
     @property

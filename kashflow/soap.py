@@ -85,16 +85,21 @@ class Service:
     def __init__(self, wsdl: Path = WSDL_PATH) -> None:
         settings = zeep.Settings(strict=False, forbid_dtd=True, forbid_entities=True)
         self._zeep = zeep.Client(str(wsdl), settings=settings)
-        self._readers: dict[str, Reader] = {}
-        self._types: dict[str, Reader] = {}
+        # Readers per (operation or type, fields left out): compiled once, on first use.
+        self._readers: dict[tuple[str, frozenset[str]], Reader] = {}
+        self._types: dict[tuple[str, frozenset[str]], Reader] = {}
 
     def envelope(self, operation: str, params: dict[str, Any]) -> bytes:
         """A complete SOAP 1.1 request for ``operation`` (raises on missing required ints)."""
         message = self._zeep.create_message(self._zeep.service, operation, **params)
         return bytes(etree.tostring(message, xml_declaration=True, encoding="utf-8"))
 
-    def read(self, operation: str, body: bytes) -> Reply:
-        """Read ``operation``'s reply body; raises SoapFault or UnreadableReply."""
+    def read(self, operation: str, body: bytes, *, skip: frozenset[str] = frozenset()) -> Reply:
+        """Read ``operation``'s reply body; raises SoapFault or UnreadableReply.
+
+        Fields named in ``skip`` (e.g. an invoice's ``Lines``) are passed over unread: a
+        list page needs none of an invoice's lines, which are half of a long reply.
+        """
         try:
             root = etree.fromstring(body, _parser())
         except etree.XMLSyntaxError as exc:
@@ -113,34 +118,36 @@ class Service:
         status = payload.findtext(f"{{{NS}}}Status") or ""
         detail = (payload.findtext(f"{{{NS}}}StatusDetail") or "").strip()
         result_el = payload.find(f"{{{NS}}}{operation}Result")
-        result = None if result_el is None else self._reader(operation)(result_el)
+        result = None if result_el is None else self._reader(operation, skip)(result_el)
         return Reply(status=status.strip(), detail=detail, result=result)
 
-    def _reader(self, operation: str) -> Reader:
-        reader = self._readers.get(operation)
+    def _reader(self, operation: str, skip: frozenset[str]) -> Reader:
+        reader = self._readers.get((operation, skip))
         if reader is None:
             response = self._zeep.get_element(f"{{{NS}}}{operation}Response")
             result_type = dict(response.type.elements)[f"{operation}Result"].type
-            reader = self._readers[operation] = self._compile(result_type)
+            reader = self._readers[(operation, skip)] = self._compile(result_type, skip)
         return reader
 
-    def _compile(self, xsd_type: Any) -> Reader:
+    def _compile(self, xsd_type: Any, skip: frozenset[str]) -> Reader:
         qname = xsd_type.qname.text if xsd_type.qname is not None else None
-        if qname is not None and qname in self._types:
-            return self._types[qname]
+        if qname is not None and (qname, skip) in self._types:
+            return self._types[(qname, skip)]
         if not isinstance(xsd_type, ComplexType):
             # zeep's ComplexType derives from AnyType, so test for it first.
             if type(xsd_type) is AnyType:
-                return self._read_any
+                return lambda el: self._read_any(el, skip)
             convert, empty = _SIMPLE.get(xsd_type.qname.localname, (str, ""))
             return _simple_reader(convert, empty)
         fields: dict[str, _Field] = {}
         reader = _record_reader(fields)
         if qname is not None:
-            self._types[qname] = reader  # before the children: types may nest
+            self._types[(qname, skip)] = reader  # before the children: types may nest
         for name, element in xsd_type.elements:
+            if name in skip:
+                continue
             repeated = element.max_occurs == "unbounded" or element.max_occurs > 1
-            child = self._compile(element.type)
+            child = self._compile(element.type, skip)
             simple = getattr(child, "simple", None)
             fields[f"{{{NS}}}{name}"] = (name, simple, child, repeated)
         if len(fields) == 1 and next(iter(fields.values()))[3]:
@@ -148,20 +155,20 @@ class Service:
             item_reader = next(iter(fields.values()))[2]
             array_reader = _array_reader(item_reader)
             if qname is not None:
-                self._types[qname] = array_reader
+                self._types[(qname, skip)] = array_reader
             return array_reader
         return reader
 
-    def _read_any(self, el: etree._Element) -> Any:
+    def _read_any(self, el: etree._Element, skip: frozenset[str]) -> Any:
         # Invoice lines arrive as <anyType xsi:type="InvoiceLine">: resolve the named type.
         xsi_type = el.get(XSI_TYPE)
         if not xsi_type:
             return None
         local = xsi_type.rsplit(":", 1)[-1]
-        key = f"{{{NS}}}{local}"
+        key = (f"{{{NS}}}{local}", skip)
         if key not in self._types:
             try:
-                self._compile(self._zeep.get_type(key))
+                self._compile(self._zeep.get_type(key[0]), skip)
             except (LookupError, zeep.exceptions.LookupError):
                 return None
         return self._types[key](el)

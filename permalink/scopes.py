@@ -20,7 +20,9 @@ from permalink.links import Scope
 class InvoiceSource(Protocol):
     async def company_details(self) -> CompanyDetails: ...
     async def customer_by_id(self, customer_id: int) -> Customer: ...
-    async def invoices_for_customer(self, customer_id: int) -> list[Invoice]: ...
+    async def invoices_for_customer(
+        self, customer_id: int, *, lines: bool = True
+    ) -> list[Invoice]: ...
     async def invoice(self, number: int) -> Invoice: ...
 
 
@@ -66,7 +68,8 @@ async def invoices_in_scope(
         if invoice.customer_id != customer_id:
             raise NotFound("no invoice")  # same answer as a missing one: no probing
         return (invoice,)
-    return select(await source.invoices_for_customer(customer_id), scope)
+    # Pages and replies list invoices without their lines (the PDFs carry those).
+    return select(await source.invoices_for_customer(customer_id, lines=False), scope)
 
 
 async def statement(source: InvoiceSource, customer_id: int, scope: Scope) -> Statement:

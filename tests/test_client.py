@@ -253,3 +253,15 @@ async def test_money_is_decimal_and_totals_add_up(demo_account: Account) -> None
     for invoice in await demo_account.invoices_for_customer(customer.id):
         assert isinstance(invoice.net, Decimal)
         assert invoice.total == invoice.net + invoice.vat
+
+
+async def test_invoices_can_be_read_without_their_lines(
+    sandbox: Sandbox, demo_account: Account
+) -> None:
+    customer = await demo_account.customer_by_code("ACME01")
+    full = await demo_account.invoices_for_customer(customer.id)
+    bare = await demo_account.invoices_for_customer(customer.id, lines=False)
+    assert all(inv.lines for inv in full) and not any(inv.lines for inv in bare)
+    assert [(i.number, i.total, i.outstanding) for i in bare] == [
+        (i.number, i.total, i.outstanding) for i in full
+    ]

@@ -56,6 +56,8 @@ ROUTE_UNPAID_PDF: Final = "link.unpaid_pdf"
 #: Set on every PDF response so the page's script knows the download has started.
 DOWNLOAD_COOKIE: Final = "pdf_ready"
 _CHUNK: Final = 64 * 1024
+#: One invoice's PDF, below a link's page (the route and the page's row links share it).
+_INVOICE_PDF: Final = "/invoice/{number}.pdf"
 _MAX_FILENAME: Final = 150
 
 STATUS_LABELS: Final = {
@@ -168,7 +170,7 @@ class Resolver:
         router.add_get(link, self.page, name=ROUTE_PAGE)
         # PDF routes answer GET only: a HEAD would cost the same KashFlow calls for nothing.
         router.add_get(
-            link + "/invoice/{number:[0-9]+}.pdf",
+            link + _INVOICE_PDF.format(number="{number:[0-9]+}"),
             self.invoice_pdf,
             name=ROUTE_INVOICE_PDF,
             allow_head=False,
@@ -209,12 +211,10 @@ class Resolver:
     ) -> dict[str, object]:
         token = request.match_info["token"]
         router = request.app.router
+        # One route lookup for the page, not one per row: a long list has hundreds.
+        page = str(router[ROUTE_PAGE].url_for(token=token))
         rows = [
-            invoice_row(
-                inv,
-                today,
-                str(router[ROUTE_INVOICE_PDF].url_for(token=token, number=str(inv.number))),
-            )
+            invoice_row(inv, today, page + _INVOICE_PDF.format(number=inv.number))
             for inv in found.invoices
         ]
         totals = sorted(found.outstanding_by_currency().items())
