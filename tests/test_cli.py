@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from app import config
 from app.config import ConfigError
-from kashflow.sandbox import Sandbox
+from bot.capture import CaptureServer
+from kashflow.sandbox import DEMO, Sandbox
+from permalink.accounts import AccountSettings
+from permalink.db import Database
 from permalink.keyring import Keyring
 from permalink.links import open_link
 
@@ -178,3 +184,87 @@ def test_settings_come_from_options_then_environment_then_defaults(tmp_path: Pat
     settings = config.load(env, smtp_port=25, http_host=None)
     assert (settings.http_port, settings.smtp_port, settings.http_host) == (9000, 25, "127.0.0.1")
     assert settings.state_dir == tmp_path.resolve()
+
+
+async def test_serve_runs_both_doors_until_sigterm(
+    tmp_path: Path, sandbox: Sandbox, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
+    http_port, smtp_port = unused_tcp_port_factory(), unused_tcp_port_factory()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app.cli",
+        "serve",
+        "--state-dir",
+        str(tmp_path),
+        "--http-port",
+        str(http_port),
+        "--smtp-port",
+        str(smtp_port),
+        "--public-base-url",
+        f"http://127.0.0.1:{http_port}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "KASHFLOW_PERMALINK_KASHFLOW_ENDPOINT": sandbox.url},
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"serving http://127.0.0.1" not in await proc.stdout.readline():
+                assert proc.returncode is None
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{http_port}/healthz") as resp:
+                assert resp.status == 200
+            async with http.get(f"http://127.0.0.1:{http_port}/settings/login") as resp:
+                assert resp.status == 200
+        _, writer = await asyncio.open_connection("127.0.0.1", smtp_port)
+        writer.close()  # the mail door listens too
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await proc.communicate()
+    assert proc.returncode == 0
+
+
+def test_serve_without_a_key_says_how_to_make_one(tmp_path: Path) -> None:
+    result = cli("serve", "--state-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "keys create" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_reports_the_key_and_the_bots(tmp_path: Path) -> None:
+    assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
+    result = cli("check", "--state-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "links sealed with key 1" in result.stdout
+    assert "no account has the mail bot switched on" in result.stdout
+
+
+async def test_check_tries_each_bots_kashflow_and_relay(tmp_path: Path, sandbox: Sandbox) -> None:
+    assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
+    keyring = Keyring.load(tmp_path / "server.key")
+    async with CaptureServer(tmp_path / "outbox") as relay:
+        db = Database(tmp_path / "state.sqlite3")
+        try:
+            accounts = AccountSettings(db, keyring)
+            await accounts.set_bot_credentials("demo", DEMO)
+            await accounts.update(
+                "demo",
+                request_address="invoices@northwind.example",
+                relay_host=relay.host,
+                relay_port=relay.port,
+                relay_security="none",
+                enabled=True,
+            )
+        finally:
+            db.close()
+        args = ["check", "--state-dir", str(tmp_path), "--kashflow-url", sandbox.url]
+        healthy = await acli(*args)
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert "demo: KashFlow OK (Northwind Studio Ltd)" in healthy.stdout
+        assert f"demo: relay {relay.host}:{relay.port} OK" in healthy.stdout
+
+    down = await acli(*args)  # the relay has gone
+    assert down.returncode == 1
+    assert "demo: relay FAILED" in down.stdout
