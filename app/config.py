@@ -39,6 +39,9 @@ class Settings:
     kashflow_timeout: float = 20.0
     pdf_concurrency: int = 8
     mail_domain: str = "localhost"
+    # The receiving MTA's authserv-id (RFC 8601): when set, the bot answers only mail whose
+    # From domain that server authenticated (DKIM or SPF aligned, or DMARC).
+    trusted_authserv_id: str | None = None
     keys: str | None = None  # the keyring in environment form, instead of the key file
 
     @property

@@ -103,6 +103,7 @@ class Runtime:
             public_base_url=s.public_base_url,
             mail_domain=s.mail_domain,
             pdf_concurrency=s.pdf_concurrency,
+            trusted_authserv_id=s.trusted_authserv_id,
         )
         await bot.start()
         self._stack.push_async_callback(bot.stop)

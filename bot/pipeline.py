@@ -105,6 +105,8 @@ class Context:
     pdf_concurrency: int = DEFAULT_CONCURRENCY
     relay_timeout: float = 30.0
     relay_ca_file: str | None = None
+    #: The receiving MTA's authserv-id: when set, only mail it authenticated is answered.
+    trusted_authserv_id: str | None = None
     clock: Callable[[], float] = time.time
 
 
@@ -204,7 +206,8 @@ async def duplicate(ctx: Context, job: Job) -> Outcome | None:
 
 
 async def guards(ctx: Context, job: Job) -> Outcome | None:
-    reason = first_stop(job.request, GuardContext(job.bot.request_address, ctx.mail_domain))
+    context = GuardContext(job.bot.request_address, ctx.mail_domain, ctx.trusted_authserv_id)
+    reason = first_stop(job.request, context)
     return None if reason is None else Ignored(reason)
 
 

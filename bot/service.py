@@ -56,6 +56,7 @@ class BotService:
         pdf_concurrency: int = DEFAULT_CONCURRENCY,
         relay_timeout: float = 30.0,
         relay_ca_file: str | None = None,
+        trusted_authserv_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.spool = Spool(db)
@@ -73,6 +74,7 @@ class BotService:
             pdf_concurrency=pdf_concurrency,
             relay_timeout=relay_timeout,
             relay_ca_file=relay_ca_file,
+            trusted_authserv_id=trusted_authserv_id,
         )
         self.worker = Worker(self.context, self.activity, concurrency=concurrency, retry=retry)
         self._listener: SMTPServer | None = None

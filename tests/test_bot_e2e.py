@@ -23,6 +23,7 @@ from pypdf import PdfReader
 
 from bot.capture import CapturedMessage, CaptureServer
 from bot.listener import ListenerSettings
+from bot.pipeline import Ignored, Replied
 from bot.service import BotService
 from bot.worker import RetryPolicy, Settled
 from kashflow.client import KashFlow
@@ -134,6 +135,7 @@ async def make_rig(tmp_path: Path, sandbox: Sandbox, kashflow: KashFlow) -> Asyn
             BASE_URL,
             DOMAIN,
             retry=RetryPolicy(base_delay=0.05, max_delay=0.2),
+            trusted_authserv_id=bot_settings.pop("trusted_authserv_id", None),
         )
         await service.accounts.set_bot_credentials("demo", bot_settings.pop("credentials", DEMO))
         settings: dict[str, Any] = {
@@ -437,3 +439,30 @@ async def test_turning_the_bot_off_refuses_its_address_at_once(rig: Rig) -> None
     await rig.service.accounts.update("demo", enabled=True)
     await rig.send(request_mail())
     assert len(await rig.capture.wait_for(1)) == 1
+
+
+async def test_with_a_trusted_authserv_id_only_authenticated_mail_is_answered(
+    make_rig: MakeRig,
+) -> None:
+    rig = await make_rig(trusted_authserv_id="mx.northwind.example")
+    forged = request_mail(message_id="<forged@client.example>")
+    dkim_pass = "dkim=pass header.d=acme-fab.example"
+    spoofed_results = request_mail(
+        message_id="<other-server@client.example>",
+        extra=f"Authentication-Results: mx.elsewhere.example; {dkim_pass}\r\n",
+    )
+    genuine = request_mail(
+        message_id="<genuine@client.example>",
+        extra=f"Authentication-Results: mx.northwind.example; {dkim_pass}\r\n",
+    )
+    for raw in (forged, spoofed_results, genuine):
+        await rig.send(raw)
+    settled = await rig.settle(3)
+    outcomes = {s.message_id: s.outcome for s in settled}
+    assert isinstance(outcomes["<genuine@client.example>"], Replied)
+    for refused in ("<forged@client.example>", "<other-server@client.example>"):
+        outcome = outcomes[refused]
+        assert isinstance(outcome, Ignored) and outcome.rule.startswith("unauthenticated")
+    await rig.capture.wait_for(1)
+    assert len(rig.capture.messages) == 1
+    assert rig.capture.messages[0].parsed()["In-Reply-To"] == "<genuine@client.example>"
