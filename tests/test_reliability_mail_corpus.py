@@ -5,12 +5,14 @@ with broken boundaries, missing headers, odd charsets — and, in the same folde
 sounds that are no mail at all) and every ``tests/data/mail/*.eml`` goes through the bot's
 reading and deciding steps: ``bot.mailparse.parse``, ``bot.guards.first_stop`` and
 ``bot.intent.read_intent``. None may raise, and each must end in exactly one outcome: a
-reply would go out (with a scope), or the message is ignored by one named rule. The full
-worker pipeline, KashFlow and SMTP included, is tested end to end in ``test_bot_e2e.py``.
+reply would go out (with a scope), or the message is ignored by one named rule. Then every
+message goes through the running bot over SMTP (KashFlow and the relay included) and must
+be settled once: replied, ignored by a named rule, or parked with a reason.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +24,9 @@ import pytest
 from bot.guards import GUARDS, GuardContext, first_stop
 from bot.intent import read_intent
 from bot.mailparse import parse
+from bot.pipeline import Failed, Ignored, Replied
+from bot.worker import Settled
+from tests.test_bot_e2e import ACME, MakeRig, make_rig  # noqa: F401  (make_rig: fixture)
 
 CPYTHON_MAIL = Path("/usr/lib/python3.11/test/test_email/data")
 OWN_MAIL = Path(__file__).parent / "data" / "mail"
@@ -168,3 +173,51 @@ def test_mail_with_nothing_in_it_is_still_decided() -> None:
         outcome = decide(raw, CTX)
         assert outcome.action in ("reply", "ignored")
     assert decide(b"From: a@b.example\r\n\r\n", CTX) == Outcome("reply", "all", "default scope")
+
+
+async def test_every_message_goes_through_the_running_bot_to_one_outcome(
+    make_rig: MakeRig,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """The whole pipeline over SMTP: each message is settled once, as replied, ignored by a
+    named rule, or parked with a reason; the bot never crashes and the queue never stalls.
+    Our samples go twice: as written (strangers to KashFlow) and from a real customer."""
+    rig = await make_rig(per_customer_limit=100, global_limit=1000, default_scope="all")
+    deliveries: list[tuple[str, bytes, str]] = [
+        (path.name, path.read_bytes(), "someone@corpus.example")
+        for path in corpus()
+        # The images and sounds beside the messages are no mail: SMTP refuses their
+        # over-long lines (500, RFC 5321 4.5.3.1.6) before the bot would see them.
+        if path.parent == CPYTHON_MAIL and path.name.startswith("msg_")
+    ]
+    for path in sorted(OWN_MAIL.glob("*.eml")):
+        raw = path.read_bytes()
+        deliveries.append((path.name, raw, "someone@corpus.example"))
+        as_customer = re.sub(rb"(?im)^From:.*$", f"From: Client <{ACME}>".encode(), raw, count=1)
+        # A new Message-ID, or the bot would rightly take it for the same message again.
+        as_customer = re.sub(rb"(?im)^(Message-ID:\s*<)", rb"\1customer-", as_customer, count=1)
+        deliveries.append((f"{path.name} from a customer", as_customer, ACME))
+    for _, raw, sender in deliveries:
+        await rig.send(re.sub(rb"\r?\n", b"\r\n", raw), mail_from=sender)
+
+    def finished(settled: list[Settled]) -> bool:
+        return sum(s.state in ("done", "parked") for s in settled) >= len(deliveries)
+
+    settled = await rig.service.worker.wait_for(finished, 90)
+    final = [s for s in settled if s.state in ("done", "parked")]
+    assert sorted(s.spool_id for s in final) == sorted({s.spool_id for s in final})
+    assert len(final) == len(deliveries)
+    kinds: Counter[str] = Counter()
+    for s in final:
+        outcome = s.outcome
+        if isinstance(outcome, Replied):
+            kinds["replied"] += 1
+        elif isinstance(outcome, Ignored):
+            assert outcome.rule, s
+            kinds["ignored"] += 1
+        else:
+            assert isinstance(outcome, Failed) and outcome.reason and s.state == "parked", s
+            kinds["parked"] += 1
+    replies = rig.capture.messages
+    assert kinds["replied"] == len(replies) > 0
+    # Every reply went to the customer's address on file, whatever the message claimed.
+    assert {tuple(r.rcpt_tos) for r in replies} == {(ACME,)}
