@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kashflow.client import Account, KashFlow
 from kashflow.sandbox import DEMO, Sandbox
+from permalink.db import Database
 
 SandboxFactory = Callable[..., Awaitable[Sandbox]]
 
@@ -46,3 +48,22 @@ async def kashflow(sandbox: Sandbox) -> AsyncIterator[KashFlow]:
 @pytest.fixture
 def demo_account(kashflow: KashFlow) -> Account:
     return kashflow.account(DEMO)
+
+
+OpenDb = Callable[[], Database]
+
+
+@pytest.fixture
+def open_db(tmp_path: Path) -> Iterator[OpenDb]:
+    """Opens the state file, closing the previous handle first: a restarted process."""
+    opened: list[Database] = []
+
+    def factory() -> Database:
+        if opened:
+            opened.pop().close()
+        opened.append(Database(tmp_path / "state.sqlite3"))
+        return opened[-1]
+
+    yield factory
+    for db in opened:
+        db.close()

@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from kashflow.models import Credentials
 from permalink.accounts import AccountSettings, BotSettings, account_key
-from permalink.db import Database
 from permalink.keyring import Keyring, SecretUnreadable
+from tests.conftest import OpenDb
 
 RELAY_PASSWORD = "relay-Pa55word-quokka"
 KASHFLOW_PASSWORD = "kf-Secret-wombat-9931"
-
-OpenDb = Callable[[], Database]
-
-
-@pytest.fixture
-def open_db(tmp_path: Path) -> Iterator[OpenDb]:
-    """Opens the state file, closing the previous handle first: a restarted process."""
-    opened: list[Database] = []
-
-    def factory() -> Database:
-        if opened:
-            opened.pop().close()
-        opened.append(Database(tmp_path / "state.sqlite3"))
-        return opened[-1]
-
-    yield factory
-    for db in opened:
-        db.close()
 
 
 @pytest.fixture

@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from permalink.activity import ActivityLog, redact
-from permalink.db import Database
+from tests.conftest import OpenDb
 
 T0 = 1_700_000_000
-
-OpenDb = Callable[[], Database]
-
-
-@pytest.fixture
-def open_db(tmp_path: Path) -> Iterator[OpenDb]:
-    """Opens the state file, closing the previous handle first: a restarted process."""
-    opened: list[Database] = []
-
-    def factory() -> Database:
-        if opened:
-            opened.pop().close()
-        opened.append(Database(tmp_path / "state.sqlite3"))
-        return opened[-1]
-
-    yield factory
-    for db in opened:
-        db.close()
 
 
 @pytest.fixture

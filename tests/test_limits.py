@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
 import pytest
 
-from permalink.db import Database
 from permalink.limits import RateLimiter, Throttle
+from tests.conftest import OpenDb
 
 T0 = 1_700_000_000.0
 HOUR = 3600
-
-OpenDb = Callable[[], Database]
-
-
-@pytest.fixture
-def open_db(tmp_path: Path) -> Iterator[OpenDb]:
-    """Opens the state file, closing the previous handle first: a restarted process."""
-    opened: list[Database] = []
-
-    def factory() -> Database:
-        if opened:
-            opened.pop().close()
-        opened.append(Database(tmp_path / "state.sqlite3"))
-        return opened[-1]
-
-    yield factory
-    for db in opened:
-        db.close()
 
 
 @pytest.fixture
