@@ -42,7 +42,6 @@ from permalink.accounts import AccountSettings, BotSettings
 from permalink.keyring import Keyring, SecretUnreadable
 from permalink.limits import RateLimiter
 from permalink.links import Scope
-from permalink.mail import Wording
 from permalink.minting import mint
 from permalink.registry import LinkRegistry
 from permalink.scopes import Statement, statement
@@ -338,7 +337,6 @@ async def write_reply(ctx: Context, job: Job) -> Outcome | None:
         )
     else:
         assert job.statement is not None and job.intent is not None
-        wording = settings.wording
         job.reply = compose_reply(
             request=job.request,
             to=job.recipient,
@@ -352,7 +350,7 @@ async def write_reply(ctx: Context, job: Job) -> Outcome | None:
             intent=job.intent,
             our_domain=ctx.mail_domain,
             today=date.fromtimestamp(ctx.clock()),
-            wording=Wording(wording.greeting, wording.intro, wording.sign_off),
+            wording=settings.wording,
         )
     if job.sent_before is not None:
         # An earlier attempt may have reached the recipient; the same Message-ID lets

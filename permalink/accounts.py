@@ -23,6 +23,7 @@ from typing import Final, Literal, get_args
 from kashflow.models import Credentials
 from permalink.db import Database, transaction
 from permalink.keyring import Keyring
+from permalink.mail import Wording
 
 Scope = Literal["all", "unpaid"]
 UnknownSender = Literal["ignore", "neutral_reply"]
@@ -52,18 +53,6 @@ class RelaySettings:
     security: Security = "starttls"
     username: str = ""
     has_password: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Wording:
-    """The accountant's own words around the bot's reply (plain text, not templates)."""
-
-    greeting: str = "Hello,"
-    intro: str = (
-        "Here are the invoices you asked for. The link below always shows them as they "
-        "stand in our accounts today, and the attached PDF holds a copy of each."
-    )
-    sign_off: str = "Kind regards"
 
 
 @dataclass(frozen=True, slots=True)

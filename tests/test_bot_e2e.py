@@ -206,6 +206,8 @@ async def test_a_customer_request_gets_one_reply_with_their_link_and_pdf(rig: Ri
     assert pages(pdf) == await expected_pages(rig, unpaid)
     for number in unpaid:
         assert f"Invoice {number}" in body_text(reply)
+    # With no wording of the accountant's saved, the reply greets the contact by name.
+    assert body_text(reply).lstrip().startswith(f"Hello {acme.contact_first} {acme.contact_last},")
 
     [event] = await rig.events()
     assert (event.kind, event.outcome) == ("bot_request", "replied")

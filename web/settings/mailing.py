@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from permalink.accounts import Wording
-from permalink.mail import message
+from permalink.mail import Wording, message
 
 #: Deliver ``message`` for ``account`` to exactly ``recipients`` through the account's
 #: relay. Raises on failure; ``str(error)`` must be a sentence fit for the accountant and

@@ -28,11 +28,10 @@ from kashflow.errors import (
     Unavailable,
 )
 from kashflow.models import CompanyDetails, Credentials, Customer, Invoice
-from permalink.accounts import BotSettings, Wording
+from permalink.accounts import BotSettings
 from permalink.activity import LINK_EMAILED, LINK_MINTED, LINK_REVOKED, TEST_EMAIL
 from permalink.links import InvalidLink, Link, open_link
-from permalink.mail import Wording as MailWording
-from permalink.mail import compose_link_email
+from permalink.mail import Wording, compose_link_email
 from permalink.minting import mint
 from permalink.spool import SpoolEntry
 from web.errors import ErrorPage, render
@@ -327,7 +326,7 @@ async def email_link(request: web.Request, session: Session) -> web.StreamRespon
             else datetime.fromtimestamp(link.expires, UTC).date(),
             # The bot's introduction is written for replies ("the invoices you asked
             # for"); an emailed link keeps the templates' own sentence.
-            wording=MailWording(greeting=bot.wording.greeting, sign_off=bot.wording.sign_off),
+            wording=Wording(greeting=bot.wording.greeting, sign_off=bot.wording.sign_off),
         )
         problem = await _send(st, session, message, recipients, kind=LINK_EMAILED, about=customer_)
     minted = MintedLink(
