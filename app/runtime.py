@@ -11,7 +11,7 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 
 from aiohttp import web
@@ -23,6 +23,7 @@ from bot.service import BotService
 from kashflow.client import KashFlow
 from permalink.accounts import AccountSettings
 from permalink.db import Database
+from permalink.housekeeping import keep_tidy
 from permalink.keyring import Keyring, KeyringError
 from web.app import WebConfig, create_app
 from web.security import RedactingAccessLogger
@@ -68,6 +69,8 @@ class Runtime:
         s.state_dir.mkdir(parents=True, exist_ok=True)
         self.db = db = Database(s.database)
         self._stack.callback(db.close)
+        housekeeping = asyncio.create_task(keep_tidy(db), name="housekeeping")
+        self._stack.push_async_callback(_cancel, housekeeping)
         self.kashflow = kashflow = KashFlow(s.kashflow_endpoint, timeout=s.kashflow_timeout)
         self._stack.push_async_callback(kashflow.close)
 
@@ -115,6 +118,12 @@ class Runtime:
 
     async def stop(self) -> None:
         await self._stack.aclose()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 @asynccontextmanager

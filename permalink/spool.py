@@ -273,6 +273,19 @@ class Spool:
 
         return await self._db.run(earliest)
 
+    async def prune(self, settled_before: float) -> int:
+        """Forget messages settled (done or parked) before ``settled_before``, with their
+        bodies and reply records; returns how many. Duplicate detection reaches back only
+        as far as what is kept."""
+
+        def delete(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM spool WHERE state IN ('done', 'parked') AND updated_at < ?",
+                (settled_before,),
+            ).rowcount
+
+        return await self._db.run(delete)
+
     async def counts(self) -> dict[State, int]:
         """How many messages are in each state (every state present, zero included)."""
 

@@ -1,0 +1,60 @@
+"""Housekeeping: the state database forgets what is no longer needed, on a schedule.
+
+Activity is kept for the settings pages for a while, settled mail (with its body) for
+duplicate detection and the bot page, and rate-limit hits only as long as a window lasts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from permalink.activity import ActivityLog
+from permalink.db import Database
+from permalink.limits import RateLimiter
+from permalink.spool import Spool
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    activity_days: float = 180
+    settled_mail_days: float = 30
+    rate_hits_days: float = 2  # the longest limit window is an hour
+
+
+async def tidy(db: Database, now: float, retention: Retention = Retention()) -> dict[str, int]:
+    """Delete what ``retention`` no longer keeps; returns how many rows of each kind."""
+    removed = {
+        "activity": await ActivityLog(db).prune(now - retention.activity_days * DAY),
+        "settled mail": await Spool(db).prune(now - retention.settled_mail_days * DAY),
+        "rate-limit hits": await RateLimiter(db).prune(now - retention.rate_hits_days * DAY),
+    }
+    if any(removed.values()):
+        log.info(
+            "housekeeping removed %s", ", ".join(f"{n} {what}" for what, n in removed.items())
+        )
+    return removed
+
+
+async def keep_tidy(
+    db: Database,
+    *,
+    every_s: float = 6 * 3600,
+    retention: Retention = Retention(),
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Run :func:`tidy` now and every ``every_s`` seconds until cancelled."""
+    while True:
+        try:
+            await tidy(db, clock(), retention)
+        except Exception:
+            # A failed clean-up must not stop the service; the next round tries again.
+            log.exception("housekeeping failed")
+        await asyncio.sleep(every_s)
