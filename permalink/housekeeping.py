@@ -37,9 +37,7 @@ async def tidy(db: Database, now: float, retention: Retention = Retention()) -> 
         "rate-limit hits": await RateLimiter(db).prune(now - retention.rate_hits_days * DAY),
     }
     if any(removed.values()):
-        log.info(
-            "housekeeping removed %s", ", ".join(f"{n} {what}" for what, n in removed.items())
-        )
+        log.info("housekeeping removed %s", ", ".join(f"{n} {what}" for what, n in removed.items()))
     return removed
 
 

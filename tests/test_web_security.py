@@ -106,6 +106,7 @@ async def test_every_route_and_status_carries_the_security_headers(
         assert response.status == status, (method, path)
         for name, value in EXPECTED_HEADERS.items():
             assert response.headers.get(name) == value, (method, path, name)
+        assert response.headers["Server"] == "kashflow-permalink", (method, path)
 
     with mock.patch("web.resolver.statement", side_effect=RuntimeError("injected")):
         rig.clock.advance(3600)  # past the 429 above

@@ -31,6 +31,9 @@ SECURITY_HEADERS: Final[Mapping[str, str]] = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
 }
 
+#: The Server header: the product, no library or version to fingerprint.
+SERVER_NAME: Final = "kashflow-permalink"
+
 #: What a link token is replaced with in anything written down.
 REDACTED_TOKEN: Final = "…"  # noqa: S105 - a placeholder, not a secret
 
@@ -42,6 +45,8 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     """``on_response_prepare`` hook: the capability-URL headers on every response."""
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
+    # aiohttp would announce its name and version (and Python's) to every visitor.
+    response.headers["Server"] = SERVER_NAME
 
 
 def redact_path(path: str) -> str:
