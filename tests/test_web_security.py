@@ -98,11 +98,15 @@ async def test_every_route_and_status_carries_the_security_headers(
         ("GET", f"/l/{token}/invoice/99999999.pdf", 404),
         ("POST", "/healthz", 405),
         ("GET", f"/l/{refused}", 503),
+        ("GET", "/settings/login", 200),
+        ("POST", "/settings/login", 403),  # no CSRF token
+        ("GET", "/settings/customers", 303),  # not signed in
+        ("GET", "/static/settings.css", 200),
     ]
     requests += [("GET", "/l/not-a-token", 404)] * LIMIT + [("GET", "/l/not-a-token", 429)]
 
     for method, path, status in requests:
-        response = await client.request(method, path)
+        response = await client.request(method, path, allow_redirects=False)
         assert response.status == status, (method, path)
         for name, value in EXPECTED_HEADERS.items():
             assert response.headers.get(name) == value, (method, path, name)
