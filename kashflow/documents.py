@@ -14,6 +14,7 @@ from typing import Protocol
 from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PyPdfError
 
+from kashflow.concurrent import calls_at_once
 from kashflow.errors import BadDocument
 
 DEFAULT_CONCURRENCY = 8
@@ -49,12 +50,8 @@ async def fetch_pdfs(
             progress(done, len(numbers))
         return pdf
 
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(n)) for n in numbers]
-    except* Exception as failed:
-        # Callers handle one KashFlow error, not a group: the first one speaks for all.
-        raise failed.exceptions[0] from None
+    async with calls_at_once() as group:
+        tasks = [group.create_task(one(n)) for n in numbers]
     return [t.result() for t in tasks]
 
 

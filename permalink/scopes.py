@@ -7,11 +7,11 @@ An invoice outside the customer's scope is reported exactly like a missing one.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from kashflow.concurrent import calls_at_once
 from kashflow.errors import NotFound
 from kashflow.models import CompanyDetails, Customer, Invoice
 from permalink.links import Scope
@@ -74,14 +74,10 @@ async def invoices_in_scope(
 
 async def statement(source: InvoiceSource, customer_id: int, scope: Scope) -> Statement:
     """Company, customer and the invoices in scope, fetched concurrently."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            company = group.create_task(source.company_details())
-            customer = group.create_task(source.customer_by_id(customer_id))
-            invoices = group.create_task(invoices_in_scope(source, customer_id, scope))
-    except* Exception as failed:
-        # Callers handle one KashFlow error, not a group: the first one speaks for all.
-        raise failed.exceptions[0] from None
+    async with calls_at_once() as group:
+        company = group.create_task(source.company_details())
+        customer = group.create_task(source.customer_by_id(customer_id))
+        invoices = group.create_task(invoices_in_scope(source, customer_id, scope))
     return Statement(company.result(), customer.result(), scope, invoices.result())
 
 

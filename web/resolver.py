@@ -28,6 +28,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from kashflow.client import Account, KashFlow
+from kashflow.concurrent import calls_at_once
 from kashflow.documents import check_pdf, fetch_pdfs, merge_pdfs
 from kashflow.errors import NotFound
 from kashflow.models import Invoice
@@ -44,7 +45,6 @@ from web.security import client_address
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-U = TypeVar("U")
 
 PAGE_TEMPLATE: Final = "web/invoices.html"
 #: Route names, for ``url_for`` in views, templates and the settings pages.
@@ -245,10 +245,10 @@ class Resolver:
         if not 1 <= number <= MAX_KASHFLOW_ID:
             raise NotFound("no invoice")
         account = self._kashflow.account(link.credentials)
-        company, _ = await _both(
-            account.company_details(),
-            invoice_in_scope(account, link.customer_id, link.scope, number),
-        )
+        async with calls_at_once() as group:
+            details = group.create_task(account.company_details())
+            group.create_task(invoice_in_scope(account, link.customer_id, link.scope, number))
+        company = details.result()
         pdf = await account.invoice_pdf(number)
         await self._off_loop(check_pdf, pdf)
         await self._record_download(link, now, f"invoice {number}")
@@ -387,22 +387,6 @@ class Resolver:
                 await write()
             except (sqlite3.Error, ValueError) as exc:
                 log.warning("could not record link activity: %s", type(exc).__name__)
-
-
-async def _both(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
-    """Await two calls concurrently; the first failure cancels the other and is raised."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            a = group.create_task(_wrap(first))
-            b = group.create_task(_wrap(second))
-    except* Exception as failed:
-        # Callers handle one KashFlow error, not a group.
-        raise failed.exceptions[0] from None
-    return a.result(), b.result()
-
-
-async def _wrap(awaitable: Awaitable[T]) -> T:
-    return await awaitable
 
 
 __all__ = [
