@@ -134,10 +134,17 @@ class BotProcess:
     """``python -m bot.service`` on a state directory, on a fixed port across restarts."""
 
     def __init__(
-        self, state: Path, kashflow_url: str, port: int, *, concurrency: int, log: Path
+        self,
+        state: Path,
+        kashflow_url: str,
+        port: int,
+        *,
+        concurrency: int,
+        log: Path,
+        retry_base: float = 0.2,
     ) -> None:
         self.state, self.kashflow_url, self.port = state, kashflow_url, port
-        self.concurrency, self.log = concurrency, log
+        self.concurrency, self.log, self.retry_base = concurrency, log, retry_base
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -159,7 +166,7 @@ class BotProcess:
                 "--concurrency",
                 str(self.concurrency),
                 "--retry-base",
-                "0.2",
+                str(self.retry_base),
                 cwd=ROOT,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,

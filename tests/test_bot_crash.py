@@ -10,140 +10,71 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from benchmarks.mail_rig import BotProcess, prepare_state
 from bot.capture import CaptureServer
-from kashflow.sandbox import DEMO, Sandbox
-from permalink.accounts import AccountSettings
+from kashflow.sandbox import Sandbox
 from permalink.db import Database
-from permalink.keyring import Keyring
 from permalink.spool import Spool
 from tests.conftest import SandboxFactory
-from tests.test_bot_e2e import ACME, BASE_URL, DOMAIN, REQUEST, request_mail
+from tests.test_bot_e2e import ACME, REQUEST, request_mail
 
-ROOT = Path(__file__).resolve().parents[1]
 REQUESTS = 6
 
 
-class BotProcess:
-    """One run of ``python -m bot.service`` on a state directory."""
+@dataclass(frozen=True, slots=True)
+class Crashable:
+    """The bot as its own process, and the sandbox KashFlow it talks to (running here)."""
 
-    def __init__(self, state: Path, sandbox: Sandbox, log: Path) -> None:
-        self.state, self.sandbox, self.log = state, sandbox, log
-        self.proc: asyncio.subprocess.Process | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot.service",
-                "--state-dir",
-                str(self.state),
-                "--kashflow-url",
-                self.sandbox.url,
-                "--smtp-port",
-                "0",
-                "--public-base-url",
-                BASE_URL,
-                "--mail-domain",
-                DOMAIN,
-                "--concurrency",
-                "1",
-                "--retry-base",
-                "0.1",
-                cwd=ROOT,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-            )
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(20):
-            line = (await self.proc.stdout.readline()).decode()
-        assert line.startswith("listening "), f"the bot did not start: {line!r}"
-        self.port = int(line.split()[-1])
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()  # SIGKILL: no clean-up of any kind
-        await self.proc.wait()
-
-    async def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.terminate()
-        async with asyncio.timeout(20):
-            return await self.proc.wait()
+    bot: BotProcess
+    sandbox: Sandbox
 
     async def send(self, raw: bytes) -> None:
         def deliver() -> None:
-            with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as client:
+            with smtplib.SMTP("127.0.0.1", self.bot.port, timeout=10) as client:
                 client.sendmail(ACME, [REQUEST], raw)
 
         await asyncio.to_thread(deliver)
 
 
 @pytest.fixture
-async def bot(tmp_path: Path, make_sandbox: SandboxFactory) -> AsyncIterator[BotProcess]:
+async def crashable(tmp_path: Path, make_sandbox: SandboxFactory) -> AsyncIterator[Crashable]:
     # Latency keeps each request in hand long enough to be killed in the middle of it.
     sandbox = await make_sandbox(latency_ms=40)
-    state = tmp_path / "state"
-    state.mkdir()
-    keyring = Keyring.create(state / "server.key")
-    db = Database(state / "state.sqlite3")
-    try:
-        await AccountSettings(db, keyring).set_bot_credentials("demo", DEMO)
-    finally:
-        db.close()
-    process = BotProcess(state, sandbox, tmp_path / "bot.log")
-    yield process
-    if process.proc is not None and process.proc.returncode is None:
-        await process.kill()
-
-
-async def configure(bot: BotProcess, relay_port: int) -> None:
-    db = Database(bot.state / "state.sqlite3")
-    try:
-        accounts = AccountSettings(db, Keyring.load(bot.state / "server.key"))
-        await accounts.update(
-            "demo",
-            enabled=True,
-            request_address=REQUEST,
-            relay_host="127.0.0.1",
-            relay_port=relay_port,
-            relay_security="none",
-            default_scope="unpaid",
-            per_customer_limit=50,
-            global_limit=100,
-        )
-    finally:
-        db.close()
-
-
-async def kill_while_busy(bot: BotProcess, capture: CaptureServer, replied: int) -> None:
-    """Once ``replied`` replies are out, kill the bot as it starts on the next request."""
-    await capture.wait_for(replied, timeout=30)
-    lookups = len([c for c in bot.sandbox.calls if c.operation == "GetCustomerByEmail"])
-    await bot.sandbox.wait_for_call("GetCustomerByEmail", count=lookups + 1, within=30)
+    bot = BotProcess(
+        tmp_path / "state", sandbox.url, 0, concurrency=1, log=tmp_path / "bot.log", retry_base=0.1
+    )
+    yield Crashable(bot, sandbox)
     await bot.kill()
 
 
+async def kill_while_busy(rig: Crashable, capture: CaptureServer, replied: int) -> None:
+    """Once ``replied`` replies are out, kill the bot as it starts on the next request."""
+    await capture.wait_for(replied, timeout=30)
+    lookups = len([c for c in rig.sandbox.calls if c.operation == "GetCustomerByEmail"])
+    await rig.sandbox.wait_for_call("GetCustomerByEmail", count=lookups + 1, within=30)
+    await rig.bot.kill()
+
+
 async def test_sigkill_mid_work_loses_nothing_and_duplicates_nothing(
-    bot: BotProcess, tmp_path: Path
+    crashable: Crashable, tmp_path: Path
 ) -> None:
+    bot = crashable.bot
     async with CaptureServer(tmp_path / "outbox") as capture:
-        await configure(bot, capture.port)
+        await prepare_state(bot.state, capture.port)
         await bot.start()
         sent_ids = [f"<crash-{n}@client.example>" for n in range(REQUESTS)]
         for message_id in sent_ids:
-            await bot.send(request_mail(message_id=message_id))
+            await crashable.send(request_mail(message_id=message_id))
 
-        await kill_while_busy(bot, capture, replied=1)
+        await kill_while_busy(crashable, capture, replied=1)
         await bot.start()
-        await kill_while_busy(bot, capture, replied=3)
+        await kill_while_busy(crashable, capture, replied=3)
         await bot.start()
 
         replies = await capture.wait_for(REQUESTS, timeout=60)
