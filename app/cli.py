@@ -17,9 +17,9 @@ from kashflow.errors import KashFlowError, NotFound
 from kashflow.models import Credentials
 from permalink.db import Database
 from permalink.keyring import Keyring, KeyringError
-from permalink.links import Scope
 from permalink.minting import mint
 from permalink.registry import LinkRegistry
+from permalink.scopes import Scope
 
 log = logging.getLogger("kashflow_permalink")
 

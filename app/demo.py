@@ -21,9 +21,10 @@ from bot.capture import CaptureServer
 from kashflow.sandbox import DEMO, Sandbox
 from permalink.accounts import AccountSettings
 from permalink.keyring import Keyring
-from permalink.links import InvalidLink, Scope, open_link
+from permalink.links import InvalidLink, open_link
 from permalink.minting import mint
 from permalink.registry import LinkRegistry
+from permalink.scopes import Scope
 
 log = logging.getLogger(__name__)
 

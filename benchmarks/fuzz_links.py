@@ -41,7 +41,8 @@ from kashflow.client import KashFlow
 from kashflow.sandbox import DEMO, Sandbox
 from permalink.db import Database
 from permalink.keyring import Keyring
-from permalink.links import Scope, new_link, seal
+from permalink.links import new_link, seal
+from permalink.scopes import Scope
 from web.app import WebConfig, create_app
 
 ALPHABET = string.ascii_letters + string.digits + "-_"

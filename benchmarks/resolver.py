@@ -26,9 +26,9 @@ from kashflow.documents import fetch_pdfs, merge_pdfs, merged_pdf
 from kashflow.sandbox import DEMO
 from permalink.db import Database
 from permalink.keyring import Keyring
-from permalink.links import Scope
 from permalink.minting import mint
 from permalink.registry import LinkRegistry
+from permalink.scopes import Scope
 from web.app import WebConfig, create_app
 
 

@@ -17,9 +17,9 @@ from kashflow.client import KashFlow
 from kashflow.sandbox import DEMO
 from permalink.db import Database
 from permalink.keyring import Keyring
-from permalink.links import Scope
 from permalink.minting import mint
 from permalink.registry import LinkRegistry
+from permalink.scopes import Scope
 from web.app import WebConfig, create_app
 
 

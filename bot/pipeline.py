@@ -41,10 +41,9 @@ from kashflow.models import CompanyDetails, Credentials, Customer
 from permalink.accounts import AccountSettings, BotSettings
 from permalink.keyring import Keyring, SecretUnreadable
 from permalink.limits import RateLimiter
-from permalink.links import Scope
 from permalink.minting import mint
 from permalink.registry import LinkRegistry
-from permalink.scopes import Statement, statement
+from permalink.scopes import Scope, Statement, statement
 from permalink.spool import ReplyRecord, Spool, SpooledMessage
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from kashflow.models import Credentials
 from permalink.db import Database, transaction
 from permalink.keyring import Keyring
 from permalink.mail import Wording
+from permalink.scopes import DEFAULT_SCOPES, DefaultScope
 
-Scope = Literal["all", "unpaid"]
 UnknownSender = Literal["ignore", "neutral_reply"]
 Security = Literal["none", "starttls", "ssl"]
 
@@ -60,7 +60,7 @@ class BotSettings:
     account: str
     enabled: bool = False
     request_address: str = ""
-    default_scope: Scope = "all"
+    default_scope: DefaultScope = "all"
     unknown_sender: UnknownSender = "ignore"
     per_customer_limit: int = 3
     global_limit: int = 60
@@ -229,7 +229,7 @@ def _relay_username(value: object) -> str:
 _CLEANERS: Final[dict[str, Callable[[object], object]]] = {
     "enabled": _enabled,
     "request_address": _request_address,
-    "default_scope": _choice(get_args(Scope), "default scope"),
+    "default_scope": _choice(DEFAULT_SCOPES, "default scope"),
     "unknown_sender": _choice(get_args(UnknownSender), "choice for unknown senders"),
     "per_customer_limit": lambda v: _whole(
         v, "per-customer limit", 1, MAX_PER_CUSTOMER_LIMIT, " replies per hour"
@@ -511,7 +511,6 @@ __all__ = [
     "AccountSettings",
     "BotSettings",
     "RelaySettings",
-    "Scope",
     "Security",
     "UnknownSender",
     "Wording",

@@ -1,12 +1,13 @@
-"""Permalinks: what a link grants (``Link``, ``Scope``) and its sealed, URL-safe token.
+"""Permalinks: what a link grants (``Link``) and its sealed, URL-safe token.
 
 A token is the base64url (no padding) form of a keyring envelope (see
 :mod:`permalink.keyring`) sealed for the purpose ``PURPOSE``. Its plaintext is a compact
 binary record, never pickle::
 
-    scope kind (1 byte: 0 all, 1 unpaid, 2 invoice) | link id (8 bytes)
+    scope kind (1 byte: 0 all, 1 unpaid, 2 one invoice, 3 several) | link id (8 bytes)
     | varint issued | varint expiry (0 none, else expires - issued + 1)
-    | varint customer id | [varint invoice number, invoice scope only]
+    | varint customer id | [kind 2: varint invoice number]
+    | [kind 3: varint count, then that many varint invoice numbers]
     | string customer code | string username | string password
 
 where a varint is unsigned LEB128 and a string is a varint byte length then UTF-8. A
@@ -28,26 +29,22 @@ from typing import Literal
 
 from kashflow.models import Credentials
 from permalink.keyring import OVERHEAD, Keyring, SecretUnreadable, UnreadableReason
+from permalink.scopes import MAX_KASHFLOW_ID, Scope
 
 #: Associated data binding an envelope to being a link (not a stored secret).
 PURPOSE = b"kashflow-permalink/link/v1"
 #: Longest token accepted or minted; anything longer is refused before decoding.
 MAX_TOKEN_CHARS = 1024
 _MAX_SEALED_BYTES = MAX_TOKEN_CHARS * 3 // 4
-#: KashFlow numbers invoices and customers with 32-bit signed integers.
-MAX_KASHFLOW_ID = 2**31 - 1
 _LINK_ID_BYTES = 8
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]*")
-_INVOICE_SCOPE = re.compile(r"invoice:([0-9]{1,10})")
 
-ScopeKind = Literal["all", "unpaid", "invoice"]
 InvalidReason = Literal[
     "too_long", "malformed", "short", "version", "unknown_key", "tag", "payload", "expired"
 ]
 
-_KIND_CODES: dict[ScopeKind, int] = {"all": 0, "unpaid": 1, "invoice": 2}
-_KINDS_BY_CODE: dict[int, ScopeKind] = {code: kind for kind, code in _KIND_CODES.items()}
-_PLAIN_KINDS: dict[str, ScopeKind] = {"all": "all", "unpaid": "unpaid"}
+# Scope kinds in the token; one invoice keeps its own code so older tokens still open.
+_ALL, _UNPAID, _ONE_INVOICE, _SEVERAL_INVOICES = 0, 1, 2, 3
 
 
 class InvalidLink(Exception):
@@ -56,40 +53,6 @@ class InvalidLink(Exception):
     def __init__(self, reason: InvalidReason) -> None:
         super().__init__("invalid link")
         self.reason: InvalidReason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Which of a customer's invoices a link shows: all, the unpaid ones, or one by number."""
-
-    kind: ScopeKind
-    invoice: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in _KIND_CODES:
-            raise ValueError(f"scope kind must be all, unpaid or invoice, not {self.kind!r}")
-        if self.kind == "invoice":
-            if not isinstance(self.invoice, int) or not 1 <= self.invoice <= MAX_KASHFLOW_ID:
-                raise ValueError("an invoice scope needs an invoice number from 1 to 2147483647")
-        elif self.invoice is not None:
-            raise ValueError(f"a scope of {self.kind} invoices takes no invoice number")
-
-    @classmethod
-    def parse(cls, text: str) -> Scope:
-        """Read ``all``, ``unpaid`` or ``invoice:<number>`` (the form ``str`` writes)."""
-        cleaned = text.strip().lower()
-        if cleaned in _PLAIN_KINDS:
-            return cls(_PLAIN_KINDS[cleaned])
-        match = _INVOICE_SCOPE.fullmatch(cleaned)
-        if match is not None and 1 <= int(match.group(1)) <= MAX_KASHFLOW_ID:
-            return cls("invoice", int(match.group(1)))
-        raise ValueError(
-            f"scope must be 'all', 'unpaid' or 'invoice:<number>' (e.g. invoice:1234), "
-            f"not {text[:40]!r}"
-        )
-
-    def __str__(self) -> str:
-        return f"invoice:{self.invoice}" if self.kind == "invoice" else self.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,13 +168,21 @@ def _b64decode_or_none(token: str) -> bytes | None:
 
 
 def _encode(link: Link) -> bytes:
-    out = bytearray((_KIND_CODES[link.scope.kind],))
+    scope = link.scope
+    if scope.kind == "invoice":
+        code = _ONE_INVOICE if len(scope.numbers) == 1 else _SEVERAL_INVOICES
+    else:
+        code = _ALL if scope.kind == "all" else _UNPAID
+    out = bytearray((code,))
     out += bytes.fromhex(link.link_id)
     _put_varint(out, link.issued)
     _put_varint(out, 0 if link.expires is None else link.expires - link.issued + 1)
     _put_varint(out, link.customer_id)
-    if link.scope.invoice is not None:
-        _put_varint(out, link.scope.invoice)
+    if code == _SEVERAL_INVOICES:
+        _put_varint(out, len(scope.numbers))
+    if code in (_ONE_INVOICE, _SEVERAL_INVOICES):
+        for number in scope.numbers:
+            _put_varint(out, number)
     for text in (link.customer_code, link.credentials.username, link.credentials.password):
         data = _utf8_or_none(text)
         if data is None:
@@ -235,21 +206,29 @@ def _decode_or_none(payload: bytes) -> Link | None:
 
 def _decode(payload: bytes) -> Link:
     reader = _Reader(payload)
-    kind = _KINDS_BY_CODE.get(reader.byte())
-    if kind is None:
+    kind = reader.byte()
+    if kind > _SEVERAL_INVOICES:
         raise _Malformed
     link_id = reader.take(_LINK_ID_BYTES).hex()
     issued = reader.varint()
     expiry = reader.varint()
     customer_id = reader.varint()
-    invoice = reader.varint() if kind == "invoice" else None
+    if kind == _ALL:
+        scope = Scope("all")
+    elif kind == _UNPAID:
+        scope = Scope("unpaid")
+    else:
+        count = 1 if kind == _ONE_INVOICE else reader.varint()
+        if count < 2 and kind == _SEVERAL_INVOICES:
+            raise _Malformed
+        scope = Scope("invoice", tuple(reader.varint() for _ in range(min(count, 10_000))))
     code, username, password = reader.text(), reader.text(), reader.text()
     reader.end()
     return Link(
         credentials=Credentials(username=username, password=password),
         customer_id=customer_id,
         customer_code=code,
-        scope=Scope(kind, invoice),
+        scope=scope,
         issued=issued,
         expires=None if expiry == 0 else issued + expiry - 1,
         link_id=link_id,

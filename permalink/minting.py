@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from kashflow.models import Credentials, Customer
 from permalink.keyring import Keyring
-from permalink.links import Link, Scope, new_link, seal
+from permalink.links import Link, new_link, seal
 from permalink.registry import LinkRegistry, MintedBy
+from permalink.scopes import Scope
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Literal, get_args
 
 from permalink.accounts import account_key
 from permalink.db import Database, transaction
+from permalink.scopes import Scope
 
 MintedBy = Literal["settings", "cli", "bot"]
 LinkStatus = Literal["active", "revoked", "expired"]
@@ -30,7 +31,6 @@ LINK_ID_BYTES = 16
 MAX_PAGE = 500
 
 _LINK_ID = re.compile(r"[0-9a-f]{16,64}")
-_SCOPE = re.compile(r"all|unpaid|invoice:[1-9][0-9]{0,17}")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (
@@ -141,8 +141,8 @@ class LinkRegistry:
             revoked_at=None,
         )
         _check_link_id(record.link_id)
-        if _SCOPE.fullmatch(scope) is None:
-            raise ValueError("a link scope is 'all', 'unpaid' or 'invoice:<number>'")
+        if scope != str(Scope.parse(scope)):
+            raise ValueError("a link scope is written as Scope writes it (all, unpaid, invoice:N)")
         if minted_by not in MINTED_BY:
             raise ValueError("minted_by is one of: " + ", ".join(sorted(MINTED_BY)))
         if not customer_code:

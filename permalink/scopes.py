@@ -7,14 +7,95 @@ An invoice outside the customer's scope is reported exactly like a missing one.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 from kashflow.concurrent import calls_at_once
 from kashflow.errors import NotFound
 from kashflow.models import CompanyDetails, Customer, Invoice
-from permalink.links import Scope
+
+#: KashFlow numbers invoices and customers with 32-bit signed integers.
+MAX_KASHFLOW_ID = 2**31 - 1
+#: The most invoices one "these invoices" scope names (a request for more asks for "all").
+MAX_SCOPE_INVOICES = 50
+
+ScopeKind = Literal["all", "unpaid", "invoice"]
+#: The scopes an account may choose as the bot's default (no invoice number to hand).
+DefaultScope = Literal["all", "unpaid"]
+SCOPE_KINDS: tuple[ScopeKind, ...] = get_args(ScopeKind)
+DEFAULT_SCOPES: tuple[DefaultScope, ...] = get_args(DefaultScope)
+
+_NUMBERS = re.compile(r"invoices?:([0-9]{1,10}(?:,[0-9]{1,10})*)")
+_PARSE_ERROR = "scope must be 'all', 'unpaid' or 'invoice:<number>[,<number>...]'"
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Scope:
+    """Which of a customer's invoices a link (or a reply) covers: all of them, the unpaid
+    ones, or the invoices named by number (one, or a few).
+
+    ``Scope("invoice", 1234)`` and ``Scope("invoice", [1241, 1242])`` both work; the
+    numbers are kept sorted and without repeats, so equal scopes compare equal.
+    """
+
+    kind: ScopeKind
+    numbers: tuple[int, ...]
+
+    def __init__(self, kind: ScopeKind, numbers: int | Iterable[int] = ()) -> None:
+        if kind not in SCOPE_KINDS:
+            raise ValueError(f"scope kind must be all, unpaid or invoice, not {kind!r}")
+        chosen = (numbers,) if isinstance(numbers, int) else tuple(numbers)
+        if kind != "invoice":
+            if chosen:
+                raise ValueError(f"a scope of {kind} invoices takes no invoice number")
+        else:
+            if not chosen:
+                raise ValueError("an invoice scope needs an invoice number")
+            for number in chosen:
+                if isinstance(number, bool) or not isinstance(number, int):
+                    raise ValueError("invoice numbers are whole numbers")
+                if not 1 <= number <= MAX_KASHFLOW_ID:
+                    raise ValueError("an invoice number is from 1 to 2147483647")
+            chosen = tuple(sorted(set(chosen)))
+            if len(chosen) > MAX_SCOPE_INVOICES:
+                raise ValueError(f"a scope names at most {MAX_SCOPE_INVOICES} invoices")
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "numbers", chosen)
+
+    @property
+    def invoice(self) -> int | None:
+        """The invoice number when the scope names exactly one."""
+        return self.numbers[0] if len(self.numbers) == 1 else None
+
+    def covers(self, invoice: Invoice) -> bool:
+        """Whether ``invoice`` (one of the customer's) is in this scope."""
+        if self.kind == "invoice":
+            return invoice.number in self.numbers
+        if self.kind == "unpaid":
+            return not invoice.paid and invoice.outstanding != 0
+        return True
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        """Read ``all``, ``unpaid`` or ``invoice:<n>[,<n>...]`` (the form ``str`` writes)."""
+        cleaned = text.strip().lower().replace(" ", "")
+        if cleaned in ("all", "unpaid"):
+            return cls("all" if cleaned == "all" else "unpaid")
+        match = _NUMBERS.fullmatch(cleaned)
+        if match is not None:
+            try:
+                return cls("invoice", [int(n) for n in match.group(1).split(",")])
+            except ValueError:
+                pass
+        raise ValueError(f"{_PARSE_ERROR} (e.g. invoice:1234), not {text[:40]!r}")
+
+    def __str__(self) -> str:
+        if self.kind == "invoice":
+            return "invoice:" + ",".join(str(n) for n in self.numbers)
+        return self.kind
 
 
 class InvoiceSource(Protocol):
@@ -48,28 +129,25 @@ class Statement:
         return totals
 
 
-def select(invoices: list[Invoice], scope: Scope) -> tuple[Invoice, ...]:
+def select(invoices: Iterable[Invoice], scope: Scope) -> tuple[Invoice, ...]:
     """The invoices of one customer that ``scope`` covers, newest first."""
-    if scope.kind == "unpaid":
-        chosen = [inv for inv in invoices if not inv.paid and inv.outstanding != 0]
-    elif scope.kind == "invoice":
-        chosen = [inv for inv in invoices if inv.number == scope.invoice]
-    else:
-        chosen = list(invoices)
+    chosen = [inv for inv in invoices if scope.covers(inv)]
     return tuple(sorted(chosen, key=lambda inv: (inv.issued, inv.number), reverse=True))
 
 
 async def invoices_in_scope(
     source: InvoiceSource, customer_id: int, scope: Scope
 ) -> tuple[Invoice, ...]:
-    if scope.kind == "invoice":
-        assert scope.invoice is not None
+    if scope.invoice is not None:
         invoice = await source.invoice(scope.invoice)
         if invoice.customer_id != customer_id:
             raise NotFound("no invoice")  # same answer as a missing one: no probing
         return (invoice,)
     # Pages and replies list invoices without their lines (the PDFs carry those).
-    return select(await source.invoices_for_customer(customer_id, lines=False), scope)
+    found = select(await source.invoices_for_customer(customer_id, lines=False), scope)
+    if scope.kind == "invoice" and not found:
+        raise NotFound("no invoice")  # none of the named invoices is the customer's
+    return found
 
 
 async def statement(source: InvoiceSource, customer_id: int, scope: Scope) -> Statement:
@@ -85,11 +163,9 @@ async def invoice_in_scope(
     source: InvoiceSource, customer_id: int, scope: Scope, number: int
 ) -> Invoice:
     """The one invoice ``number`` if the scope covers it, else NotFound."""
-    if scope.kind == "invoice" and scope.invoice != number:
+    if scope.kind == "invoice" and number not in scope.numbers:
         raise NotFound("no invoice")
     invoice = await source.invoice(number)
-    if invoice.customer_id != customer_id:
-        raise NotFound("no invoice")
-    if scope.kind == "unpaid" and (invoice.paid or invoice.outstanding == 0):
+    if invoice.customer_id != customer_id or not scope.covers(invoice):
         raise NotFound("no invoice")
     return invoice

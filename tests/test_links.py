@@ -16,11 +16,11 @@ from permalink.links import (
     MAX_TOKEN_CHARS,
     InvalidLink,
     Link,
-    Scope,
     new_link,
     open_link,
     seal,
 )
+from permalink.scopes import MAX_SCOPE_INVOICES, Scope
 
 NOW = 1_700_000_000
 PASSWORD = "s3cret-Passw0rd!"
@@ -63,6 +63,8 @@ def assert_invalid(token: str, keyring: Keyring = KEYRING, *, now: int = NOW) ->
         ("unpaid", Scope("unpaid")),
         ("invoice:1234", Scope("invoice", 1234)),
         (" Unpaid ", Scope("unpaid")),
+        ("invoice:1250,1234", Scope("invoice", [1234, 1250])),
+        ("invoices:1241, 1242", Scope("invoice", (1242, 1241))),
     ],
 )
 def test_scope_parse(text: str, scope: Scope) -> None:
@@ -71,11 +73,39 @@ def test_scope_parse(text: str, scope: Scope) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "paid", "invoice", "invoice:", "invoice:0", "invoice:-3", "invoice:1e3", "all:1"]
+    "text",
+    [
+        "",
+        "paid",
+        "invoice",
+        "invoice:",
+        "invoice:0",
+        "invoice:-3",
+        "invoice:1e3",
+        "all:1",
+        "invoice:1,",
+    ],
 )
 def test_scope_parse_rejects_with_a_clear_message(text: str) -> None:
-    with pytest.raises(ValueError, match=r"scope must be 'all', 'unpaid' or 'invoice:<number>'"):
+    with pytest.raises(ValueError, match=r"scope must be 'all', 'unpaid' or 'invoice:<number>"):
         Scope.parse(text)
+
+
+def test_a_scope_of_several_invoices_is_sorted_and_bounded() -> None:
+    scope = Scope("invoice", [1250, 1234, 1250])
+    assert scope.numbers == (1234, 1250) and scope.invoice is None
+    assert str(scope) == "invoice:1234,1250"
+    assert Scope("invoice", 7).invoice == 7
+    with pytest.raises(ValueError, match="at most"):
+        Scope("invoice", range(1, MAX_SCOPE_INVOICES + 2))
+
+
+@pytest.mark.parametrize(
+    "scope", [Scope("invoice", 77), Scope("invoice", [1241, 1242, 1248]), Scope("unpaid")]
+)
+def test_every_scope_survives_sealing(scope: Scope) -> None:
+    link = typical_link(scope)
+    assert open_link(seal(link, KEYRING), KEYRING, now=NOW).scope == scope
 
 
 def test_scope_rejects_inconsistent_fields() -> None:

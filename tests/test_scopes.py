@@ -9,8 +9,7 @@ import pytest
 from kashflow.client import Account
 from kashflow.errors import NotFound
 from kashflow.sandbox import Sandbox
-from permalink.links import Scope
-from permalink.scopes import invoice_in_scope, statement
+from permalink.scopes import Scope, invoice_in_scope, statement
 
 
 async def test_all_scope_lists_every_invoice_newest_first(

@@ -35,10 +35,10 @@ from kashflow.models import Invoice
 from permalink.activity import LINK_OPENED, PDF_DOWNLOADED, ActivityLog
 from permalink.keyring import Keyring
 from permalink.limits import Throttle
-from permalink.links import MAX_KASHFLOW_ID, InvalidLink, Link, Scope, open_link
+from permalink.links import InvalidLink, Link, open_link
 from permalink.mail import format_date, format_money
 from permalink.registry import LinkRegistry
-from permalink.scopes import Statement, invoice_in_scope, statement
+from permalink.scopes import MAX_KASHFLOW_ID, Scope, Statement, invoice_in_scope, statement
 from web.errors import LinkNotValid, TooManyAttempts
 from web.security import client_address
 

@@ -22,8 +22,9 @@ from kashflow.models import Credentials
 from kashflow.sandbox import DEMO, Sandbox
 from permalink.db import Database
 from permalink.keyring import Keyring
-from permalink.links import Link, Scope, new_link, seal
+from permalink.links import Link, new_link, seal
 from permalink.registry import LinkRegistry
+from permalink.scopes import Scope
 from web.app import WebConfig, create_app
 
 PUBLIC_BASE_URL = "https://invoices.example.test"

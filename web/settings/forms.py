@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from permalink.accounts import MB, BotSettings
-from permalink.links import MAX_KASHFLOW_ID, Scope
+from permalink.scopes import MAX_KASHFLOW_ID, Scope
 
 #: Longest expiry the customers page offers (ten years, in days).
 MAX_EXPIRY_DAYS: Final = 3650
