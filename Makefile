@@ -26,7 +26,7 @@ $(TEST_VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages the tests drive for real: chromium (browser tests), qpdf (PDF checks),
-# the CPython email test corpus (real-world mail).
+# the CPython email test corpus (real-world mail), postgresql (the shared store).
 system-packages:
 	scripts/system-packages
 
@@ -37,8 +37,9 @@ lint: $(TEST_VENV)/.installed
 typecheck: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/mypy
 
+# The suite runs beside a throwaway PostgreSQL (scripts/with-postgres), stopped afterwards.
 pytest: $(TEST_VENV)/.installed system-packages
-	$(TEST_VENV)/bin/pytest -p no:cacheprovider
+	scripts/with-postgres $(TEST_VENV)/bin/pytest -p no:cacheprovider
 
 benchmarks: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python -m benchmarks

@@ -12,13 +12,11 @@ from collections.abc import Sequence
 
 from app import config
 from app.config import ConfigError, Settings
-from kashflow.client import KashFlow
 from kashflow.errors import KashFlowError, NotFound
 from kashflow.models import Credentials
-from permalink.db import Database
+from permalink.db import is_database_url
 from permalink.keyring import Keyring, KeyringError
-from permalink.minting import mint
-from permalink.registry import LinkRegistry
+from permalink.links import InvalidLink, open_link
 from permalink.scopes import Scope
 
 log = logging.getLogger("kashflow_permalink")
@@ -54,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--http-port", type=int, default=8080, help="0 picks a free port")
     demo.add_argument("--smtp-port", type=int, default=8025, help="0 picks a free port")
     demo.add_argument("--kashflow-latency-ms", type=float, default=0.0)
+    demo.add_argument(
+        "--database-url", help="postgresql://… shared by every process (default: SQLite)"
+    )
+    demo.add_argument(
+        "--web-replicas", type=int, default=1, help="web processes to start (each its own port)"
+    )
+    demo.add_argument(
+        "--bot-workers", type=int, default=1, help="bot processes to start (sharing one port)"
+    )
     demo.set_defaults(run=_demo)
 
     serve = sub.add_parser("serve", help="run the web resolver and the mail bot (production)")
@@ -63,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--smtp-host")
     serve.add_argument("--smtp-port", type=int)
     serve.add_argument("--public-base-url")
+    serve.add_argument("--database-url", help="postgresql://… (default: SQLite in the state dir)")
+    serve.add_argument("--role", choices=["all", "web", "bot"], help="what this process runs")
     serve.set_defaults(run=_serve)
 
     link = sub.add_parser(
@@ -82,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("key_id", nargs="?", type=int, help="with retire: the key id to drop")
     keys.add_argument("--state-dir")
     keys.set_defaults(run=_keys)
+
+    revoke = sub.add_parser("revoke", help="revoke one link, by its URL or its link id")
+    revoke.add_argument("link", help="the link's URL (or token), or its link id")
+    revoke.add_argument("--state-dir")
+    revoke.add_argument("--database-url")
+    revoke.set_defaults(run=_revoke)
 
     check = sub.add_parser("check", help="verify the configuration, KashFlow and the relays")
     check.add_argument("--state-dir")
@@ -151,44 +166,88 @@ async def _mint(
     scope: Scope,
     expires_days: float | None,
 ) -> str:
-    async with KashFlow(settings.kashflow_endpoint, timeout=settings.kashflow_timeout) as kf:
-        account = kf.account(credentials)
+    from app.runtime import build_core, close_core
+
+    core = build_core(settings, keyring)
+    try:
+        account = core.kashflow(credentials)
         try:
             if "@" in customer_ref:
                 customer = await account.customer_by_email(customer_ref)
             else:
                 customer = await account.customer_by_code(customer_ref)
-            if scope.kind == "invoice" and scope.invoice is not None:
-                invoice = await account.invoice(scope.invoice)
+            for number in scope.numbers:
+                invoice = await account.invoice(number)
                 if invoice.customer_id != customer.id:
-                    raise ConfigError(f"invoice {scope.invoice} is not {customer.code}'s")
+                    raise ConfigError(f"invoice {number} is not {customer.code}'s")
         except NotFound as exc:
             raise ConfigError(f"KashFlow has no customer or invoice matching that: {exc}") from exc
         except KashFlowError as exc:
             raise ConfigError(f"{exc.message} ({type(exc).__name__})") from exc
-    expires_in = None if expires_days is None else max(1, int(expires_days * 86400))
-    db = Database(settings.database)
-    try:
-        minted = await mint(
-            registry=LinkRegistry(db),
-            keyring=keyring,
-            public_base_url=settings.public_base_url,
-            credentials=credentials,
-            customer=customer,
-            scope=scope,
-            now=int(time.time()),
-            expires_in=expires_in,
-            minted_by="cli",
+        expires_in = None if expires_days is None else max(1, int(expires_days * 86400))
+        minted = await core.mint(
+            credentials, customer, scope, minted_by="cli", expires_in=expires_in
         )
     finally:
-        db.close()
+        await close_core(core)
     return minted.url
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from app.demo import prepare, run_demo
+def _revoke(args: argparse.Namespace) -> int:
+    """Revoke a link by its URL (or token) or its id, on the configured store."""
+    settings = _settings(args, database_url=args.database_url)
+    keyring = settings.keyring()
+    return asyncio.run(_revoke_one(settings, keyring, args.link.strip()))
 
+
+async def _revoke_one(settings: Settings, keyring: Keyring, ref: str) -> int:
+    from app.runtime import build_core, close_core
+
+    core = build_core(settings, keyring)
+    try:
+        links = core.store.links
+        token = ref.rsplit("/l/", 1)[-1].split("/", 1)[0] if "/l/" in ref else ref
+        try:
+            link = open_link(token, keyring, now=int(time.time()))
+        except InvalidLink:
+            found = await links.find(ref) if len(ref) <= 64 else None
+            if found is None:
+                raise ConfigError(
+                    "that is neither a link this server can open nor a known link id"
+                ) from None
+            account, link_id = found.account, found.link_id
+        else:
+            account, link_id = link.account, link.link_id
+            if await links.get(account, link_id) is None:
+                # A link the registry never saw (made elsewhere): record it to revoke it.
+                await links.add(
+                    account,
+                    link_id=link_id,
+                    customer_code=link.customer_code,
+                    customer_name=link.customer_code,
+                    scope=str(link.scope),
+                    created=link.issued,
+                    expires=link.expires,
+                    minted_by="cli",
+                )
+        if await links.revoke(account, link_id):
+            print(f"revoked link {link_id} of {account}: it no longer opens")
+        else:
+            print(f"link {link_id} of {account} was already revoked")
+    finally:
+        await close_core(core)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from app.demo import Shape, prepare, run_demo
+
+    if args.web_replicas < 1 or args.bot_workers < 1:
+        raise ConfigError("--web-replicas and --bot-workers are at least 1")
+    if args.database_url is not None and not is_database_url(args.database_url):
+        raise ConfigError("--database-url must be a postgresql:// URL")
     state, keyring = prepare(args.state_dir)
+    shape = Shape(args.database_url, args.web_replicas, args.bot_workers)
     return asyncio.run(
         run_demo(
             state,
@@ -196,6 +255,7 @@ def _demo(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             smtp_port=args.smtp_port,
             latency_ms=args.kashflow_latency_ms,
+            shape=shape,
         )
     )
 
@@ -210,6 +270,8 @@ def _serve(args: argparse.Namespace) -> int:
         smtp_host=args.smtp_host,
         smtp_port=args.smtp_port,
         public_base_url=args.public_base_url,
+        database_url=args.database_url,
+        role=args.role,
     )
     return asyncio.run(run_serve(settings, settings.keyring()))
 

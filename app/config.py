@@ -13,9 +13,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from kashflow.client import ENDPOINT
+from permalink.db import is_database_url
 from permalink.keyring import Keyring, KeyringError
 
 ENV_PREFIX = "KASHFLOW_PERMALINK_"
+ROLES = ("all", "web", "bot")
 KEY_FILE = "server.key"
 
 
@@ -43,6 +45,18 @@ class Settings:
     # From domain that server authenticated (DKIM or SPF aligned, or DMARC).
     trusted_authserv_id: str | None = None
     keys: str | None = None  # the keyring in environment form, instead of the key file
+    # postgresql://… shares one state between processes; absent, SQLite in the state dir.
+    database_url: str | None = None
+    # What this process runs: the web door, the mail bot, or both.
+    role: str = "all"
+    # Requests one bot process works on at once.
+    bot_concurrency: int = 2
+    # The first wait before a request whose relay or KashFlow was down is tried again;
+    # it doubles with each try, up to an hour.
+    retry_base_seconds: float = 30.0
+    # How long a bot worker's claim on a message lasts without renewal: after a worker
+    # dies, another takes its messages over this long after it last renewed.
+    lease_seconds: float = 60.0
 
     @property
     def key_file(self) -> Path:
@@ -122,5 +136,16 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"{name} must be 0-65535, not {port}")
     if settings.pdf_concurrency < 1:
         raise ConfigError("pdf_concurrency must be at least 1")
+    if settings.bot_concurrency < 1:
+        raise ConfigError("bot_concurrency must be at least 1")
+    if settings.retry_base_seconds <= 0 or settings.lease_seconds < 1:
+        raise ConfigError("retry_base_seconds must be positive and lease_seconds at least 1")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("tls_cert and tls_key go together")
+    if settings.role not in ROLES:
+        raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {settings.role!r}")
+    if settings.database_url is not None and not is_database_url(settings.database_url):
+        raise ConfigError(
+            "database_url must be a postgresql:// URL (leave it out for SQLite in the state "
+            "directory)"
+        )

@@ -8,22 +8,25 @@ resumes: the same key, settings, spooled mail and links.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from app.runtime import Runtime, bind, load_or_create_keyring, stop_signal
+from app.runtime import Runtime, bind, build_core, close_core, load_or_create_keyring, stop_signal
 from bot.capture import CaptureServer
 from kashflow.sandbox import DEMO, Sandbox
-from permalink.accounts import AccountSettings
+from permalink.core import Core
 from permalink.keyring import Keyring
 from permalink.links import InvalidLink, open_link
-from permalink.minting import mint
-from permalink.registry import LinkRegistry
 from permalink.scopes import Scope
 
 log = logging.getLogger(__name__)
@@ -31,25 +34,66 @@ log = logging.getLogger(__name__)
 REQUEST_ADDRESS = "invoices@northwind.example"
 MAIL_DOMAIN = "northwind.example"
 HOST = "127.0.0.1"
+#: How long a child process may take to say it is ready.
+START_TIMEOUT_S = 60.0
 
 
 def prepare(state_dir: str) -> tuple[Path, Keyring]:
     """The state directory and its key (made on the first run), before the loop starts."""
     state = Path(state_dir).resolve()
-    state.mkdir(parents=True, exist_ok=True)
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
     return state, load_or_create_keyring(state / "server.key")
 
 
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """How many processes the demo runs, and on which database."""
+
+    database_url: str | None = None
+    web_replicas: int = 1
+    bot_workers: int = 1
+
+    @property
+    def one_process(self) -> bool:
+        return self.web_replicas == 1 and self.bot_workers == 1
+
+
 async def run_demo(
-    state: Path, keyring: Keyring, *, http_port: int, smtp_port: int, latency_ms: float
+    state: Path,
+    keyring: Keyring,
+    *,
+    http_port: int,
+    smtp_port: int,
+    latency_ms: float,
+    shape: Shape = Shape(),
 ) -> int:
     sandbox = Sandbox(latency_ms=latency_ms)
     await sandbox.start(HOST, 0)
     capture = CaptureServer(state / "outbox", host=HOST)
     await capture.start()
-    http_socket = bind(HOST, http_port)
-    web_url = f"http://{HOST}:{http_socket.getsockname()[1]}"
-    settings = Settings(
+    processes = Processes()
+    try:
+        async with stop_signal() as stopped:
+            if shape.one_process:
+                await _one_process(
+                    processes, state, keyring, sandbox, capture, http_port, smtp_port, shape
+                )
+            else:
+                await _many_processes(
+                    processes, state, keyring, sandbox, capture, http_port, smtp_port, shape
+                )
+            await stopped.wait()
+    finally:
+        await processes.stop()
+        await capture.close()
+        await sandbox.stop()
+    return 0
+
+
+def _settings(
+    state: Path, sandbox: Sandbox, web_url: str, smtp_port: int, shape: Shape
+) -> Settings:
+    return Settings(
         state_dir=state,
         public_base_url=web_url,
         http_host=HOST,
@@ -57,34 +101,158 @@ async def run_demo(
         smtp_port=smtp_port,
         kashflow_endpoint=sandbox.url,
         mail_domain=MAIL_DOMAIN,
+        database_url=shape.database_url,
     )
-    runtime = Runtime(settings, keyring, http_socket=http_socket)
-    try:
-        async with stop_signal() as stopped:
-            await _run(runtime, keyring, sandbox, capture, state, web_url)
-            await stopped.wait()
-    finally:
-        await runtime.stop()
-        await capture.close()
-        await sandbox.stop()
-    return 0
 
 
-async def _run(
-    runtime: Runtime,
+class Processes:
+    """What the demo started besides the sandbox and the capture: stopped in reverse."""
+
+    def __init__(self) -> None:
+        self.runtimes: list[Runtime] = []
+        self.children: list[asyncio.subprocess.Process] = []
+
+    async def stop(self) -> None:
+        for runtime in self.runtimes:
+            await runtime.stop()
+        self.runtimes.clear()
+        for proc in self.children:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self.children:
+            try:
+                async with asyncio.timeout(20):
+                    await proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        self.children.clear()
+
+
+async def _one_process(
+    processes: Processes,
+    state: Path,
     keyring: Keyring,
     sandbox: Sandbox,
     capture: CaptureServer,
-    state: Path,
-    web_url: str,
+    http_port: int,
+    smtp_port: int,
+    shape: Shape,
 ) -> None:
+    http_socket = bind(HOST, http_port)
+    web_url = f"http://{HOST}:{http_socket.getsockname()[1]}"
+    runtime = Runtime(
+        _settings(state, sandbox, web_url, smtp_port, shape), keyring, http_socket=http_socket
+    )
+    processes.runtimes.append(runtime)
     await runtime.start()
-    assert runtime.db is not None and runtime.kashflow is not None
-    await _configure_bot(AccountSettings(runtime.db, keyring), capture)
-    customers = await _customer_links(runtime, keyring, state / "demo.json", web_url)
+    assert runtime.core is not None
+    listed = [
+        {"role": "web", "pid": os.getpid(), "url": web_url},
+        {"role": "bot", "pid": os.getpid()},
+    ]
+    await _announce(runtime.core, state, sandbox, capture, web_url, runtime.smtp_port, listed)
+
+
+def _free_port() -> int:
+    sock = bind(HOST, 0)
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+async def _many_processes(
+    processes: Processes,
+    state: Path,
+    keyring: Keyring,
+    sandbox: Sandbox,
+    capture: CaptureServer,
+    http_port: int,
+    smtp_port: int,
+    shape: Shape,
+) -> None:
+    """N web and M bot processes (``serve --role …``) on one database; the demo itself
+    only configures the account and mints the customers' links."""
+    web_ports = [http_port or _free_port()] + [_free_port() for _ in range(shape.web_replicas - 1)]
+    web_url = f"http://{HOST}:{web_ports[0]}"
+    smtp_port = smtp_port or _free_port()
+    settings = _settings(state, sandbox, web_url, smtp_port, shape)
+    # Migrated and configured before any child starts, so every child finds it ready.
+    core = build_core(settings, keyring)
+    try:
+        await _configure_bot(core, capture)
+        listed: list[dict[str, Any]] = []
+        for port in web_ports:
+            listed.append(await _start_child(processes, settings, "web", port, state))
+        for _ in range(shape.bot_workers):
+            listed.append(await _start_child(processes, settings, "bot", 0, state))
+        await _announce(core, state, sandbox, capture, web_url, smtp_port, listed)
+    finally:
+        await close_core(core)
+
+
+async def _start_child(
+    processes: Processes, settings: Settings, role: str, http_port: int, state: Path
+) -> dict[str, Any]:
+    logs = state / "logs"
+    logs.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "KASHFLOW_PERMALINK_STATE_DIR": str(settings.state_dir),
+        "KASHFLOW_PERMALINK_PUBLIC_BASE_URL": settings.public_base_url,
+        "KASHFLOW_PERMALINK_KASHFLOW_ENDPOINT": settings.kashflow_endpoint,
+        "KASHFLOW_PERMALINK_MAIL_DOMAIN": settings.mail_domain,
+        "KASHFLOW_PERMALINK_HTTP_HOST": HOST,
+        "KASHFLOW_PERMALINK_HTTP_PORT": str(http_port),
+        "KASHFLOW_PERMALINK_SMTP_HOST": HOST,
+        "KASHFLOW_PERMALINK_SMTP_PORT": str(settings.smtp_port),
+    }
+    if settings.database_url:
+        env["KASHFLOW_PERMALINK_DATABASE_URL"] = settings.database_url
+    log_path = logs / f"{role}-{len(processes.children)}.log"
+    log_file = log_path.open("ab")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app.cli",
+        "serve",
+        "--role",
+        role,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log_file,
+        env=env,
+    )
+    log_file.close()
+    processes.children.append(proc)
+    assert proc.stdout is not None
+    async with asyncio.timeout(START_TIMEOUT_S):
+        line = await proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the {role} process exited before it was ready (see {logs})")
+    ready = json.loads(line)
+    entry: dict[str, Any] = {"role": role, "pid": proc.pid}
+    if role == "web":
+        entry["url"] = ready["url"]
+    return entry
+
+
+async def _announce(
+    core: Core,
+    state: Path,
+    sandbox: Sandbox,
+    capture: CaptureServer,
+    web_url: str,
+    smtp_port: int,
+    processes: list[dict[str, Any]],
+) -> None:
+    await _configure_bot(core, capture)
+    customers = await _customer_links(core, state / "demo.json", web_url)
     info = {
         "web": web_url,
-        "smtp": {"host": HOST, "port": runtime.smtp_port},
+        "smtp": {"host": HOST, "port": smtp_port},
         "request_address": REQUEST_ADDRESS,
         "outbox": str(capture.outbox),
         "kashflow": {
@@ -92,13 +260,15 @@ async def _run(
             "username": DEMO.username,
             "password": DEMO.password,
         },
+        "processes": processes,
         "customers": customers,
     }
     _write_json(state / "demo.json", info)
     _print_welcome(info, state / "demo.json")
 
 
-async def _configure_bot(accounts: AccountSettings, capture: CaptureServer) -> None:
+async def _configure_bot(core: Core, capture: CaptureServer) -> None:
+    accounts = core.store.accounts
     await accounts.set_bot_credentials(DEMO.username, DEMO)
     await accounts.update(
         DEMO.username,
@@ -111,14 +281,10 @@ async def _configure_bot(accounts: AccountSettings, capture: CaptureServer) -> N
     )
 
 
-async def _customer_links(
-    runtime: Runtime, keyring: Keyring, previous: Path, web_url: str
-) -> list[dict[str, Any]]:
+async def _customer_links(core: Core, previous: Path, web_url: str) -> list[dict[str, Any]]:
     """A link per seeded customer and scope; links from the last run are kept if valid."""
-    assert runtime.db is not None and runtime.kashflow is not None
-    old = _previous_links(previous, keyring, web_url)
-    registry = LinkRegistry(runtime.db)
-    account = runtime.kashflow.account(DEMO)
+    old = _previous_links(previous, core.keyring, web_url)
+    account = core.kashflow(DEMO)
     now = int(time.time())
     out = []
     for customer in await account.customers():
@@ -126,16 +292,8 @@ async def _customer_links(
         for scope in ("all", "unpaid"):
             url = old.get((customer.code, scope))
             if url is None:
-                minted = await mint(
-                    registry=registry,
-                    keyring=keyring,
-                    public_base_url=web_url,
-                    credentials=DEMO,
-                    customer=customer,
-                    scope=Scope(scope),
-                    now=now,
-                    expires_in=None,
-                    minted_by="cli",
+                minted = await core.mint(
+                    DEMO, customer, Scope.parse(scope), minted_by="cli", now=now
                 )
                 url = minted.url
             links[scope] = url

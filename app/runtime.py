@@ -1,7 +1,10 @@
-"""One running service: the state, the KashFlow gateway, the web door and the mail door.
+"""One running process: the core built once from the settings, and the doors its role runs.
 
-``serve`` runs it against real KashFlow; ``demo`` runs it against the sandbox with a
-capture relay. Both doors share one event loop, one database and one KashFlow client.
+``serve`` runs it against real KashFlow; ``demo`` against the sandbox with a capture
+relay. The root is the only place that names the implementations behind the core's seams:
+the SOAP client (Gateway), the SQL store on SQLite or PostgreSQL (Store) and the SMTP
+relay client (Mailer). A process with the ``web`` role serves the web door, one with the
+``bot`` role the mail bot, ``all`` both on one event loop around one core.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 
@@ -18,16 +22,17 @@ from aiohttp import web
 
 from app.config import Settings
 from bot.listener import ListenerSettings, server_tls_context
-from bot.outbound import account_mailer
 from bot.service import BotService
+from bot.worker import RetryPolicy
 from kashflow.client import KashFlow
-from permalink.accounts import AccountSettings
-from permalink.db import Database
+from permalink.core import Core, CoreConfig
+from permalink.db import open_database
 from permalink.housekeeping import keep_tidy
-from permalink.keyring import Keyring, KeyringError
+from permalink.keyring import Keyring, KeyringError, KeyringSource
+from permalink.relay import SmtpMailer
+from permalink.store import SqlStore
 from web.app import WebConfig, create_app
 from web.security import RedactingAccessLogger
-from web.settings import SEND_MAIL
 
 log = logging.getLogger(__name__)
 
@@ -40,72 +45,114 @@ def load_or_create_keyring(path: Path) -> Keyring:
         return Keyring.load(path)
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A listening socket bound now, so the real port (for port 0) is known up front."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(128)
     sock.setblocking(False)
     return sock
 
 
+def build_core(
+    settings: Settings,
+    keyring: Keyring | KeyringSource,
+    *,
+    clock: Callable[[], float] | None = None,
+) -> Core:
+    """The process's one core, from its settings (opens and migrates the database)."""
+    db = open_database(settings.database_url, settings.state_dir)
+    store = SqlStore(db, keyring, lease_s=settings.lease_seconds)
+    gateway = KashFlow(settings.kashflow_endpoint, timeout=settings.kashflow_timeout)
+    config = CoreConfig(
+        public_base_url=settings.public_base_url,
+        mail_domain=settings.mail_domain,
+        pdf_concurrency=settings.pdf_concurrency,
+    )
+    return Core(
+        config,
+        gateway=gateway,
+        store=store,
+        mailer=SmtpMailer(),
+        keyring=keyring,
+        clock=clock or time.time,
+    )
+
+
+async def close_core(core: Core) -> None:
+    """Close what :func:`build_core` opened."""
+    core.close()
+    await core.gateway.close()
+    core.store.close()
+
+
 class Runtime:
     """Start and stop everything a ``serve`` process runs, in order."""
 
     def __init__(
-        self, settings: Settings, keyring: Keyring, *, http_socket: socket.socket | None = None
+        self,
+        settings: Settings,
+        keyring: Keyring | KeyringSource,
+        *,
+        http_socket: socket.socket | None = None,
     ) -> None:
         self.settings = settings
         self.keyring = keyring
         self._http_socket = http_socket
         self._stack = AsyncExitStack()
-        self.db: Database | None = None
-        self.kashflow: KashFlow | None = None
+        self.core: Core | None = None
         self.bot: BotService | None = None
+        self.http_port: int | None = None
+
+    @property
+    def runs_web(self) -> bool:
+        return self.settings.role in ("all", "web")
+
+    @property
+    def runs_bot(self) -> bool:
+        return self.settings.role in ("all", "bot")
 
     async def start(self) -> None:
         s = self.settings
-        s.state_dir.mkdir(parents=True, exist_ok=True)
-        self.db = db = Database(s.database)
-        self._stack.callback(db.close)
-        housekeeping = asyncio.create_task(keep_tidy(db), name="housekeeping")
+        self.core = core = build_core(s, self.keyring)
+        self._stack.push_async_callback(close_core, core)
+        housekeeping = asyncio.create_task(keep_tidy(core.store), name="housekeeping")
         self._stack.push_async_callback(_cancel, housekeeping)
-        self.kashflow = kashflow = KashFlow(s.kashflow_endpoint, timeout=s.kashflow_timeout)
-        self._stack.push_async_callback(kashflow.close)
+        if self.runs_web:
+            await self._start_web(core)
+        if self.runs_bot:
+            await self._start_bot(core)
 
-        app = create_app(
-            WebConfig(public_base_url=s.public_base_url, pdf_concurrency=s.pdf_concurrency),
-            kashflow=kashflow,
-            keyring=self.keyring,
-            db=db,
-        )
-        # The settings pages send test emails and emailed links through the account's own
-        # relay; the web door cannot import the bot, so the sender is handed in here.
-        app[SEND_MAIL] = account_mailer(AccountSettings(db, self.keyring))
+    async def _start_web(self, core: Core) -> None:
+        s = self.settings
+        app = create_app(core, WebConfig())
         runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
-        sock = self._http_socket or bind(s.http_host, s.http_port)
+        sock = self._http_socket or bind(s.http_host, s.http_port, reuse_port=True)
+        self.http_port = sock.getsockname()[1]
         await web.SockSite(runner, sock).start()
 
+    async def _start_bot(self, core: Core) -> None:
+        s = self.settings
         tls = None
         if s.tls_cert is not None and s.tls_key is not None:
             tls = server_tls_context(str(s.tls_cert), str(s.tls_key))
         self.bot = bot = BotService(
+            core,
             ListenerSettings(
                 host=s.smtp_host,
                 port=s.smtp_port,
                 lmtp=s.lmtp,
                 max_message_size=s.max_message_bytes,
                 tls_context=tls,
+                reuse_port=True,
             ),
-            db=db,
-            keyring=self.keyring,
-            kashflow=kashflow,
-            public_base_url=s.public_base_url,
-            mail_domain=s.mail_domain,
-            pdf_concurrency=s.pdf_concurrency,
+            concurrency=s.bot_concurrency,
+            retry=RetryPolicy(base_delay=s.retry_base_seconds),
             trusted_authserv_id=s.trusted_authserv_id,
         )
         await bot.start()

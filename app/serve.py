@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 
 from app.config import Settings
-from app.runtime import Runtime, stop_signal
-from bot.outbound import DeliveryFailure, probe, relay_for
-from kashflow.client import KashFlow
+from app.runtime import Runtime, build_core, close_core, stop_signal
 from kashflow.errors import KashFlowError
-from permalink.accounts import AccountSettings
-from permalink.db import Database
-from permalink.keyring import Keyring
+from permalink.core import Core, RelayNotReady
+from permalink.keyring import Keyring, SecretUnreadable
+from permalink.relay import DeliveryFailure
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +21,21 @@ async def run_serve(settings: Settings, keyring: Keyring) -> int:
     async with stop_signal() as stopped:
         try:
             await runtime.start()
+            assert runtime.core is not None
+            doors = []
+            if runtime.runs_web:
+                doors.append(f"HTTP {settings.http_host}:{runtime.http_port}")
+            if runtime.runs_bot:
+                kind = "LMTP" if settings.lmtp else "SMTP"
+                doors.append(f"mail ({kind}) on {settings.smtp_host}:{runtime.smtp_port}")
+            _announce_ready(settings, runtime)
             log.info(
-                "serving %s (HTTP %s:%d), mail on %s:%d",
+                "serving %s as role %s: %s; state in %s; KashFlow at %s",
                 settings.public_base_url,
-                settings.http_host,
-                settings.http_port,
-                settings.smtp_host,
-                runtime.smtp_port,
+                settings.role,
+                ", ".join(doors),
+                runtime.core.store.description,
+                settings.kashflow_endpoint,
             )
             await stopped.wait()
         finally:
@@ -35,42 +43,59 @@ async def run_serve(settings: Settings, keyring: Keyring) -> int:
     return 0
 
 
+def _announce_ready(settings: Settings, runtime: Runtime) -> None:
+    """One JSON line on stdout once everything listens, for a supervisor or a test."""
+    ready: dict[str, object] = {"ready": True, "role": settings.role, "pid": os.getpid()}
+    if runtime.runs_web:
+        ready["url"] = f"http://{settings.http_host}:{runtime.http_port}"
+    if runtime.runs_bot:
+        ready["smtp_port"] = runtime.smtp_port
+    print(json.dumps(ready), flush=True)
+
+
 async def run_check(settings: Settings, keyring: Keyring) -> int:
     """Report on the key, KashFlow and every bot's relay; exit 1 if anything fails."""
     ok = True
     print(f"key: {len(keyring.key_ids)} key(s), links sealed with key {keyring.current_id}")
-    db = Database(settings.database)
+    core = build_core(settings, keyring)
     try:
-        accounts = AccountSettings(db, keyring)
-        async with KashFlow(settings.kashflow_endpoint, timeout=settings.kashflow_timeout) as kf:
-            names = await accounts.accounts_with_bot_enabled()
-            if not names:
-                print("bot: no account has the mail bot switched on")
-            for name in names:
-                ok &= await _check_account(accounts, kf, name)
+        print(f"state: {core.store.description}")
+        names = await core.store.accounts.accounts_with_bot_enabled()
+        if not names:
+            print("bot: no account has the mail bot switched on")
+        for name in names:
+            ok &= await _check_account(core, name)
     finally:
-        db.close()
+        await close_core(core)
     return 0 if ok else 1
 
 
-async def _check_account(accounts: AccountSettings, kf: KashFlow, name: str) -> bool:
+async def _check_account(core: Core, name: str) -> bool:
     ok = True
-    credentials = await accounts.bot_credentials(name)
+    accounts = core.store.accounts
+    try:
+        credentials = await accounts.bot_credentials(name)
+    except SecretUnreadable:
+        print(f"{name}: the bot's KashFlow credentials no longer open with the server key")
+        return False
     if credentials is None:
         print(f"{name}: no KashFlow credentials saved for the bot")
         return False
     try:
-        company = await kf.account(credentials).company_details()
+        company = await core.kashflow(credentials).company_details()
         print(f"{name}: KashFlow OK ({company.name})")
     except KashFlowError as exc:
         print(f"{name}: KashFlow FAILED: {exc.message}")
         ok = False
     try:
-        relay = relay_for(await accounts.get(name), await accounts.relay_password(name))
-        await probe(relay)
+        relay = await core.relay(name)
+        await core.mailer.probe(relay)
         print(f"{name}: relay {relay.host}:{relay.port} OK")
-    except ValueError as exc:
+    except RelayNotReady as exc:
         print(f"{name}: relay settings incomplete: {exc}")
+        ok = False
+    except SecretUnreadable:
+        print(f"{name}: the relay password no longer opens with the server key")
         ok = False
     except DeliveryFailure as exc:
         print(f"{name}: relay FAILED: {exc}")

@@ -37,15 +37,15 @@ from benchmarks.mail_rig import (
     bot_process,
     listener_process,
     new_message_id,
-    prepare_state,
     request_mail,
     sandbox_process,
     send_over_one_session,
     send_request,
 )
 from bot.capture import CapturedMessage, CaptureServer
-from permalink.db import Database
+from permalink.db import open_database
 from permalink.spool import Spool
+from tests.support.processes import prepare_state
 
 INVOICES = 10
 
@@ -158,7 +158,7 @@ async def acceptance(sessions: int, per_session: int, total: int) -> None:
             await gather_bounded([fresh() for _ in range(total)], sessions)
             fresh_time = time.perf_counter() - started
 
-        db = Database(state / "state.sqlite3")
+        db = open_database(None, state)
         try:
             spooled = (await Spool(db).counts())["queued"]
         finally:

@@ -37,9 +37,9 @@ from urllib.parse import quote, unquote
 import aiohttp
 from aiohttp import web
 
-from kashflow.client import KashFlow
+from app.config import Settings
+from app.runtime import build_core, close_core
 from kashflow.sandbox import DEMO, Sandbox
-from permalink.db import Database
 from permalink.keyring import Keyring
 from permalink.links import new_link, seal
 from permalink.scopes import Scope
@@ -164,17 +164,16 @@ async def fuzz(count: int, concurrency: int, seed: int) -> int:
     resolver_log.propagate = False
 
     with tempfile.TemporaryDirectory() as tmp:
-        db = Database(Path(tmp) / "state.sqlite3")
         clock = SteppedClock()
-        async with Sandbox() as sandbox, KashFlow(sandbox.url) as kf:
+        async with Sandbox() as sandbox:
             keyring = Keyring.generate()
-            app = create_app(
-                WebConfig(public_base_url="http://127.0.0.1:1", invalid_link_limit=LIMIT),
-                kashflow=kf,
-                keyring=keyring,
-                db=db,
-                clock=clock,
+            settings = Settings(
+                state_dir=Path(tmp),
+                public_base_url="http://127.0.0.1:1",
+                kashflow_endpoint=sandbox.url,
             )
+            core = build_core(settings, keyring, clock=clock)
+            app = create_app(core, WebConfig(invalid_link_limit=LIMIT))
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -198,7 +197,7 @@ async def fuzz(count: int, concurrency: int, seed: int) -> int:
                 failures = await drive(base, valid, count, concurrency, seed, clock, reasons)
             finally:
                 await runner.cleanup()
-        db.close()
+                await close_core(core)
     return failures
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.sandbox_process import sandbox_process
+from tests.support.processes import sandbox_process
 
 
 @contextmanager

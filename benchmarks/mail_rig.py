@@ -5,7 +5,8 @@
   prints its SOAP URL;
 * ``python -m benchmarks.mail_rig listener`` serves only the bot's SMTP listener and
   durable spool (no worker), and prints ``listening HOST PORT``;
-* :class:`BotProcess` runs ``python -m bot.service`` (the real runner) and can SIGKILL it;
+* :func:`bot_process` runs ``kashflow-permalink serve --role bot`` (the real entry point,
+  :class:`tests.support.processes.ServeProcess`), which can be SIGKILLed;
 * :func:`prepare_state` writes the server key and the demo account's bot settings;
 * :func:`send_request` is one SMTP session that keeps trying until a message is accepted.
 
@@ -29,16 +30,15 @@ from pathlib import Path
 import aiosmtplib
 
 from bot.listener import ListenerSettings, accept_addresses, create_listener
-from kashflow.sandbox import DEMO, Sandbox
-from permalink.accounts import AccountSettings
-from permalink.db import Database
-from permalink.keyring import Keyring
+from kashflow.sandbox import Sandbox
+from permalink.db import open_database
 from permalink.spool import Spool
-
-ROOT = Path(__file__).resolve().parents[1]
-REQUEST = "invoices@northwind.example"
-MAIL_DOMAIN = "bot.northwind.example"
-BASE_URL = "https://invoices.northwind.example"
+from tests.support.processes import (
+    REQUEST,
+    ROOT,
+    ServeProcess,
+    bot_env,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,104 +130,19 @@ def listener_process(state: Path) -> Iterator[int]:
         proc.wait(timeout=10)
 
 
-class BotProcess:
-    """``python -m bot.service`` on a state directory, on a fixed port across restarts."""
-
-    def __init__(
-        self,
-        state: Path,
-        kashflow_url: str,
-        port: int,
-        *,
-        concurrency: int,
-        log: Path,
-        retry_base: float = 0.2,
-    ) -> None:
-        self.state, self.kashflow_url, self.port = state, kashflow_url, port
-        self.concurrency, self.log, self.retry_base = concurrency, log, retry_base
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot.service",
-                "--state-dir",
-                str(self.state),
-                "--kashflow-url",
-                self.kashflow_url,
-                "--smtp-port",
-                str(self.port),
-                "--public-base-url",
-                BASE_URL,
-                "--mail-domain",
-                MAIL_DOMAIN,
-                "--concurrency",
-                str(self.concurrency),
-                "--retry-base",
-                str(self.retry_base),
-                cwd=ROOT,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-            )
-        assert self.proc.stdout is not None
-        async with asyncio.timeout(30):
-            line = (await self.proc.stdout.readline()).decode()
-        if not line.startswith("listening "):
-            raise RuntimeError(f"the bot did not start (see {self.log})")
-        self.port = int(line.split()[-1])
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()  # SIGKILL: no clean-up of any kind
-            await self.proc.wait()
-
-    async def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.terminate()
-        async with asyncio.timeout(30):
-            return await self.proc.wait()
-
-
 @contextlib.asynccontextmanager
 async def bot_process(
     state: Path, kashflow_url: str, *, concurrency: int, log: Path, port: int = 0
-) -> AsyncIterator[BotProcess]:
-    bot = BotProcess(state, kashflow_url, port, concurrency=concurrency, log=log)
+) -> AsyncIterator[ServeProcess]:
+    """``serve --role bot`` on ``state``, killed afterwards."""
+    bot = ServeProcess(
+        state, kashflow_url, port=port, log=log, env=bot_env(concurrency=concurrency)
+    )
     await bot.start()
     try:
         yield bot
     finally:
         await bot.kill()
-
-
-# -- state ------------------------------------------------------------------------------
-
-
-async def prepare_state(state: Path, relay_port: int) -> None:
-    """A server key and the demo account's bot: on, replying through ``relay_port``.
-
-    The rate limits are at their highest, since every request comes from a few customers.
-    """
-    db = Database(state / "state.sqlite3")  # creates the directory
-    keyring = Keyring.create(state / "server.key")
-    try:
-        accounts = AccountSettings(db, keyring)
-        await accounts.set_bot_credentials("demo", DEMO)
-        await accounts.update(
-            "demo",
-            enabled=True,
-            request_address=REQUEST,
-            relay_host="127.0.0.1",
-            relay_port=relay_port,
-            relay_security="none",
-            default_scope="unpaid",
-            per_customer_limit=1000,
-            global_limit=10_000,
-        )
-    finally:
-        db.close()
 
 
 # -- the client side --------------------------------------------------------------------
@@ -298,9 +213,10 @@ async def _serve_sandbox(latency_ms: float, code: str, unpaid: int) -> None:
 
 
 async def _serve_listener(state: Path) -> None:
-    db = Database(state / "state.sqlite3")
+    db = open_database(None, state)
     try:
-        listener = create_listener(Spool(db), accept_addresses([REQUEST]), ListenerSettings(port=0))
+        accepts = accept_addresses([REQUEST], account="demo")
+        listener = create_listener(Spool(db), accepts, ListenerSettings(port=0))
         async with listener:
             print(f"listening {listener.host} {listener.port}", flush=True)
             await _until_signalled()

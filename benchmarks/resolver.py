@@ -20,16 +20,15 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from benchmarks.sandbox_process import sandbox_process
+from app.config import Settings
+from app.runtime import bind, build_core, close_core
 from kashflow.client import KashFlow
 from kashflow.documents import fetch_pdfs, merge_pdfs, merged_pdf
 from kashflow.sandbox import DEMO
-from permalink.db import Database
 from permalink.keyring import Keyring
-from permalink.minting import mint
-from permalink.registry import LinkRegistry
 from permalink.scopes import Scope
-from web.app import WebConfig, create_app
+from tests.support.processes import sandbox_process
+from web.app import create_app
 
 
 def ms(seconds: float) -> str:
@@ -68,49 +67,32 @@ async def merged_pdf_figures(url: str, latency: float, concurrency: int, count: 
 
 async def list_page_figures(url: str, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        db = Database(Path(tmp) / "state.sqlite3")
-        keyring = Keyring.generate()
-        async with KashFlow(url) as kf:
-            app = create_app(
-                WebConfig(public_base_url="http://127.0.0.1:1"),
-                kashflow=kf,
-                keyring=keyring,
-                db=db,
-            )
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = runner.addresses[0][1]
-            account = kf.account(DEMO)
-            customer = await account.customer_by_code("ACME01")
-            minted = await mint(
-                registry=LinkRegistry(db),
-                keyring=keyring,
-                public_base_url=f"http://127.0.0.1:{port}",
-                credentials=DEMO,
-                customer=customer,
-                scope=Scope("all"),
-                now=int(time.time()),
-                expires_in=None,
-                minted_by="cli",
-            )
-            trips, pages = [], []
-            async with aiohttp.ClientSession() as http:
-                for _ in range(3):
-                    async with http.get(minted.url) as resp:
-                        await resp.read()
-                for _ in range(rounds):
-                    started = time.perf_counter()
-                    await account.company_details()
-                    trips.append(time.perf_counter() - started)
-                    started = time.perf_counter()
-                    async with http.get(minted.url) as resp:
-                        body = await resp.read()
-                        assert resp.status == 200, resp.status
-                    pages.append(time.perf_counter() - started)
-            await runner.cleanup()
-        db.close()
+        sock = bind("127.0.0.1", 0)
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        settings = Settings(state_dir=Path(tmp), public_base_url=base, kashflow_endpoint=url)
+        core = build_core(settings, Keyring.generate())
+        runner = web.AppRunner(create_app(core), access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        account = core.kashflow(DEMO)
+        customer = await account.customer_by_code("ACME01")
+        minted = await core.mint(DEMO, customer, Scope("all"), minted_by="cli")
+        trips, pages = [], []
+        async with aiohttp.ClientSession() as http:
+            for _ in range(3):
+                async with http.get(minted.url) as resp:
+                    await resp.read()
+            for _ in range(rounds):
+                started = time.perf_counter()
+                await account.company_details()
+                trips.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                async with http.get(minted.url) as resp:
+                    body = await resp.read()
+                    assert resp.status == 200, resp.status
+                pages.append(time.perf_counter() - started)
+        await runner.cleanup()
+        await close_core(core)
     trip = statistics.median(trips)
     p50 = statistics.median(pages)
     p95 = statistics.quantiles(pages, n=20)[-1]

@@ -8,19 +8,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-import time
 from pathlib import Path
 
 from aiohttp import web
 
-from kashflow.client import KashFlow
+from app.config import Settings
+from app.runtime import build_core, close_core
 from kashflow.sandbox import DEMO
-from permalink.db import Database
+from permalink.core import Core
 from permalink.keyring import Keyring
-from permalink.minting import mint
-from permalink.registry import LinkRegistry
 from permalink.scopes import Scope
-from web.app import WebConfig, create_app
+from web.app import create_app
 
 
 async def bare(_: web.Request) -> web.Response:
@@ -33,27 +31,18 @@ async def serve(kashflow_url: str | None, customer: str) -> None:
             app = web.Application()
             app.router.add_get("/", bare)
             path = "/"
-            kf = None
+            core: Core | None = None
         else:
-            db = Database(Path(tmp) / "state.sqlite3")
-            keyring = Keyring.generate()
-            kf = KashFlow(kashflow_url, connections=64)
-            app = create_app(
-                WebConfig(public_base_url="http://127.0.0.1:1"), kashflow=kf, keyring=keyring, db=db
+            settings = Settings(
+                state_dir=Path(tmp),
+                public_base_url="http://127.0.0.1:1",
+                kashflow_endpoint=kashflow_url,
             )
-            found = await kf.account(DEMO).customer_by_code(customer)
-            minted = await mint(
-                registry=LinkRegistry(db),
-                keyring=keyring,
-                public_base_url="",
-                credentials=DEMO,
-                customer=found,
-                scope=Scope("all"),
-                now=int(time.time()),
-                expires_in=None,
-                minted_by="cli",
-            )
-            path = minted.url
+            core = build_core(settings, Keyring.generate())
+            app = create_app(core)
+            found = await core.kashflow(DEMO).customer_by_code(customer)
+            minted = await core.mint(DEMO, found, Scope("all"), minted_by="cli")
+            path = minted.url.removeprefix(settings.public_base_url)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
@@ -63,8 +52,8 @@ async def serve(kashflow_url: str | None, customer: str) -> None:
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
-            if kf is not None:
-                await kf.close()
+            if core is not None:
+                await close_core(core)
 
 
 def main() -> None:

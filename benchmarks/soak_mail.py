@@ -31,16 +31,15 @@ from pathlib import Path
 from benchmarks.mail_rig import (
     DEMO_CUSTOMERS,
     ELM,
-    BotProcess,
     Customer,
     Delivery,
-    prepare_state,
     sandbox_process,
     send_request,
 )
 from bot.capture import CaptureServer
-from permalink.db import Database
+from permalink.db import open_database
 from permalink.spool import Spool, SpoolEntry, State
+from tests.support.processes import ServeProcess, bot_env, prepare_state
 
 SETTLING: tuple[State, ...] = ("queued", "working", "retry")
 
@@ -86,7 +85,7 @@ async def unsettled(spool: Spool) -> int:
 
 async def killer(
     run: Run,
-    bot: BotProcess,
+    bot: ServeProcess,
     spool: Spool,
     kills: int,
     sending: asyncio.Task[None],
@@ -127,10 +126,14 @@ async def soak(args: argparse.Namespace) -> None:
         async with CaptureServer(base / "outbox") as capture:
             await prepare_state(state, capture.port)
             with sandbox_process(args.latency_ms, ELM, 10) as url:
-                bot = BotProcess(
-                    state, url, free_port(), concurrency=args.concurrency, log=base / "bot.log"
+                bot = ServeProcess(
+                    state,
+                    url,
+                    port=free_port(),
+                    log=base / "bot.log",
+                    env=bot_env(concurrency=args.concurrency),
                 )
-                db = Database(state / "state.sqlite3")
+                db = open_database(None, state)
                 try:
                     spool = Spool(db)
                     await bot.start()

@@ -10,74 +10,23 @@ anything the request claims.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import date, datetime
-from decimal import Decimal
 from email.message import EmailMessage
 
 from bot.intent import Intent
 from bot.mailparse import Request
 from kashflow.models import CompanyDetails, Customer, Invoice
-from permalink.mail import (
-    Wording,
-    company_context,
-    format_date,
-    format_money,
-    message,
-    one_line,
-    phrases,
-    render,
-)
+from permalink.mail import Wording, company_context, message, one_line, phrases, render
+from permalink.presentation import invoice_rows, total_outstanding
 
 #: A reply lists at most this many invoices; the link shows the rest.
 MAX_LISTED = 50
 #: References kept when threading: RFC 5322 §3.6.4 allows trimming the middle of a long chain.
 MAX_REFERENCES = 20
 
-_BADGES = {"paid": "Paid", "part-paid": "Part paid", "overdue": "Overdue", "due": "Due"}
 # "Re:", "RE:", "Re[2]:", "AW:", "SV:", "Antw:" … as mail clients stack them.
 _REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|antw|vs)(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class InvoiceRow:
-    """One invoice as a mail shows it: every cell already formatted."""
-
-    number: int
-    issued: str
-    due: str
-    total: str
-    outstanding: str
-    status: str
-    badge: str
-
-
-def invoice_rows(invoices: Iterable[Invoice], today: date) -> list[InvoiceRow]:
-    rows = []
-    for invoice in invoices:
-        status = invoice.status(today)
-        rows.append(
-            InvoiceRow(
-                number=invoice.number,
-                issued=format_date(invoice.issued),
-                due=format_date(invoice.due),
-                total=format_money(invoice.total, invoice.currency),
-                outstanding=format_money(invoice.outstanding, invoice.currency),
-                status=status,
-                badge=_BADGES.get(status, status),
-            )
-        )
-    return rows
-
-
-def total_outstanding(invoices: Iterable[Invoice]) -> str:
-    """The sum still owed, one figure per currency (``""`` when nothing is owed)."""
-    sums: dict[str, Decimal] = {}
-    for invoice in invoices:
-        code = (invoice.currency or "GBP").upper()
-        sums[code] = sums.get(code, Decimal(0)) + invoice.outstanding
-    return " + ".join(format_money(amount, code) for code, amount in sums.items() if amount)
 
 
 def reply_subject(original: str) -> str:

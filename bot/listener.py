@@ -17,10 +17,8 @@ for outgoing replies, hold permalinks) never reach a log.
 from __future__ import annotations
 
 import asyncio
-import errno
 import inspect
 import logging
-import sqlite3
 import ssl
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,17 +26,18 @@ from dataclasses import dataclass
 from email.parser import HeaderParser
 from email.policy import compat32
 from typing import Any
-from weakref import WeakSet
+from weakref import WeakKeyDictionary, WeakSet
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
+from permalink.db import StoreFull
 from permalink.spool import Spool
 
 log = logging.getLogger(__name__)
 
-Accepts = Callable[[str], bool | Awaitable[bool]]
-"""Whether an envelope recipient is one of the bot's request addresses.
+Accepts = Callable[[str], str | Awaitable[str | None] | None]
+"""The account an envelope recipient is the request address of, or None to refuse it.
 
 It may be a coroutine function, so the answer can follow settings changed at run time."""
 
@@ -54,10 +53,11 @@ IDENT = "KashFlow Permalink"
 _MAX_MESSAGE_ID = 998  # RFC 5322 line limit: longer is not a real Message-ID
 
 
-def accept_addresses(addresses: Iterable[str]) -> Accepts:
-    """An :data:`Accepts` for a fixed set of addresses, compared case-insensitively."""
+def accept_addresses(addresses: Iterable[str], account: str = "") -> Accepts:
+    """An :data:`Accepts` for a fixed set of addresses of one account, compared
+    case-insensitively."""
     wanted = frozenset(address.strip().casefold() for address in addresses)
-    return lambda address: address.casefold() in wanted
+    return lambda address: account if address.casefold() in wanted else None
 
 
 def server_tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -93,14 +93,6 @@ def format_peer(peer: Any) -> str:
     return str(peer)
 
 
-def _is_disk_full(error: BaseException) -> bool:
-    if isinstance(error, sqlite3.OperationalError):
-        return getattr(
-            error, "sqlite_errorcode", None
-        ) == sqlite3.SQLITE_FULL or "database or disk is full" in str(error)
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
 class RequestHandler:
     """aiosmtpd handler: only the request addresses, spooled before ``250``."""
 
@@ -120,6 +112,8 @@ class RequestHandler:
         self._max_recipients = max_recipients
         self._lmtp = lmtp
         self._wake = wake
+        # The account each accepted recipient belongs to, per envelope (per transaction).
+        self._accounts: WeakKeyDictionary[Envelope, dict[str, str]] = WeakKeyDictionary()
 
     async def handle_RCPT(
         self,
@@ -130,10 +124,9 @@ class RequestHandler:
         rcpt_options: list[str],
     ) -> str:
         peer = format_peer(session.peer)
-        accepted = self._accepts(address)
-        if inspect.isawaitable(accepted):
-            accepted = await accepted
-        if not accepted:
+        found = self._accepts(address)
+        account = await found if inspect.isawaitable(found) else found
+        if account is None:
             # Refusing here is what makes this server never relay.
             log.info("refused recipient %r from %s", address, peer)
             return NO_SUCH_USER
@@ -144,26 +137,40 @@ class RequestHandler:
             return TOO_MANY_RECIPIENTS
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
+        # The message is filed under the account its address belongs to *now*, when it
+        # is accepted: a later change of address cannot route it to someone else.
+        self._accounts.setdefault(envelope, {})[address.casefold()] = account
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         peer = format_peer(session.peer)
         raw = envelope.original_content or b""
         message_id = header_message_id(raw)
+        chosen = self._accounts.pop(envelope, {})
+        by_account: dict[str, list[str]] = {}
+        for rcpt in envelope.rcpt_tos:
+            by_account.setdefault(chosen.get(rcpt.casefold(), ""), []).append(rcpt)
+        spool_ids: list[int] = []
         try:
-            spool_id = await self._spool.enqueue(
-                peer=peer,
-                mail_from=_storable(envelope.mail_from or ""),
-                rcpt_tos=[_storable(rcpt) for rcpt in envelope.rcpt_tos],
-                raw=raw,
-                message_id=message_id,
-            )
-        except Exception as error:
-            if _is_disk_full(error):
-                log.error("disk full: deferred message %s from %s", message_id or "-", peer)
-                return self._per_recipient(DISK_FULL, envelope)
+            # One row per account the message is for: each answers its own clients.
+            for account, rcpts in by_account.items():
+                spool_ids.append(
+                    await self._spool.enqueue(
+                        peer=peer,
+                        mail_from=_storable(envelope.mail_from or ""),
+                        rcpt_tos=[_storable(rcpt) for rcpt in rcpts],
+                        raw=raw,
+                        message_id=message_id,
+                        account=account,
+                    )
+                )
+        except StoreFull:
+            log.error("disk full: deferred message %s from %s", message_id or "-", peer)
+            return self._per_recipient(DISK_FULL, envelope)
+        except Exception:
             log.exception("could not spool message %s from %s", message_id or "-", peer)
             return self._per_recipient(TEMPORARY_FAILURE, envelope)
+        spool_id = spool_ids[0]
         log.info(
             "queued #%d message %s from %s (%d bytes)", spool_id, message_id or "-", peer, len(raw)
         )
@@ -205,6 +212,9 @@ class ListenerSettings:
     command_call_limit: int | None = None
     tls_context: ssl.SSLContext | None = None
     require_starttls: bool = False
+    #: Let several bot processes listen on one port (SO_REUSEPORT); the kernel spreads
+    #: connections over them, and stops sending any to a process that died.
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if self.require_starttls and self.tls_context is None:
@@ -245,10 +255,18 @@ def make_protocol(handler: object, settings: ListenerSettings) -> SMTP:
 class SMTPServer:
     """An aiosmtpd protocol served on the running loop, with a clean shutdown."""
 
-    def __init__(self, protocol_factory: Callable[[], SMTP], host: str, port: int) -> None:
+    def __init__(
+        self,
+        protocol_factory: Callable[[], SMTP],
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+    ) -> None:
         self._factory = protocol_factory
         self.host = host
         self._port = port
+        self._reuse_port = reuse_port
         self._server: asyncio.Server | None = None
         self._connections: WeakSet[SMTP] = WeakSet()
 
@@ -273,7 +291,9 @@ class SMTPServer:
         if mail_log.getEffectiveLevel() < logging.INFO:
             mail_log.setLevel(logging.INFO)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._connection, self.host, self._port)
+        self._server = await loop.create_server(
+            self._connection, self.host, self._port, reuse_port=self._reuse_port or None
+        )
         self._port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -310,7 +330,12 @@ def create_listener(
         lmtp=settings.lmtp,
         wake=wake,
     )
-    return SMTPServer(lambda: make_protocol(handler, settings), settings.host, settings.port)
+    return SMTPServer(
+        lambda: make_protocol(handler, settings),
+        settings.host,
+        settings.port,
+        reuse_port=settings.reuse_port,
+    )
 
 
 __all__ = [

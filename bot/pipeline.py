@@ -14,37 +14,26 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from email.message import EmailMessage
 
-from bot import outbound
 from bot.compose import compose_reply, compose_unknown_sender
 from bot.guards import GuardContext, first_stop
 from bot.intent import Intent, read_intent
 from bot.mailparse import Request, parse
-from kashflow.client import Account, KashFlow
-from kashflow.documents import DEFAULT_CONCURRENCY, merged_pdf
-from kashflow.errors import (
-    ApiDisabled,
-    BadCredentials,
-    BadDocument,
-    IpNotAuthorised,
-    KashFlowError,
-    NotFound,
-    Unavailable,
-)
+from kashflow.errors import BadDocument, KashFlowError, NotFound
 from kashflow.models import CompanyDetails, Credentials, Customer
-from permalink.accounts import AccountSettings, BotSettings
-from permalink.keyring import Keyring, SecretUnreadable
-from permalink.limits import RateLimiter
-from permalink.minting import mint
-from permalink.registry import LinkRegistry
-from permalink.scopes import Scope, Statement, statement
-from permalink.spool import ReplyRecord, Spool, SpooledMessage
+from permalink.accounts import BotSettings
+from permalink.core import Core, RelayNotReady
+from permalink.gateway import KashFlowAccount
+from permalink.keyring import SecretUnreadable
+from permalink.presentation import document_filename
+from permalink.relay import PermanentFailure, TemporaryFailure
+from permalink.scopes import Scope, Statement
+from permalink.spool import ReplyRecord, SpooledMessage
+from permalink.trouble import words_for
 
 log = logging.getLogger(__name__)
 
@@ -90,22 +79,18 @@ Outcome = Replied | Ignored | Failed | Deferred
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """The process-wide things every job uses."""
+    """The process-wide things every job uses: the core, and the bot's own policy."""
 
-    spool: Spool
-    accounts: AccountSettings
-    limiter: RateLimiter
-    registry: LinkRegistry
-    keyring: Keyring
-    kashflow: KashFlow
-    public_base_url: str
-    mail_domain: str
-    pdf_concurrency: int = DEFAULT_CONCURRENCY
-    relay_timeout: float = 30.0
-    relay_ca_file: str | None = None
+    core: Core
     #: The receiving MTA's authserv-id: when set, only mail it authenticated is answered.
     trusted_authserv_id: str | None = None
-    clock: Callable[[], float] = time.time
+
+    @property
+    def mail_domain(self) -> str:
+        return self.core.config.mail_domain
+
+    def clock(self) -> float:
+        return self.core.clock()
 
 
 @dataclass(slots=True)
@@ -113,6 +98,8 @@ class Job:
     """One message on its way through the pipeline; steps fill it in as they go."""
 
     message: SpooledMessage
+    #: The worker holding the message's lease (state changes are fenced by it).
+    owner: str = ""
     account: str = ""
     settings: BotSettings | None = None
     credentials: Credentials | None = field(default=None, repr=False)
@@ -140,9 +127,9 @@ class Job:
         assert self.settings is not None, "route runs first"
         return self.settings
 
-    def kashflow(self, ctx: Context) -> Account:
+    def kashflow(self, ctx: Context) -> KashFlowAccount:
         assert self.credentials is not None, "route runs first"
-        return ctx.kashflow.account(self.credentials)
+        return ctx.core.kashflow(self.credentials)
 
 
 Step = Callable[[Context, Job], Awaitable[Outcome | None]]
@@ -152,24 +139,24 @@ Step = Callable[[Context, Job], Awaitable[Outcome | None]]
 
 
 async def route(ctx: Context, job: Job) -> Outcome | None:
-    """The account whose request address the message was sent to, with the bot on."""
-    disabled = ""
-    for rcpt in job.message.rcpt_tos:
-        account = await ctx.accounts.account_for_address(rcpt)
-        if account is None:
-            continue
-        settings = await ctx.accounts.get(account)
-        job.account = account
-        if settings.enabled:
-            job.settings = settings
-            break
-        disabled = account
-    else:
-        if disabled:
-            return Failed("the bot is turned off for this request address")
+    """The account the message was accepted for, with the bot on."""
+    accounts = ctx.core.store.accounts
+    account = job.message.account
+    if not account:
+        # Accepted before messages were filed under their account: its address decides.
+        for rcpt in job.message.rcpt_tos:
+            account = await accounts.account_for_address(rcpt) or ""
+            if account:
+                break
+    if not account:
         return Failed("no account answers at this request address any more")
+    job.account = account
+    settings = await accounts.get(account)
+    if not settings.enabled:
+        return Failed("the bot is turned off for this request address")
+    job.settings = settings
     try:
-        job.credentials = await ctx.accounts.bot_credentials(job.account)
+        job.credentials = await accounts.bot_credentials(job.account)
     except SecretUnreadable:
         return Failed(
             "the bot's stored KashFlow credentials cannot be opened with the server key; "
@@ -182,7 +169,7 @@ async def route(ctx: Context, job: Job) -> Outcome | None:
 
 async def already_replied(ctx: Context, job: Job) -> Outcome | None:
     # A reply recorded "sent" left before a crash or a lost ``done``: never send it again.
-    job.sent_before = await ctx.spool.reply_state(job.message.id)
+    job.sent_before = await ctx.core.store.spool.reply_state(job.message.id)
     if job.sent_before is not None and job.sent_before.state == "sent":
         return Replied("reply had already been sent before an interruption")
     return None
@@ -198,7 +185,9 @@ async def read(ctx: Context, job: Job) -> Outcome | None:
 
 async def duplicate(ctx: Context, job: Job) -> Outcome | None:
     message_id = job.request.message_id or job.message.message_id
-    if await ctx.spool.seen_message_id(message_id, before_id=job.message.id):
+    if await ctx.core.store.spool.seen_message_id(
+        message_id, account=job.message.account, before_id=job.message.id
+    ):
         return Ignored("duplicate: a message with this Message-ID was already received")
     return None
 
@@ -247,15 +236,16 @@ async def rate_limit(ctx: Context, job: Job) -> Outcome | None:
         if job.customer is not None
         else f"sender:{job.request.lookup_address}"
     )
+    limiter = ctx.core.store.limits
     # Per sender first: a sender over their own limit must not use up everyone's allowance.
-    if not await ctx.limiter.try_acquire(
+    if not await limiter.try_acquire(
         f"{job.account}:{who}",
         limit=settings.per_customer_limit,
         window_s=RATE_WINDOW_S,
         now=now,
     ):
         return Ignored(f"rate limit: over {settings.per_customer_limit} replies an hour to them")
-    if not await ctx.limiter.try_acquire(
+    if not await limiter.try_acquire(
         f"{job.account}:global", limit=settings.global_limit, window_s=RATE_WINDOW_S, now=now
     ):
         return Ignored(f"rate limit: over {settings.global_limit} replies an hour in all")
@@ -264,20 +254,24 @@ async def rate_limit(ctx: Context, job: Job) -> Outcome | None:
 
 async def gather(ctx: Context, job: Job) -> Outcome | None:
     """The invoices the request asks for; one invoice only if it is the customer's."""
-    kf = job.kashflow(ctx)
     if job.customer is None:
-        job.company = await kf.company_details()
+        job.company = await job.kashflow(ctx).company_details()
         return None
+    assert job.credentials is not None
     default = job.bot.default_scope
     intent = read_intent(job.request.new_text, job.request.subject, default)
     if intent.kind == "invoice" and intent.invoice is not None:
         try:
-            job.statement = await statement(kf, job.customer.id, Scope("invoice", intent.invoice))
+            job.statement = await ctx.core.statement(
+                job.credentials, job.customer.id, Scope("invoice", intent.invoice)
+            )
         except (NotFound, ValueError):
             # Someone else's invoice and a missing one get the same answer: the default.
             intent = Intent(default, understood=False)
     if job.statement is None:
-        job.statement = await statement(kf, job.customer.id, Scope(intent.kind))
+        job.statement = await ctx.core.statement(
+            job.credentials, job.customer.id, Scope(intent.kind)
+        )
     job.intent = intent
     job.company = job.statement.company
     job.customer = job.statement.customer
@@ -287,10 +281,9 @@ async def gather(ctx: Context, job: Job) -> Outcome | None:
 async def attach(ctx: Context, job: Job) -> Outcome | None:
     if job.statement is None or not job.statement.invoices:
         return None
+    assert job.credentials is not None
     try:
-        pdf = await merged_pdf(
-            job.kashflow(ctx), job.statement.numbers, concurrency=ctx.pdf_concurrency
-        )
+        pdf = await ctx.core.merged_document(job.credentials, job.statement.numbers)
     except BadDocument as error:
         log.warning("spool #%d: no PDF attached: %s", job.message.id, error.message)
         job.pdf_note = "PDF left out: KashFlow returned an unreadable document"
@@ -307,16 +300,8 @@ async def mint_link(ctx: Context, job: Job) -> Outcome | None:
     if job.customer is None or job.statement is None:
         return None
     assert job.credentials is not None
-    minted = await mint(
-        registry=ctx.registry,
-        keyring=ctx.keyring,
-        public_base_url=ctx.public_base_url,
-        credentials=job.credentials,
-        customer=job.customer,
-        scope=job.statement.scope,
-        now=int(ctx.clock()),
-        expires_in=None,
-        minted_by="bot",
+    minted = await ctx.core.mint(
+        job.credentials, job.customer, job.statement.scope, minted_by="bot"
     )
     job.link_url = minted.url
     return None
@@ -345,7 +330,12 @@ async def write_reply(ctx: Context, job: Job) -> Outcome | None:
             invoices=job.statement.invoices,
             link_url=job.link_url,
             pdf=job.pdf,
-            pdf_filename=pdf_filename(job.customer, job.statement.scope),
+            pdf_filename=document_filename(
+                job.company.name,
+                job.customer.code,
+                job.statement.scope,
+                date.fromtimestamp(ctx.clock()),
+            ),
             intent=job.intent,
             our_domain=ctx.mail_domain,
             today=date.fromtimestamp(ctx.clock()),
@@ -359,42 +349,33 @@ async def write_reply(ctx: Context, job: Job) -> Outcome | None:
     return None
 
 
-_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def pdf_filename(customer: Customer, scope: Scope) -> str:
-    code = _UNSAFE_FILENAME.sub("-", customer.code).strip("-") or "customer"
-    if scope.kind == "invoice":
-        return f"invoice-{scope.invoice}.pdf"
-    return f"{code}-{scope.kind}-invoices.pdf"
-
-
 async def deliver(ctx: Context, job: Job) -> Outcome | None:
     """Relay the reply between two durable records (see :mod:`permalink.spool`)."""
     assert job.reply is not None
-    settings, spool_id = job.bot, job.message.id
+    spool, spool_id = ctx.core.store.spool, job.message.id
     try:
-        password = await ctx.accounts.relay_password(job.account)
-        relay = outbound.relay_for(
-            settings, password, timeout=ctx.relay_timeout, ca_file=ctx.relay_ca_file
-        )
+        relay = await ctx.core.relay(job.account)
     except SecretUnreadable:
         return Failed("the stored relay password cannot be opened; save it again")
-    except ValueError as error:
+    except RelayNotReady as error:
         return Failed(f"the relay settings are incomplete: {error}")
+    if job.owner:
+        # The last moment to find out another worker took this message over (our lease
+        # ran out): from here on, only the holder may send.
+        await spool.renew(spool_id, job.owner)
     message_id = str(job.reply["Message-ID"])
-    await ctx.spool.record_reply(spool_id, message_id, "sending")
+    await spool.record_reply(spool_id, message_id, "sending")
     try:
         # The null envelope sender (RFC 3834 section 3.3) keeps bounces of an automatic
         # reply from coming back to the bot as new requests.
-        await outbound.send(relay, job.reply, recipients=[job.recipient], sender="")
-    except outbound.TemporaryFailure as failure:
+        await ctx.core.mailer.send(relay, job.reply, recipients=[job.recipient], sender="")
+    except TemporaryFailure as failure:
         return Deferred(failure.reason)
-    except outbound.PermanentFailure as failure:
+    except PermanentFailure as failure:
         return Failed(failure.reason)
     # The one window left: killed after the relay's 250 and before this commit, the reply
     # is sent again on restart, with the same Message-ID. SMTP offers nothing to close it.
-    await ctx.spool.record_reply(spool_id, message_id, "sent")
+    await spool.record_reply(spool_id, message_id, "sent")
     return Replied(_replied_detail(job))
 
 
@@ -442,11 +423,8 @@ async def run(ctx: Context, job: Job, steps: tuple[Step, ...] = PIPELINE) -> Out
 
 def kashflow_outcome(error: KashFlowError) -> Outcome:
     """KashFlow being down is worth a retry; refusing the bot's credentials is not."""
-    if isinstance(error, Unavailable):
-        return Deferred(f"KashFlow unavailable: {error.message}")
-    if isinstance(error, BadCredentials | ApiDisabled | IpNotAuthorised):
-        return Failed(f"{error.message} Check the bot's KashFlow settings.")
-    return Failed(error.message)
+    words = words_for(error, "bot")
+    return Deferred(words.text) if words.temporary else Failed(words.text)
 
 
 __all__ = [
@@ -461,6 +439,5 @@ __all__ = [
     "Step",
     "address_on_file",
     "kashflow_outcome",
-    "pdf_filename",
     "run",
 ]

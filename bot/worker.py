@@ -1,7 +1,9 @@
 """The bot's worker: takes spooled requests one by one and settles each of them.
 
-It claims the oldest due message, runs it through :mod:`bot.pipeline`, and turns the
-outcome into a spool state and an activity record:
+It claims the oldest due message under a lease (:mod:`permalink.spool`: any number of
+workers, in any number of processes, share one spool), keeps the lease alive while it
+works, runs the message through :mod:`bot.pipeline`, and turns the outcome into a spool
+state and an activity record:
 
 * replied / ignored -> ``done``;
 * failed -> ``parked`` with the reason (shown on the settings page);
@@ -10,9 +12,11 @@ outcome into a spool state and an activity record:
 * an unexpected error -> retried the same way, but parked as poison after
   ``max_attempts`` tries, so one bad message never holds up the queue behind it.
 
-The worker sleeps until the listener wakes it (:meth:`Worker.wake`) or the earliest
-retry falls due; it never polls. It runs as tasks on the service's own event loop; the
-CPU-heavy PDF merge already runs on a thread inside :func:`kashflow.documents.merged_pdf`.
+The worker sleeps until the listener wakes it (:meth:`Worker.wake`), the earliest retry
+or lease falls due, or ``idle_s`` passes — the last for mail another process accepted and
+could not finish. It runs as tasks on the service's own event loop; the CPU-heavy PDF
+merge runs on the core's merge threads. A message whose lease this worker loses (it was
+frozen too long and another worker took over) is dropped here, never settled twice.
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot import pipeline
-from bot.outbound import backoff
-from permalink.activity import BOT_REQUEST, ActivityLog
+from permalink.activity import BOT_REQUEST
 from permalink.activity import Outcome as Verdict
-from permalink.spool import SpooledMessage
+from permalink.relay import backoff
+from permalink.spool import LeaseLost, SpooledMessage
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +70,23 @@ class Worker:
     def __init__(
         self,
         context: pipeline.Context,
-        activity: ActivityLog,
         *,
         concurrency: int = 2,
         retry: RetryPolicy | None = None,
         history: int = 1000,
+        idle_s: float = 5.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("the worker needs at least one task")
+        if idle_s <= 0:
+            raise ValueError("the worker's idle check must be longer than zero seconds")
         self._ctx = context
-        self._activity = activity
+        self._spool = context.core.store.spool
+        self._activity = context.core.store.activity
         self._concurrency = concurrency
+        self._idle_s = idle_s
+        #: Who this worker is, in every lease it takes: host, process and a random tag.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._retry = retry or RetryPolicy()
         self._wakeup = asyncio.Event()
         self._stopping = False
@@ -85,6 +98,10 @@ class Worker:
     def settled(self) -> list[Settled]:
         """The most recent attempts, oldest first (for the settings page and tests)."""
         return list(self._settled)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
 
     def wake(self) -> None:
         """A message was spooled: look at the queue now (the listener's callback)."""
@@ -102,7 +119,7 @@ class Worker:
     async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Let messages in hand finish (up to ``timeout``), then stop.
 
-        A message still unfinished is left ``working``; the next start re-queues it.
+        A message still unfinished is handed back to the spool for any worker to take.
         """
         self._stopping = True
         self._wakeup.set()
@@ -129,10 +146,36 @@ class Worker:
 
     async def run_once(self) -> Settled | None:
         """Claim and settle the oldest due message, if there is one."""
-        message = await self._ctx.spool.claim_next(self._ctx.clock())
+        message = await self._spool.claim_next(self.owner, self._ctx.clock())
         if message is None:
             return None
-        return await self.settle(message)
+        keeper = asyncio.create_task(self._keep_lease(message.id), name=f"lease-{message.id}")
+        try:
+            return await self.settle(message)
+        except LeaseLost:
+            log.warning("spool #%d: another worker took it over; dropped here", message.id)
+            return None
+        except asyncio.CancelledError:
+            # Stopping mid-way: hand the message back so another worker need not wait
+            # for the lease to run out.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._spool.release(message.id, self.owner))
+            raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep_lease(self, spool_id: int) -> None:
+        """Renew the lease on a message in hand, a few times per lease."""
+        while True:
+            await asyncio.sleep(self._spool.lease_s / 3)
+            try:
+                await self._spool.renew(spool_id, self.owner)
+            except LeaseLost:
+                return
+            except Exception:
+                log.exception("could not renew the lease on spool #%d", spool_id)
 
     async def _loop(self) -> None:
         while not self._stopping:
@@ -142,7 +185,7 @@ class Worker:
             try:
                 if await self.run_once() is not None:
                     continue
-                pause = await self._until_next_retry()
+                pause = await self._until_next_due()
             except Exception:
                 # The database is unwell; do not spin on it.
                 log.exception("worker could not read the spool")
@@ -151,15 +194,15 @@ class Worker:
                 async with asyncio.timeout(pause):
                     await self._wakeup.wait()
 
-    async def _until_next_retry(self) -> float | None:
-        due = await self._ctx.spool.next_retry_at()
+    async def _until_next_due(self) -> float:
+        due = await self._spool.next_due_at()
         if due is None:
-            return None
-        return max(0.0, due - self._ctx.clock())
+            return self._idle_s
+        return min(self._idle_s, max(0.0, due - self._ctx.clock()))
 
     async def settle(self, message: SpooledMessage) -> Settled:
         """Run one claimed message through the pipeline and record what became of it."""
-        job = pipeline.Job(message)
+        job = pipeline.Job(message, owner=self.owner)
         try:
             if message.attempts > self._retry.max_temporary_attempts:
                 # Only a process that died while holding it can bring a message back this
@@ -169,6 +212,8 @@ class Worker:
                 )
             else:
                 outcome = await pipeline.run(self._ctx, job)
+        except LeaseLost:
+            raise
         except Exception as error:
             # A bug or an unforeseen input: keep the message, say what broke, move on.
             log.exception(
@@ -192,29 +237,29 @@ class Worker:
     async def _conclude(
         self, message: SpooledMessage, job: pipeline.Job, outcome: pipeline.Outcome, limit: int
     ) -> str:
-        spool = self._ctx.spool
+        spool, owner = self._spool, self.owner
         state: str
         match outcome:
             case pipeline.Replied(detail=detail):
-                await spool.done(message.id)
+                await spool.done(message.id, owner=owner)
                 state = "done"
                 await self._record(job, "replied", detail)
             case pipeline.Ignored(rule=rule):
-                await spool.done(message.id)
+                await spool.done(message.id, owner=owner)
                 state = "done"
                 await self._record(job, "ignored", rule)
             case pipeline.Failed(reason=reason):
-                await spool.park(message.id, reason)
+                await spool.park(message.id, reason, owner=owner)
                 state = "parked"
                 await self._record(job, "failed", reason)
             case pipeline.Deferred(reason=reason) if message.attempts >= limit:
                 reason = f"gave up after {message.attempts} attempts: {reason}"
-                await spool.park(message.id, reason)
+                await spool.park(message.id, reason, owner=owner)
                 state = "parked"
                 await self._record(job, "failed", reason)
             case pipeline.Deferred(reason=reason):
                 delay = self._retry.delay(message.attempts)
-                await spool.retry(message.id, reason, self._ctx.clock() + delay)
+                await spool.retry(message.id, reason, self._ctx.clock() + delay, owner=owner)
                 state = "retry"
                 await self._record(job, "pending_retry", f"{reason}; retrying in {delay:.0f} s")
         log.info(

@@ -14,15 +14,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
 from kashflow.models import Credentials
-from permalink.db import Database, transaction
-from permalink.keyring import Keyring
+from permalink.db import Conflict, Conn, Database, Row, transaction
+from permalink.keyring import Keyring, KeyringSource, keyring_source
 from permalink.mail import Wording
 from permalink.scopes import DEFAULT_SCOPES, DefaultScope
 
@@ -95,30 +94,6 @@ FIELDS: Final = (
     "sign_off",
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS bot_settings (
-    account              TEXT PRIMARY KEY,
-    enabled              INTEGER NOT NULL,
-    request_address      TEXT UNIQUE,
-    default_scope        TEXT NOT NULL,
-    unknown_sender       TEXT NOT NULL,
-    per_customer_limit   INTEGER NOT NULL,
-    global_limit         INTEGER NOT NULL,
-    max_attachment_bytes INTEGER NOT NULL,
-    relay_host           TEXT NOT NULL,
-    relay_port           INTEGER NOT NULL,
-    relay_security       TEXT NOT NULL,
-    relay_username       TEXT NOT NULL,
-    reply_from           TEXT NOT NULL,
-    greeting             TEXT NOT NULL,
-    intro                TEXT NOT NULL,
-    sign_off             TEXT NOT NULL,
-    relay_password       BLOB,
-    bot_credentials      BLOB,
-    updated              INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS bot_settings_enabled ON bot_settings (enabled);
-"""
 
 _SECRETS: Final = ("relay_password", "bot_credentials")
 _DUPLICATE_ADDRESS = "That request address is already used by another KashFlow account."
@@ -288,7 +263,7 @@ def _values(settings: BotSettings) -> dict[str, object]:
     }
 
 
-def _settings(account: str, row: sqlite3.Row | None) -> BotSettings:
+def _settings(account: str, row: Row | None) -> BotSettings:
     if row is None:
         return BotSettings(account=account)
     return BotSettings(
@@ -313,14 +288,11 @@ def _settings(account: str, row: sqlite3.Row | None) -> BotSettings:
     )
 
 
-def _select(conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM bot_settings WHERE account = ?", (key,)
-    ).fetchone()
-    return row
+def _select(conn: Conn, key: str) -> Row | None:
+    return conn.one("SELECT * FROM bot_settings WHERE account = ?", (key,))
 
 
-def _write(conn: sqlite3.Connection, key: str, values: dict[str, object], now: int) -> None:
+def _write(conn: Conn, key: str, values: dict[str, object], now: int) -> None:
     """Insert or replace the account's plain columns, leaving its sealed secrets alone."""
     params = dict(values)
     # NULL, not '': UNIQUE must allow any number of accounts without a request address.
@@ -345,10 +317,14 @@ def _purpose(key: str, name: str) -> bytes:
 class AccountSettings:
     """The bot's settings and sealed secrets, per KashFlow account."""
 
-    def __init__(self, db: Database, keyring: Keyring) -> None:
+    def __init__(self, db: Database, keyring: Keyring | KeyringSource) -> None:
         self._db = db
-        self._keyring = keyring
-        db.ensure(SCHEMA)
+        self._keys = keyring_source(keyring)
+
+    @property
+    def _keyring(self) -> Keyring:
+        # Asked at every use: a reloaded key file takes effect for the next secret.
+        return self._keys()
 
     async def get(self, account: str) -> BotSettings:
         """The account's settings (the defaults, bot off, if it never saved any)."""
@@ -369,7 +345,7 @@ class AccountSettings:
         clean = {name: _CLEANERS[name](value) for name, value in changes.items()}
         now = int(time.time())
 
-        def write(conn: sqlite3.Connection) -> BotSettings:
+        def write(conn: Conn) -> BotSettings:
             with transaction(conn):
                 current = _settings(key, _select(conn, key))
                 merged = {**_values(current), **clean}
@@ -388,7 +364,7 @@ class AccountSettings:
 
         try:
             return await self._db.run(write)
-        except sqlite3.IntegrityError:
+        except Conflict:
             # Two accounts racing for one address: the UNIQUE index is the final word.
             raise ValueError(_DUPLICATE_ADDRESS) from None
 
@@ -398,20 +374,18 @@ class AccountSettings:
         if not wanted:
             return None
 
-        def select(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
+        def select(conn: Conn) -> str | None:
+            value = conn.value(
                 "SELECT account FROM bot_settings WHERE request_address = ?", (wanted,)
-            ).fetchone()
-            return None if row is None else str(row[0])
+            )
+            return None if value is None else str(value)
 
         return await self._db.run(select)
 
     async def accounts_with_bot_enabled(self) -> list[str]:
-        def select(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT account FROM bot_settings WHERE enabled = 1 ORDER BY account"
-            ).fetchall()
-            return [str(row[0]) for row in rows]
+        def select(conn: Conn) -> list[str]:
+            rows = conn.all("SELECT account FROM bot_settings WHERE enabled = 1 ORDER BY account")
+            return [str(row["account"]) for row in rows]
 
         return await self._db.run(select)
 
@@ -478,7 +452,7 @@ class AccountSettings:
         assert column in _SECRETS
         now = int(time.time())
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Conn) -> None:
             with transaction(conn):
                 current = _settings(key, _select(conn, key))
                 values = _values(current)
@@ -495,19 +469,18 @@ class AccountSettings:
     async def _load_secret(self, key: str, column: str) -> bytes | None:
         assert column in _SECRETS
 
-        def select(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute(
+        def select(conn: Conn) -> bytes | None:
+            value = conn.value(
                 f"SELECT {column} FROM bot_settings WHERE account = ?",  # noqa: S608
                 (key,),
-            ).fetchone()
-            return None if row is None or row[0] is None else bytes(row[0])
+            )
+            return None if value is None else bytes(value)
 
         return await self._db.run(select)
 
 
 __all__ = [
     "FIELDS",
-    "SCHEMA",
     "AccountSettings",
     "BotSettings",
     "RelaySettings",

@@ -12,13 +12,12 @@ of it. Passwords cannot be recognised by their shape; keeping them out is the ca
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
 from permalink.accounts import account_key
-from permalink.db import Database
+from permalink.db import Conn, Database, Row
 
 Outcome = Literal["ok", "replied", "ignored", "failed", "pending_retry", "refused"]
 OUTCOMES: Final[frozenset[str]] = frozenset(get_args(Outcome))
@@ -44,21 +43,6 @@ _BLOB = re.compile(r"[A-Za-z0-9_+/=-]{32,}")
 _LETTER = re.compile(r"[A-Za-z]")
 _DIGIT = re.compile(r"[0-9]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS activity (
-    id      INTEGER PRIMARY KEY AUTOINCREMENT,
-    account TEXT NOT NULL,
-    at      INTEGER NOT NULL,
-    kind    TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    detail  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS activity_by_account ON activity (account, id);
-CREATE INDEX IF NOT EXISTS activity_by_kind ON activity (account, kind, id);
-CREATE INDEX IF NOT EXISTS activity_by_age ON activity (at);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +77,9 @@ def _safe(text: str, limit: int, *, lines: bool) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _event(row: sqlite3.Row) -> Event:
+def _event(row: Row) -> Event:
     return Event(
-        id=row["id"],
+        id=int(row["id"]),
         account=row["account"],
         at=row["at"],
         kind=row["kind"],
@@ -110,7 +94,6 @@ class ActivityLog:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.ensure(SCHEMA)
 
     async def record(
         self,
@@ -133,14 +116,14 @@ class ActivityLog:
         clean_detail = _safe(detail, MAX_DETAIL, lines=True)
         when = int(time.time() if at is None else at)
 
-        def insert(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "INSERT INTO activity (account, at, kind, subject, outcome, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (key, when, kind, clean_subject, outcome, clean_detail),
+        def insert(conn: Conn) -> int:
+            return int(
+                conn.value(
+                    "INSERT INTO activity (account, at, kind, subject, outcome, detail) "
+                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    (key, when, kind, clean_subject, outcome, clean_detail),
+                )
             )
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
 
         event_id = await self._db.run(insert)
         return Event(event_id, key, when, kind, clean_subject, outcome, clean_detail)
@@ -159,21 +142,21 @@ class ActivityLog:
         """
         key = account_key(account)
         limit = max(1, min(limit, MAX_PAGE))
-        # Past the largest id an SQLite rowid can take: "from the newest".
+        # Past the largest id either database can give: "from the newest".
         before = (1 << 63) - 1 if before_id is None else before_id
 
-        def select(conn: sqlite3.Connection) -> list[Event]:
+        def select(conn: Conn) -> list[Event]:
             if kind is None:
-                rows = conn.execute(
+                rows = conn.all(
                     "SELECT * FROM activity WHERE account = ? AND id < ? ORDER BY id DESC LIMIT ?",
                     (key, before, limit),
-                ).fetchall()
+                )
             else:
-                rows = conn.execute(
+                rows = conn.all(
                     "SELECT * FROM activity WHERE account = ? AND kind = ? AND id < ? "
                     "ORDER BY id DESC LIMIT ?",
                     (key, kind, before, limit),
-                ).fetchall()
+                )
             return [_event(row) for row in rows]
 
         return await self._db.run(select)
@@ -181,23 +164,22 @@ class ActivityLog:
     async def count(self, account: str, kind: str | None = None) -> int:
         key = account_key(account)
 
-        def select(conn: sqlite3.Connection) -> int:
+        def select(conn: Conn) -> int:
             if kind is None:
-                row = conn.execute(
-                    "SELECT count(*) FROM activity WHERE account = ?", (key,)
-                ).fetchone()
+                value = conn.value("SELECT count(*) AS n FROM activity WHERE account = ?", (key,))
             else:
-                row = conn.execute(
-                    "SELECT count(*) FROM activity WHERE account = ? AND kind = ?", (key, kind)
-                ).fetchone()
-            return int(row[0])
+                value = conn.value(
+                    "SELECT count(*) AS n FROM activity WHERE account = ? AND kind = ?",
+                    (key, kind),
+                )
+            return int(value)
 
         return await self._db.run(select)
 
     async def prune(self, older_than: float) -> int:
         """Delete events (of every account) from before ``older_than``; returns how many."""
 
-        def delete(conn: sqlite3.Connection) -> int:
+        def delete(conn: Conn) -> int:
             return conn.execute("DELETE FROM activity WHERE at < ?", (int(older_than),)).rowcount
 
         return await self._db.run(delete)
@@ -211,7 +193,6 @@ __all__ = [
     "LINK_REVOKED",
     "OUTCOMES",
     "PDF_DOWNLOADED",
-    "SCHEMA",
     "TEST_EMAIL",
     "ActivityLog",
     "Event",

@@ -1,7 +1,9 @@
 """Housekeeping: the state database forgets what is no longer needed, on a schedule.
 
 Activity is kept for the settings pages for a while, settled mail (with its body) for
-duplicate detection and the bot page, and rate-limit hits only as long as a window lasts.
+duplicate detection and the bot page, rate-limit hits only as long as a window lasts, and
+throttle counts and sign-in records only while they can still matter. Every process may
+run it; the deletes are idempotent, so several processes tidying one database agree.
 """
 
 from __future__ import annotations
@@ -12,10 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from permalink.activity import ActivityLog
-from permalink.db import Database
-from permalink.limits import RateLimiter
-from permalink.spool import Spool
+from permalink.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +28,14 @@ class Retention:
     rate_hits_days: float = 2  # the longest limit window is an hour
 
 
-async def tidy(db: Database, now: float, retention: Retention = Retention()) -> dict[str, int]:
+async def tidy(store: Store, now: float, retention: Retention = Retention()) -> dict[str, int]:
     """Delete what ``retention`` no longer keeps; returns how many rows of each kind."""
     removed = {
-        "activity": await ActivityLog(db).prune(now - retention.activity_days * DAY),
-        "settled mail": await Spool(db).prune(now - retention.settled_mail_days * DAY),
-        "rate-limit hits": await RateLimiter(db).prune(now - retention.rate_hits_days * DAY),
+        "activity": await store.activity.prune(now - retention.activity_days * DAY),
+        "settled mail": await store.spool.prune(now - retention.settled_mail_days * DAY),
+        "rate-limit hits": await store.limits.prune(now - retention.rate_hits_days * DAY),
+        "throttle counts": await store.throttles.prune(now),
+        "sessions": await store.sessions.prune(now),
     }
     if any(removed.values()):
         log.info("housekeeping removed %s", ", ".join(f"{n} {what}" for what, n in removed.items()))
@@ -42,7 +43,7 @@ async def tidy(db: Database, now: float, retention: Retention = Retention()) -> 
 
 
 async def keep_tidy(
-    db: Database,
+    store: Store,
     *,
     every_s: float = 6 * 3600,
     retention: Retention = Retention(),
@@ -51,7 +52,7 @@ async def keep_tidy(
     """Run :func:`tidy` now and every ``every_s`` seconds until cancelled."""
     while True:
         try:
-            await tidy(db, clock(), retention)
+            await tidy(store, clock(), retention)
         except Exception:
             # A failed clean-up must not stop the service; the next round tries again.
             log.exception("housekeeping failed")

@@ -25,7 +25,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -46,6 +46,18 @@ MAX_KEY_ID = 255
 UnreadableReason = Literal["short", "version", "unknown_key", "tag"]
 
 _ENTRY = re.compile(r"([0-9]{1,3}):([A-Za-z0-9+/_-]{43}=?)")
+
+
+#: Where a long-lived object finds the current keyring (it may be reloaded while it runs).
+KeyringSource = Callable[[], "Keyring"]
+
+
+def keyring_source(keys: Keyring | KeyringSource) -> KeyringSource:
+    """A fixed keyring as a source, or the source itself."""
+    if isinstance(keys, Keyring):
+        fixed = keys
+        return lambda: fixed
+    return keys
 
 
 class KeyringError(Exception):

@@ -1,33 +1,23 @@
-"""Rate limits: durable ones for the bot, in-memory ones for the web.
+"""Rate limits and throttles, kept in the state store so every process shares them.
 
-:class:`RateLimiter` keeps a sliding-window log in SQLite, so the bot's "3 replies per
-customer per hour" and its overall hourly cap survive a restart (a crash loop must not
-become a mail flood). :class:`Throttle` lives in memory and slows down a web client that
-keeps failing — wrong passwords per IP and per username, invalid link tokens per IP —
-with delays that double after a few free failures; its memory is bounded.
+:class:`RateLimiter` keeps a sliding-window log, so the bot's "3 replies per customer per
+hour" and its overall hourly cap survive a restart (a crash loop must not become a mail
+flood) and hold across bot workers. :class:`Throttles` slows down a web client that keeps
+failing — wrong passwords, invalid link tokens — with delays that double after a few free
+failures; because it lives in the store, a client spreading its attempts over several web
+processes is counted once.
 
 Both take the clock as an argument (``now``, unix seconds) and never read it themselves.
-Keys are opaque strings; callers put the account in them (``f"{account}:customer:{code}"``)
-so one account's traffic never spends another's allowance.
+Keys are opaque strings; callers put the account (or the client address) in them
+(``f"{account}:customer:{code}"``) so one account's traffic never spends another's
+allowance.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Final
 
-from permalink.db import Database, transaction
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rate_hits (
-    key TEXT NOT NULL,
-    at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS rate_hits_by_key ON rate_hits (key, at);
-CREATE INDEX IF NOT EXISTS rate_hits_by_age ON rate_hits (at);
-"""
+from permalink.db import Conn, Database, transaction
 
 
 def _check_window(limit: int, window_s: float) -> None:
@@ -45,20 +35,17 @@ class RateLimiter:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.ensure(SCHEMA)
 
     async def try_acquire(self, key: str, *, limit: int, window_s: float, now: float) -> bool:
         """Take one slot if the key has fewer than ``limit`` in the window ending ``now``."""
         _check_window(limit, window_s)
 
-        def acquire(conn: sqlite3.Connection) -> bool:
+        def acquire(conn: Conn) -> bool:
             with transaction(conn):
                 conn.execute(
                     "DELETE FROM rate_hits WHERE key = ? AND at <= ?", (key, now - window_s)
                 )
-                (used,) = conn.execute(
-                    "SELECT count(*) FROM rate_hits WHERE key = ?", (key,)
-                ).fetchone()
+                used = int(conn.value("SELECT count(*) AS n FROM rate_hits WHERE key = ?", (key,)))
                 if used >= limit:
                     return False
                 conn.execute("INSERT INTO rate_hits (key, at) VALUES (?, ?)", (key, now))
@@ -72,118 +59,126 @@ class RateLimiter:
         if limit == 0:
             return float("inf")
 
-        def select(conn: sqlite3.Connection) -> float:
-            rows = conn.execute(
+        def select(conn: Conn) -> float:
+            rows = conn.all(
                 "SELECT at FROM rate_hits WHERE key = ? AND at > ? ORDER BY at DESC LIMIT ?",
                 (key, now - window_s, limit),
-            ).fetchall()
+            )
             if len(rows) < limit:
                 return 0.0
             # The oldest of the newest ``limit`` hits frees the next slot when it ages out.
-            return max(0.0, float(rows[-1][0]) + window_s - now)
+            return max(0.0, float(rows[-1]["at"]) + window_s - now)
 
         return await self._db.run(select)
 
     async def prune(self, older_than: float) -> int:
         """Forget hits from before ``older_than`` for every key (keys gone quiet)."""
 
-        def delete(conn: sqlite3.Connection) -> int:
+        def delete(conn: Conn) -> int:
             return conn.execute("DELETE FROM rate_hits WHERE at < ?", (older_than,)).rowcount
 
         return await self._db.run(delete)
 
 
-@dataclass(slots=True)
-class _Strikes:
-    count: int
-    window_start: float
-    blocked_until: float
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    """Within ``window_s`` seconds a key gets ``free`` failures; each further failure
+    blocks it for ``base_delay_s`` doubled per extra failure, capped at ``max_delay_s``."""
+
+    free: int
+    window_s: float
+    base_delay_s: float = 1.0
+    max_delay_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check_window(self.free, self.window_s)
+        if self.base_delay_s <= 0 or self.max_delay_s < self.base_delay_s:
+            raise ValueError("delays must be positive, and the cap at least the base delay")
+
+    def delay_after(self, failures: int) -> float:
+        """How long a key is blocked after its ``failures``-th failure in a window."""
+        over = failures - self.free
+        if over <= 0:
+            return 0.0
+        # Capped exponent: 2**over for a huge ``over`` would overflow a float.
+        return min(self.max_delay_s, self.base_delay_s * 2.0 ** min(over - 1, 62))
 
 
-DEFAULT_MAX_KEYS: Final = 10_000
+class Throttles:
+    """Failure counters per key with exponential back-off, shared through the store.
 
-
-class Throttle:
-    """Per-key failure counter in memory with exponential back-off.
-
-    Within a window of ``window_s`` seconds a key gets ``free`` hits; each further hit
-    blocks it for ``base_delay_s`` doubled per extra hit, capped at ``max_delay_s``.
-    Typical use: ``wait = throttle.delay(key, now)`` before the work (refuse with 429 and
-    ``Retry-After`` if positive), ``throttle.hit(key, now)`` on a failure,
-    ``throttle.reset(key)`` on a success.
-
-    At most ``max_keys`` keys are tracked: expired ones are dropped first, then the least
-    recently hit. Evicting a live key forgives it, which under a flood of distinct keys
-    is the price of bounded memory.
+    Typical use: ``wait = await throttles.delay(key, now)`` before work that only a
+    failing client should be kept from (refuse with 429 and ``Retry-After`` if positive),
+    ``await throttles.hit(key, policy, now)`` on a failure, ``await throttles.reset(key)``
+    on a success. Rows of keys gone quiet are removed by :meth:`prune`.
     """
 
-    def __init__(
-        self,
-        *,
-        free: int,
-        window_s: float,
-        base_delay_s: float = 1.0,
-        max_delay_s: float = 60.0,
-        max_keys: int = DEFAULT_MAX_KEYS,
-    ) -> None:
-        _check_window(free, window_s)
-        if base_delay_s <= 0 or max_delay_s < base_delay_s:
-            raise ValueError("delays must be positive, and the cap at least the base delay")
-        if max_keys < 1:
-            raise ValueError("a throttle must track at least one key")
-        self.free = free
-        self.window_s = window_s
-        self.base_delay_s = base_delay_s
-        self.max_delay_s = max_delay_s
-        self.max_keys = max_keys
-        self._keys: OrderedDict[str, _Strikes] = OrderedDict()
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    def __len__(self) -> int:
-        return len(self._keys)
+    async def hit(self, key: str, policy: ThrottlePolicy, now: float) -> float:
+        """Count one failure; returns the seconds the key must now wait (0 if still free)."""
 
-    def hit(self, key: str, now: float) -> float:
-        """Count one hit; returns the seconds the key must now wait (0 if still free)."""
-        strikes = self._keys.get(key)
-        if strikes is None or now - strikes.window_start >= self.window_s:
-            blocked = 0.0 if strikes is None else strikes.blocked_until
-            strikes = _Strikes(count=0, window_start=now, blocked_until=blocked)
-        strikes.count += 1
-        over = strikes.count - self.free
-        if over > 0:
-            # Capped exponent: 2**over for a huge ``over`` would overflow a float.
-            delay = min(self.max_delay_s, self.base_delay_s * 2.0 ** min(over - 1, 62))
-            strikes.blocked_until = max(strikes.blocked_until, now + delay)
-        self._keys[key] = strikes
-        self._keys.move_to_end(key)
-        self._evict(now)
-        return max(0.0, strikes.blocked_until - now)
+        def record(conn: Conn) -> float:
+            select = "SELECT hits, window_start, blocked_until FROM throttles WHERE key = ?"
+            if conn.dialect.name == "postgresql":
+                select += " FOR UPDATE"
+            # Not fsynced: losing a few failure counts in a crash costs nothing.
+            with transaction(conn, durable=False):
+                conn.execute(
+                    "INSERT INTO throttles (key, hits, window_start, blocked_until)"
+                    " VALUES (?, 0, ?, 0) ON CONFLICT (key) DO NOTHING",
+                    (key, now),
+                )
+                row = conn.one(select, (key,))
+                assert row is not None
+                hits, start, blocked = (
+                    int(row["hits"]),
+                    float(row["window_start"]),
+                    float(row["blocked_until"]),
+                )
+                if now - start >= policy.window_s:
+                    hits, start = 0, now  # a quiet window forgives the count, not a block
+                hits += 1
+                delay = policy.delay_after(hits)
+                if delay > 0:
+                    blocked = max(blocked, now + delay)
+                conn.execute(
+                    "UPDATE throttles SET hits = ?, window_start = ?, blocked_until = ?"
+                    " WHERE key = ?",
+                    (hits, start, blocked, key),
+                )
+                return max(0.0, blocked - now)
 
-    def delay(self, key: str, now: float) -> float:
+        return await self._db.run(record)
+
+    async def delay(self, key: str, now: float) -> float:
         """Seconds the key must still wait before it may try again (0 if it may now)."""
-        strikes = self._keys.get(key)
-        if strikes is None:
-            return 0.0
-        return max(0.0, strikes.blocked_until - now)
 
-    def too_many(self, key: str, now: float) -> bool:
-        return self.delay(key, now) > 0
+        def select(conn: Conn) -> float:
+            value = conn.value("SELECT blocked_until FROM throttles WHERE key = ?", (key,))
+            return 0.0 if value is None else max(0.0, float(value) - now)
 
-    def reset(self, key: str) -> None:
+        return await self._db.run(select)
+
+    async def reset(self, key: str) -> None:
         """Forget the key (after a success)."""
-        self._keys.pop(key, None)
 
-    def _expired(self, strikes: _Strikes, now: float) -> bool:
-        return now - strikes.window_start >= self.window_s and strikes.blocked_until <= now
+        def delete(conn: Conn) -> None:
+            conn.execute("DELETE FROM throttles WHERE key = ?", (key,))
 
-    def _evict(self, now: float) -> None:
-        # Least recently hit first: stop at the first live key, so this stays cheap.
-        while self._keys:
-            oldest = next(iter(self._keys.values()))
-            if not self._expired(oldest, now):
-                break
-            self._keys.popitem(last=False)
-        while len(self._keys) > self.max_keys:
-            self._keys.popitem(last=False)
+        await self._db.run(delete)
+
+    async def prune(self, now: float, *, quiet_s: float = 86_400.0) -> int:
+        """Forget keys that are not blocked and failed last more than ``quiet_s`` ago."""
+
+        def delete(conn: Conn) -> int:
+            return conn.execute(
+                "DELETE FROM throttles WHERE blocked_until <= ? AND window_start < ?",
+                (now, now - quiet_s),
+            ).rowcount
+
+        return await self._db.run(delete)
 
 
-__all__ = ["DEFAULT_MAX_KEYS", "SCHEMA", "RateLimiter", "Throttle"]
+__all__ = ["RateLimiter", "ThrottlePolicy", "Throttles"]

@@ -40,7 +40,15 @@ _LINK_ID_BYTES = 8
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]*")
 
 InvalidReason = Literal[
-    "too_long", "malformed", "short", "version", "unknown_key", "tag", "payload", "expired"
+    "too_long",
+    "malformed",
+    "short",
+    "version",
+    "unknown_key",
+    "tag",
+    "payload",
+    "expired",
+    "revoked",
 ]
 
 # Scope kinds in the token; one invoice keeps its own code so older tokens still open.

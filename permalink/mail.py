@@ -1,9 +1,10 @@
-"""The product's outgoing mail and how it writes money and dates, shared by both doors.
+"""The product's outgoing mail, shared by both doors.
 
 The bot (replies) and the settings pages (emailed links, relay tests) write mail from the
 same jinja2 templates in ``templates/mail/`` (HTML autoescaped) with the stdlib ``email``
 package; pages and mail write money and dates the same way. Recipients are exactly the
-addresses a caller passes.
+addresses a caller passes. Money, dates and rows are written by :mod:`permalink.presentation`,
+as on the pages.
 """
 
 from __future__ import annotations
@@ -12,35 +13,19 @@ import email.utils
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from email.message import EmailMessage
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 from markupsafe import Markup, escape
 
 from kashflow.models import CompanyDetails, Customer
 from permalink import TEMPLATES
+from permalink.presentation import format_date
+from permalink.scopes import Scope
 
-_SYMBOLS = {"GBP": "£", "EUR": "€"}
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def format_money(amount: Decimal, currency: str) -> str:
-    """``£1,234.50``, ``-€80.00``, ``USD 12.00``: the sign before the symbol; an
-    unfamiliar currency is written by its code."""
-    code = (currency or "GBP").upper()
-    sign = "-" if amount < 0 else ""
-    figure = f"{abs(amount).quantize(Decimal('0.01')):,.2f}"
-    symbol = _SYMBOLS.get(code)
-    return f"{sign}{symbol}{figure}" if symbol else f"{sign}{code} {figure}"
-
-
-def format_date(day: date) -> str:
-    """``3 Mar 2025``: unambiguous to UK and other readers, the same in every locale."""
-    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +117,7 @@ def compose_link_email(
     company: CompanyDetails,
     customer: Customer,
     link_url: str,
-    kind: Literal["all", "unpaid", "invoice"],
-    invoice: int | None = None,
+    scope: Scope,
     expires: date | None = None,
     our_domain: str | None = None,
     wording: Wording | None = None,
@@ -146,19 +130,20 @@ def compose_link_email(
     wording = wording or Wording()
     say = phrases()
     name = one_line(company.name)
+    numbers = ", ".join(str(n) for n in scope.numbers)
     context = {
         **company_context(company),
         "greeting": str(say.greeting(wording.greeting, customer.contact or customer.name)),
-        "intro": str(say.link_intro(wording.intro, kind, invoice, name)),
-        "kind": kind,
-        "link_lead": str(say.link_lead(kind)),
+        "intro": str(say.link_intro(wording.intro, scope.kind, numbers, name)),
+        "kind": scope.kind,
+        "link_lead": str(say.link_lead(scope.kind)),
         "link_url": link_url,
         "expires": format_date(expires) if expires else "",
         "sign_off": str(say.sign_off(wording.sign_off, name)),
     }
     subject = (
-        f"Invoice {invoice} from {company.name}"
-        if kind == "invoice" and invoice is not None
+        f"{'Invoice' if scope.invoice else 'Invoices'} {numbers} from {company.name}"
+        if scope.kind == "invoice"
         else f"Your invoices from {company.name}"
     )
     text, html = render("link", context)

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from permalink.accounts import account_key
-from permalink.db import Database, transaction
+from permalink.db import Conflict, Conn, Database, Row, transaction
 from permalink.scopes import Scope
 
 MintedBy = Literal["settings", "cli", "bot"]
@@ -31,27 +30,6 @@ LINK_ID_BYTES = 16
 MAX_PAGE = 500
 
 _LINK_ID = re.compile(r"[0-9a-f]{16,64}")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS links (
-    link_id       TEXT PRIMARY KEY,
-    account       TEXT NOT NULL,
-    customer_code TEXT NOT NULL,
-    customer_name TEXT NOT NULL,
-    scope         TEXT NOT NULL,
-    created       INTEGER NOT NULL,
-    expires       INTEGER,
-    minted_by     TEXT NOT NULL CHECK (minted_by IN ('settings', 'cli', 'bot')),
-    opens         INTEGER NOT NULL DEFAULT 0,
-    last_opened   INTEGER,
-    revoked_at    INTEGER
-);
-CREATE INDEX IF NOT EXISTS links_by_account ON links (account, created DESC);
-CREATE TABLE IF NOT EXISTS link_cutoffs (
-    account        TEXT PRIMARY KEY,
-    revoked_before INTEGER NOT NULL
-);
-"""
 
 
 def new_link_id() -> str:
@@ -86,7 +64,7 @@ class LinkRecord:
         return "active"
 
 
-def _record(row: sqlite3.Row) -> LinkRecord:
+def _record(row: Row) -> LinkRecord:
     return LinkRecord(
         link_id=row["link_id"],
         account=row["account"],
@@ -112,7 +90,6 @@ class LinkRegistry:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        db.ensure(SCHEMA)
 
     async def add(
         self,
@@ -150,7 +127,7 @@ class LinkRegistry:
         if record.expires is not None and record.expires < record.created:
             raise ValueError("a link cannot expire before it is created")
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: Conn) -> None:
             conn.execute(
                 "INSERT INTO links (link_id, account, customer_code, customer_name, scope, "
                 "created, expires, minted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -168,7 +145,7 @@ class LinkRegistry:
 
         try:
             await self._db.run(insert)
-        except sqlite3.IntegrityError:
+        except Conflict:
             # The id itself is not secret, but the message need not repeat it.
             raise ValueError("a link with this id is already registered") from None
         return record
@@ -176,11 +153,20 @@ class LinkRegistry:
     async def get(self, account: str, link_id: str) -> LinkRecord | None:
         key = account_key(account)
 
-        def select(conn: sqlite3.Connection) -> LinkRecord | None:
+        def select(conn: Conn) -> LinkRecord | None:
             row = conn.execute(
                 "SELECT * FROM links WHERE link_id = ? AND account = ?",
                 (link_id, key),
             ).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._db.run(select)
+
+    async def find(self, link_id: str) -> LinkRecord | None:
+        """The link with this id, whichever account made it (for the operator's CLI)."""
+
+        def select(conn: Conn) -> LinkRecord | None:
+            row = conn.one("SELECT * FROM links WHERE link_id = ?", (link_id,))
             return None if row is None else _record(row)
 
         return await self._db.run(select)
@@ -191,12 +177,12 @@ class LinkRegistry:
         limit = max(1, min(limit, MAX_PAGE))
         offset = max(0, offset)
 
-        def select(conn: sqlite3.Connection) -> list[LinkRecord]:
-            rows = conn.execute(
-                "SELECT * FROM links WHERE account = ? "
-                "ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?",
+        def select(conn: Conn) -> list[LinkRecord]:
+            rows = conn.all(
+                "SELECT * FROM links WHERE account = ? "  # noqa: S608 - a fixed column name
+                f"ORDER BY created DESC, {conn.dialect.insertion_order} DESC LIMIT ? OFFSET ?",
                 (key, limit, offset),
-            ).fetchall()
+            )
             return [_record(row) for row in rows]
 
         return await self._db.run(select)
@@ -204,9 +190,8 @@ class LinkRegistry:
     async def count(self, account: str) -> int:
         key = account_key(account)
 
-        def select(conn: sqlite3.Connection) -> int:
-            row = conn.execute("SELECT count(*) FROM links WHERE account = ?", (key,)).fetchone()
-            return int(row[0])
+        def select(conn: Conn) -> int:
+            return int(conn.value("SELECT count(*) AS n FROM links WHERE account = ?", (key,)))
 
         return await self._db.run(select)
 
@@ -215,7 +200,7 @@ class LinkRegistry:
         key = account_key(account)
         at = int(time.time() if now is None else now)
 
-        def update(conn: sqlite3.Connection) -> bool:
+        def update(conn: Conn) -> bool:
             cursor = conn.execute(
                 "UPDATE links SET revoked_at = ? "
                 "WHERE link_id = ? AND account = ? AND revoked_at IS NULL",
@@ -236,12 +221,13 @@ class LinkRegistry:
         key = account_key(account)
         cutoff = int(now)
 
-        def update(conn: sqlite3.Connection) -> int:
+        def update(conn: Conn) -> int:
             with transaction(conn):
                 conn.execute(
-                    "INSERT INTO link_cutoffs (account, revoked_before) VALUES (?, ?) "
+                    "INSERT INTO link_cutoffs (account, revoked_before) VALUES (?, ?) "  # noqa: S608
                     "ON CONFLICT (account) DO UPDATE "
-                    "SET revoked_before = max(revoked_before, excluded.revoked_before)",
+                    f"SET revoked_before = {conn.dialect.greatest}"
+                    "(link_cutoffs.revoked_before, excluded.revoked_before)",
                     (key, cutoff),
                 )
                 cursor = conn.execute(
@@ -257,11 +243,9 @@ class LinkRegistry:
         """The account's revoke-all cut-off (unix seconds), if it ever used one."""
         key = account_key(account)
 
-        def select(conn: sqlite3.Connection) -> int | None:
-            row = conn.execute(
-                "SELECT revoked_before FROM link_cutoffs WHERE account = ?", (key,)
-            ).fetchone()
-            return None if row is None else int(row[0])
+        def select(conn: Conn) -> int | None:
+            value = conn.value("SELECT revoked_before FROM link_cutoffs WHERE account = ?", (key,))
+            return None if value is None else int(value)
 
         return await self._db.run(select)
 
@@ -269,24 +253,26 @@ class LinkRegistry:
         """True if this link id was revoked, or the account revoked all links issued before it."""
         key = account_key(account)
 
-        def select(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM links WHERE link_id = ? AND account = ? "
-                "AND revoked_at IS NOT NULL) "
-                "OR EXISTS (SELECT 1 FROM link_cutoffs WHERE account = ? AND ? < revoked_before)",
-                (link_id, key, key, int(issued)),
-            ).fetchone()
-            return bool(row[0])
+        def select(conn: Conn) -> bool:
+            return bool(
+                conn.value(
+                    "SELECT (EXISTS (SELECT 1 FROM links WHERE link_id = ? AND account = ? "
+                    "AND revoked_at IS NOT NULL) OR EXISTS (SELECT 1 FROM link_cutoffs "
+                    "WHERE account = ? AND ? < revoked_before)) AS revoked",
+                    (link_id, key, key, int(issued)),
+                )
+            )
 
         return await self._db.run(select)
 
     async def record_open(self, link_id: str, now: int) -> bool:
         """Count one opening of a registered link; False if the registry does not know it."""
 
-        def update(conn: sqlite3.Connection) -> bool:
+        def update(conn: Conn) -> bool:
             cursor = conn.execute(
-                "UPDATE links SET opens = opens + 1, "
-                "last_opened = max(coalesce(last_opened, 0), ?) WHERE link_id = ?",
+                "UPDATE links SET opens = opens + 1, "  # noqa: S608 - a fixed function name
+                f"last_opened = {conn.dialect.greatest}(coalesce(last_opened, 0), ?) "
+                "WHERE link_id = ?",
                 (int(now), link_id),
             )
             return cursor.rowcount == 1
@@ -294,4 +280,4 @@ class LinkRegistry:
         return await self._db.run(update)
 
 
-__all__ = ["SCHEMA", "LinkRecord", "LinkRegistry", "LinkStatus", "MintedBy", "new_link_id"]
+__all__ = ["LinkRecord", "LinkRegistry", "LinkStatus", "MintedBy", "new_link_id"]

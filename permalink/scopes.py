@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Literal, Protocol, get_args
 
 from kashflow.concurrent import calls_at_once
@@ -119,14 +118,6 @@ class Statement:
     @property
     def numbers(self) -> tuple[int, ...]:
         return tuple(inv.number for inv in self.invoices)
-
-    def outstanding_by_currency(self) -> dict[str, Decimal]:
-        """Total still owed, per currency (a customer may be billed in more than one)."""
-        totals: dict[str, Decimal] = {}
-        for inv in self.invoices:
-            if inv.outstanding:
-                totals[inv.currency] = totals.get(inv.currency, Decimal(0)) + inv.outstanding
-        return totals
 
 
 def select(invoices: Iterable[Invoice], scope: Scope) -> tuple[Invoice, ...]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the sandbox KashFlow (a real SOAP server on a loopback port)."""
+"""Shared fixtures, built from ``tests/support``: the sandbox KashFlow (a real SOAP server on
+a loopback port), state databases on SQLite and PostgreSQL, and the mail bot's rig."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from typing import Any
 
 import pytest
 
+from bot.capture import self_signed_certificate
 from kashflow.client import Account, KashFlow
 from kashflow.sandbox import DEMO, Sandbox
-from permalink.db import Database
+from permalink.db import Database, open_database
+from tests.support.bot import MakeRig, Rig, bot_rigs
+from tests.support.listener import OpenRaw, StartBot, listener_bots, raw_clients
+from tests.support.stores import DATABASE_KINDS, DatabaseKind, database_url
 
 SandboxFactory = Callable[..., Awaitable[Sandbox]]
 
@@ -50,20 +55,85 @@ def demo_account(kashflow: KashFlow) -> Account:
     return kashflow.account(DEMO)
 
 
+# -- state ------------------------------------------------------------------------------
+
 OpenDb = Callable[[], Database]
 
 
+@pytest.fixture(params=DATABASE_KINDS)
+def database_kind(request: pytest.FixtureRequest) -> DatabaseKind:
+    """Each test using it runs once on SQLite and once on PostgreSQL."""
+    kind: DatabaseKind = request.param
+    return kind
+
+
 @pytest.fixture
-def open_db(tmp_path: Path) -> Iterator[OpenDb]:
-    """Opens the state file, closing the previous handle first: a restarted process."""
+def state_url(database_kind: DatabaseKind, tmp_path: Path) -> Iterator[str | None]:
+    """Where the test's state lives: None for SQLite in ``tmp_path``, else a PostgreSQL URL
+    of a schema of its own."""
+    with database_url(database_kind, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def open_db(state_url: str | None, tmp_path: Path) -> Iterator[OpenDb]:
+    """Opens the state, closing the previous handle first: a restarted process. Runs on
+    both databases."""
     opened: list[Database] = []
 
     def factory() -> Database:
         if opened:
             opened.pop().close()
-        opened.append(Database(tmp_path / "state.sqlite3"))
+        opened.append(open_database(state_url, tmp_path))
         return opened[-1]
 
     yield factory
     for db in opened:
         db.close()
+
+
+# -- the mail bot -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def make_rig(tmp_path: Path, sandbox: Sandbox, kashflow: KashFlow) -> AsyncIterator[MakeRig]:
+    """Start bots (state on SQLite) for the sandbox's ``demo`` account; keyword arguments
+    are bot settings."""
+    async with bot_rigs(tmp_path, sandbox, kashflow) as make:
+        yield make
+
+
+@pytest.fixture
+async def rig(make_rig: MakeRig) -> Rig:
+    return await make_rig()
+
+
+# -- the SMTP listener alone ------------------------------------------------------------
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    """A SQLite state database in the test's directory."""
+    db = open_database(None, tmp_path)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+async def start_bot(database: Database) -> AsyncIterator[StartBot]:
+    """Start SMTP listeners (and their spool) for request addresses."""
+    async with listener_bots(database) as start:
+        yield start
+
+
+@pytest.fixture
+async def open_raw() -> AsyncIterator[OpenRaw]:
+    """Open raw SMTP connections (closed afterwards)."""
+    async with raw_clients() as open_:
+        yield open_
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and key for localhost."""
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))

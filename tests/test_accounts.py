@@ -9,6 +9,7 @@ import pytest
 
 from kashflow.models import Credentials
 from permalink.accounts import AccountSettings, BotSettings, account_key
+from permalink.db import Database
 from permalink.keyring import Keyring, SecretUnreadable
 from tests.conftest import OpenDb
 
@@ -42,9 +43,16 @@ async def ready_bot(settings: AccountSettings, account: str, address: str) -> Bo
     )
 
 
-def state_bytes(tmp_path: Path) -> bytes:
-    # WAL mode: recent writes sit in the -wal file until a checkpoint, so read all of it.
-    return b"".join(p.read_bytes() for p in sorted(tmp_path.glob("state.sqlite3*")))
+def state_bytes(tmp_path: Path, db: Database) -> bytes:
+    """Everything the state holds: SQLite's files (WAL included: recent writes sit in the
+    -wal file until a checkpoint), or every value of every settings row on PostgreSQL."""
+    if db.dialect.name == "sqlite":
+        return b"".join(p.read_bytes() for p in sorted(tmp_path.glob("state.sqlite3*")))
+    rows = db.call(lambda conn: conn.all("SELECT * FROM bot_settings"))
+    values = [v for row in rows for v in row.values()]
+    return b"\0".join(
+        bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode() for v in values
+    )
 
 
 def test_account_key_is_the_lower_cased_username() -> None:
@@ -214,25 +222,27 @@ async def test_secrets_are_never_in_the_settings_object(settings: AccountSetting
 async def test_secrets_round_trip_and_are_only_sealed_on_disk(
     tmp_path: Path, open_db: OpenDb, key_file: Path
 ) -> None:
-    settings = AccountSettings(open_db(), Keyring.load(key_file))
+    db = open_db()
+    settings = AccountSettings(db, Keyring.load(key_file))
     await settings.set_relay_password("acme", RELAY_PASSWORD)
     await ready_bot(settings, "acme", "invoices@acme.example")
 
     assert await settings.relay_password("acme") == RELAY_PASSWORD
     assert await settings.bot_credentials("acme") == Credentials("acme", KASHFLOW_PASSWORD)
-    raw = state_bytes(tmp_path)
+    raw = state_bytes(tmp_path, db)
     assert b"invoices@acme.example" in raw  # the check does see the table's contents
     for secret in (RELAY_PASSWORD, KASHFLOW_PASSWORD):
         assert secret.encode() not in raw
         assert secret.encode("utf-16-le") not in raw
 
     # After a restart with the key file, the secrets open again.
-    restarted = AccountSettings(open_db(), Keyring.load(key_file))
+    db = open_db()
+    restarted = AccountSettings(db, Keyring.load(key_file))
     assert await restarted.relay_password("ACME") == RELAY_PASSWORD
     creds = await restarted.bot_credentials("acme")
     assert creds is not None and creds.password == KASHFLOW_PASSWORD
     assert await restarted.accounts_with_bot_enabled() == ["acme"]
-    assert RELAY_PASSWORD.encode() not in state_bytes(tmp_path)
+    assert RELAY_PASSWORD.encode() not in state_bytes(tmp_path, db)
 
 
 async def test_without_the_right_key_the_secrets_do_not_open(

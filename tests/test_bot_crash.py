@@ -1,9 +1,10 @@
 """Killing the bot with SIGKILL mid-work loses no request and sends no reply twice.
 
-The bot runs as its own process (``python -m bot.service``) on a state directory; the
-sandbox KashFlow and the capture relay run here. Requests are spooled, the process is
-killed while it holds one of them, restarted on the same state directory, killed again,
-and restarted once more; in the end every accepted request has exactly one reply.
+The bot runs as its own process (``kashflow-permalink serve --role bot``) on a state
+directory; the sandbox KashFlow and the capture relay run here. Requests are spooled, the
+process is killed while it holds one of them, restarted on the same state directory
+(the killed worker's lease runs out and the new one takes the message over), killed
+again, and restarted once more; in the end every accepted request has exactly one reply.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.mail_rig import BotProcess, prepare_state
 from bot.capture import CaptureServer
 from kashflow.sandbox import Sandbox
-from permalink.db import Database
+from permalink.db import open_database
 from permalink.spool import Spool
 from tests.conftest import SandboxFactory
-from tests.test_bot_e2e import ACME, REQUEST, request_mail
+from tests.support.bot import ACME, REQUEST, request_mail
+from tests.support.processes import ServeProcess, bot_env, prepare_state
 
 REQUESTS = 6
 
@@ -31,7 +32,7 @@ REQUESTS = 6
 class Crashable:
     """The bot as its own process, and the sandbox KashFlow it talks to (running here)."""
 
-    bot: BotProcess
+    bot: ServeProcess
     sandbox: Sandbox
 
     async def send(self, raw: bytes) -> None:
@@ -46,8 +47,11 @@ class Crashable:
 async def crashable(tmp_path: Path, make_sandbox: SandboxFactory) -> AsyncIterator[Crashable]:
     # Latency keeps each request in hand long enough to be killed in the middle of it.
     sandbox = await make_sandbox(latency_ms=40)
-    bot = BotProcess(
-        tmp_path / "state", sandbox.url, 0, concurrency=1, log=tmp_path / "bot.log", retry_base=0.1
+    bot = ServeProcess(
+        tmp_path / "state",
+        sandbox.url,
+        log=tmp_path / "bot.log",
+        env=bot_env(concurrency=1, retry_base=0.1, lease_s=2.0),
     )
     yield Crashable(bot, sandbox)
     await bot.kill()
@@ -87,7 +91,7 @@ async def test_sigkill_mid_work_loses_nothing_and_duplicates_nothing(
     assert all(r.rcpt_tos == (ACME,) for r in replies)
     assert len({str(r.parsed()["Message-ID"]) for r in replies}) == REQUESTS
 
-    db = Database(bot.state / "state.sqlite3")
+    db = open_database(None, bot.state)
     try:
         counts = await Spool(db).counts()
     finally:

@@ -7,171 +7,25 @@ receive: who it went to, the permalink inside (opened with the server key), the 
 
 from __future__ import annotations
 
-import asyncio
-import io
-import re
 import smtplib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import make_msgid
-from pathlib import Path
-from typing import Any
 
 import pytest
-from pypdf import PdfReader
 
-from bot.capture import CapturedMessage, CaptureServer
-from bot.listener import ListenerSettings
 from bot.pipeline import Ignored, Replied
-from bot.service import BotService
-from bot.worker import RetryPolicy, Settled
-from kashflow.client import KashFlow
-from kashflow.sandbox import DEMO, Sandbox
-from permalink.activity import Event
-from permalink.db import Database
-from permalink.keyring import Keyring
-from permalink.links import Link, open_link
-
-REQUEST = "invoices@northwind.example"
-DOMAIN = "bot.northwind.example"
-BASE_URL = "https://invoices.northwind.example"
-ACME = "accounts@acme-fab.example"
-MAIL = Path(__file__).parent / "data" / "mail"
-
-
-def request_mail(
-    body: str = "Hello, please send me my invoices.",
-    *,
-    sender: str = ACME,
-    subject: str = "Invoices",
-    message_id: str | None = None,
-    extra: str = "",
-) -> bytes:
-    message_id = message_id or make_msgid(domain="client.example")
-    return (
-        f"From: Client <{sender}>\r\nTo: {REQUEST}\r\nSubject: {subject}\r\n"
-        f"Message-ID: {message_id}\r\nDate: Mon, 10 Mar 2025 09:00:00 +0000\r\n{extra}"
-        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
-    ).encode()
-
-
-def scenario(name: str, replace: dict[str, str]) -> bytes:
-    """A recorded message from tests/data/mail with its people swapped for sandbox ones."""
-    raw = (MAIL / name).read_bytes()
-    for old, new in replace.items():
-        raw = re.sub(re.escape(old).encode(), new.encode(), raw, flags=re.IGNORECASE)
-    return re.sub(rb"\r?\n", b"\r\n", raw)
-
-
-@dataclass
-class Rig:
-    service: BotService
-    capture: CaptureServer
-    sandbox: Sandbox
-    kashflow: KashFlow
-    keyring: Keyring
-    db: Database
-
-    async def send(self, raw: bytes, *, mail_from: str = ACME, rcpt: str = REQUEST) -> None:
-        def deliver() -> None:
-            with smtplib.SMTP("127.0.0.1", self.service.port, timeout=5) as client:
-                client.sendmail(mail_from, [rcpt], raw)
-
-        await asyncio.to_thread(deliver)
-
-    async def settle(self, count: int, timeout: float = 10.0) -> list[Settled]:  # noqa: ASYNC109
-        """The first ``count`` settled attempts, once they have happened."""
-        settled = await self.service.worker.wait_for(lambda s: len(s) >= count, timeout)
-        return settled[:count]
-
-    async def events(self) -> list[Event]:
-        return list(reversed(await self.service.activity.page("demo")))
-
-    def link(self, reply: CapturedMessage) -> Link:
-        text = body_text(reply)
-        match = re.search(re.escape(BASE_URL) + r"/l/([A-Za-z0-9_-]+)", text)
-        assert match, "the reply carries the permalink"
-        return open_link(match.group(1), self.keyring, now=2_000_000_000)
-
-
-def body_text(reply: CapturedMessage) -> str:
-    body = reply.parsed().get_body(preferencelist=("plain",))
-    assert isinstance(body, EmailMessage)
-    return str(body.get_content())
-
-
-def attachment(reply: CapturedMessage) -> bytes | None:
-    for part in reply.parsed().iter_attachments():
-        if part.get_content_type() == "application/pdf":
-            data = part.get_content()
-            assert isinstance(data, bytes)
-            return data
-    return None
-
-
-def pages(pdf: bytes) -> int:
-    return len(PdfReader(io.BytesIO(pdf)).pages)
-
-
-MakeRig = Callable[..., Awaitable[Rig]]
-
-
-@pytest.fixture
-async def make_rig(tmp_path: Path, sandbox: Sandbox, kashflow: KashFlow) -> AsyncIterator[MakeRig]:
-    """Start the bot for the sandbox's ``demo`` account; keyword arguments are bot settings."""
-    started: list[tuple[BotService, CaptureServer, Database]] = []
-
-    async def make(**bot_settings: Any) -> Rig:
-        db = Database(tmp_path / f"state-{len(started)}.sqlite3")
-        keyring = Keyring.generate()
-        capture = CaptureServer(tmp_path / f"outbox-{len(started)}")
-        await capture.start()
-        service = BotService(
-            ListenerSettings(host="127.0.0.1", port=0),
-            db,
-            keyring,
-            kashflow,
-            BASE_URL,
-            DOMAIN,
-            retry=RetryPolicy(base_delay=0.05, max_delay=0.2),
-            trusted_authserv_id=bot_settings.pop("trusted_authserv_id", None),
-        )
-        await service.accounts.set_bot_credentials("demo", bot_settings.pop("credentials", DEMO))
-        settings: dict[str, Any] = {
-            "enabled": True,
-            "request_address": REQUEST,
-            "relay_host": "127.0.0.1",
-            "relay_port": capture.port,
-            "relay_security": "none",
-            "default_scope": "unpaid",
-            **bot_settings,
-        }
-        await service.accounts.update("demo", **settings)
-        await service.start()
-        started.append((service, capture, db))
-        return Rig(service, capture, sandbox, kashflow, keyring, db)
-
-    yield make
-    for service, capture, db in started:
-        await service.stop()
-        await capture.close()
-        db.close()
-
-
-@pytest.fixture
-async def rig(make_rig: MakeRig) -> Rig:
-    return await make_rig()
-
-
-async def expected_pages(rig: Rig, numbers: list[int]) -> int:
-    account = rig.kashflow.account(DEMO)
-    return sum([pages(await account.invoice_pdf(n)) for n in numbers])
-
-
-def unpaid_numbers(rig: Rig, code: str) -> list[int]:
-    return [i.number for i in rig.sandbox.invoices("demo", code) if not i.paid]
-
+from tests.support.bot import (
+    ACME,
+    DOMAIN,
+    MAIL,
+    MakeRig,
+    Rig,
+    attachment,
+    body_text,
+    expected_pages,
+    pages,
+    request_mail,
+    scenario,
+    unpaid_numbers,
+)
 
 # -- a request answered -----------------------------------------------------------------
 
@@ -196,7 +50,7 @@ async def test_a_customer_request_gets_one_reply_with_their_link_and_pdf(rig: Ri
     assert (link.customer_code, link.customer_id) == ("ACME01", acme.id)
     assert str(link.scope) == "unpaid"
     assert link.credentials.username == "demo"
-    record = await rig.service.context.registry.get("demo", link.link_id)
+    record = await rig.core.store.links.get("demo", link.link_id)
     assert record is not None and record.minted_by == "bot"
 
     pdf = attachment(reply)
@@ -407,7 +261,7 @@ async def test_relay_down_then_up_sends_the_reply_once_later(rig: Rig) -> None:
     await rig.send(request_mail())
     [deferred] = await rig.settle(1)
     assert deferred.state == "retry"
-    [waiting] = await rig.service.spool.list(["retry"])
+    [waiting] = await rig.core.store.spool.list(["retry"])
     assert "unreachable" in waiting.reason or "connection" in waiting.reason
 
     await rig.capture.start()
@@ -415,7 +269,7 @@ async def test_relay_down_then_up_sends_the_reply_once_later(rig: Rig) -> None:
     await rig.service.worker.wait_for(lambda s: s[-1].state == "done")
     assert reply.rcpt_tos == (ACME,)
     assert len(rig.capture.messages) == 1
-    assert (await rig.service.spool.counts())["done"] == 1
+    assert (await rig.core.store.spool.counts())["done"] == 1
     outcomes = [e.outcome for e in await rig.events()]
     assert outcomes[0] == "pending_retry" and outcomes[-1] == "replied"
 
@@ -425,7 +279,7 @@ async def test_relay_refusing_for_good_parks_the_message_with_its_reason(rig: Ri
     await rig.send(request_mail())
     [settled] = await rig.settle(1)
     assert settled.state == "parked"
-    [parked] = await rig.service.spool.list(["parked"])
+    [parked] = await rig.core.store.spool.list(["parked"])
     assert "554" in parked.reason and "Relaying denied" in parked.reason
     [event] = await rig.events()
     assert event.outcome == "failed" and "554" in event.detail
@@ -435,10 +289,10 @@ async def test_relay_refusing_for_good_parks_the_message_with_its_reason(rig: Ri
 
 
 async def test_turning_the_bot_off_refuses_its_address_at_once(rig: Rig) -> None:
-    await rig.service.accounts.update("demo", enabled=False)
+    await rig.core.store.accounts.update("demo", enabled=False)
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         await rig.send(request_mail())
-    await rig.service.accounts.update("demo", enabled=True)
+    await rig.core.store.accounts.update("demo", enabled=True)
     await rig.send(request_mail())
     assert len(await rig.capture.wait_for(1)) == 1
 

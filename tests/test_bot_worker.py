@@ -21,15 +21,13 @@ from kashflow.errors import (
     Unavailable,
 )
 from kashflow.models import Credentials, Customer
-from tests.test_bot_e2e import ACME, REQUEST, MakeRig, Rig, make_rig, request_mail, rig
-
-__all__ = ["make_rig", "rig"]  # fixtures shared with the end-to-end tests
+from tests.support.bot import ACME, REQUEST, MakeRig, Rig, request_mail
 
 
 async def spool(rig: Rig, raw: bytes, *, mail_from: str = ACME) -> int:
     """Put a message in the spool as the listener does, without waking the worker."""
-    return await rig.service.spool.enqueue(
-        peer="127.0.0.1:1", mail_from=mail_from, rcpt_tos=[REQUEST], raw=raw
+    return await rig.core.store.spool.enqueue(
+        peer="127.0.0.1:1", mail_from=mail_from, rcpt_tos=[REQUEST], raw=raw, account="demo"
     )
 
 
@@ -47,7 +45,7 @@ async def test_a_message_that_keeps_breaking_is_parked_while_the_queue_flows(rig
     assert reply.rcpt_tos == (ACME,)
     poison = [s for s in settled if s.state != "done"]
     assert [s.state for s in poison] == ["retry", "retry", "parked"]
-    [parked] = await rig.service.spool.list(["parked"])
+    [parked] = await rig.core.store.spool.list(["parked"])
     assert parked.attempts == 3
     assert "gave up after 3 attempts" in parked.reason and "RuntimeError" in parked.reason
     assert "parser bug" not in parked.reason  # exception text may hold anything
@@ -76,7 +74,7 @@ async def test_kashflow_refusing_the_credentials_parks_with_a_human_reason(
     await rig.send(request_mail())
     [settled] = await rig.settle(1)
     assert settled.state == "parked"
-    [parked] = await rig.service.spool.list(["parked"])
+    [parked] = await rig.core.store.spool.list(["parked"])
     assert "did not accept the username or password" in parked.reason
     assert "not-the-password" not in parked.reason
     [event] = await rig.events()
@@ -111,18 +109,18 @@ async def test_a_reply_interrupted_while_sending_is_resent_with_the_same_message
     rig: Rig,
 ) -> None:
     spool_id = await spool(rig, request_mail())
-    await rig.service.spool.record_reply(spool_id, "<earlier-attempt@bot.example>", "sending")
+    await rig.core.store.spool.record_reply(spool_id, "<earlier-attempt@bot.example>", "sending")
     rig.service.worker.wake()
     [reply] = await rig.capture.wait_for(1)
     assert reply.parsed()["Message-ID"] == "<earlier-attempt@bot.example>"
     await rig.settle(1)
-    record = await rig.service.spool.reply_state(spool_id)
+    record = await rig.core.store.spool.reply_state(spool_id)
     assert record is not None and record.state == "sent"
 
 
 async def test_a_reply_already_sent_is_not_sent_again(rig: Rig) -> None:
     spool_id = await spool(rig, request_mail())
-    await rig.service.spool.record_reply(spool_id, "<sent@bot.example>", "sent")
+    await rig.core.store.spool.record_reply(spool_id, "<sent@bot.example>", "sent")
     rig.service.worker.wake()
     [settled] = await rig.settle(1)
     assert settled.state == "done"
@@ -131,37 +129,41 @@ async def test_a_reply_already_sent_is_not_sent_again(rig: Rig) -> None:
     assert event.outcome == "replied" and "already been sent" in event.detail
 
 
-async def test_messages_a_dead_process_left_in_hand_are_answered_after_a_restart(
-    rig: Rig,
+async def test_a_message_a_dead_worker_held_is_answered_once_its_lease_runs_out(
+    make_rig: MakeRig,
 ) -> None:
-    await rig.service.stop()
+    rig = await make_rig(lease_s=1.0)
     spool_id = await spool(rig, request_mail())
-    claimed = await rig.service.spool.claim_next()
-    assert claimed is not None and claimed.id == spool_id  # now "working", owner gone
-    await rig.service.start()
-    [reply] = await rig.capture.wait_for(1)
+    claimed = await rig.core.store.spool.claim_next("a-worker-that-died")
+    assert claimed is not None and claimed.id == spool_id  # "working", its owner gone
+    rig.service.worker.wake()
+    [settled] = await rig.settle(1)  # the worker waits for the lease, then takes it over
+    assert (settled.spool_id, settled.state) == (spool_id, "done")
+    [reply] = rig.capture.messages
     assert reply.rcpt_tos == (ACME,)
+    record = await rig.core.store.spool.get(spool_id)
+    assert record is not None and record.attempts == 2
 
 
 async def test_mail_to_an_address_whose_bot_was_turned_off_is_parked(rig: Rig) -> None:
     spool_id = await spool(rig, request_mail())
-    await rig.service.accounts.update("demo", enabled=False)
+    await rig.core.store.accounts.update("demo", enabled=False)
     rig.service.worker.wake()
     [settled] = await rig.settle(1)
     assert (settled.spool_id, settled.state) == (spool_id, "parked")
-    [parked] = await rig.service.spool.list(["parked"])
+    [parked] = await rig.core.store.spool.list(["parked"])
     assert "turned off" in parked.reason
 
 
 async def test_a_message_that_keeps_killing_the_bot_is_parked_in_the_end(rig: Rig) -> None:
     await rig.service.stop()
     spool_id = await spool(rig, request_mail())
-    for _ in range(12):  # twelve processes died holding it
-        assert await rig.service.spool.claim_next() is not None
-        await rig.service.spool.requeue_working()
+    for n in range(12):  # twelve workers were stopped holding it
+        assert await rig.core.store.spool.claim_next(f"worker-{n}") is not None
+        await rig.core.store.spool.release(spool_id, f"worker-{n}")
     await rig.service.start()
     [settled] = await rig.settle(1)
     assert (settled.spool_id, settled.state) == (spool_id, "parked")
-    [parked] = await rig.service.spool.list(["parked"])
+    [parked] = await rig.core.store.spool.list(["parked"])
     assert "interrupted too often" in parked.reason
     assert rig.capture.messages == []

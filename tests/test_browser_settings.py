@@ -17,14 +17,12 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, expect
 
 from bot.capture import CaptureServer
-from bot.outbound import account_mailer
 from kashflow.client import KashFlow
-from permalink.accounts import AccountSettings
-from permalink.db import Database
+from permalink.db import open_database
 from permalink.keyring import Keyring
 from tests.support.browser import chromium, watch_origins
-from web.app import WebConfig, create_app, runner
-from web.settings import SEND_MAIL
+from tests.support.core import make_core
+from web.app import create_app, runner
 
 pytestmark = pytest.mark.browser
 
@@ -48,10 +46,9 @@ async def served(kashflow: KashFlow, tmp_path: Path) -> AsyncIterator[Served]:
     sock.listen(64)
     sock.setblocking(False)
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    db = Database(tmp_path / "state.db")
-    keyring = Keyring.generate()
-    app = create_app(WebConfig(public_base_url=base), kashflow=kashflow, keyring=keyring, db=db)
-    app[SEND_MAIL] = account_mailer(AccountSettings(db, keyring), timeout=5.0)
+    db = open_database(None, tmp_path)
+    core = make_core(db, Keyring.generate(), kashflow, public_base_url=base, relay_timeout=5.0)
+    app = create_app(core)
     capture = CaptureServer(tmp_path / "outbox")
     await capture.start()
     app_runner = runner(app)
@@ -62,6 +59,7 @@ async def served(kashflow: KashFlow, tmp_path: Path) -> AsyncIterator[Served]:
     finally:
         await app_runner.cleanup()
         await capture.close()
+        core.close()
         db.close()
 
 

@@ -20,7 +20,7 @@ from app.config import ConfigError
 from bot.capture import CaptureServer
 from kashflow.sandbox import DEMO, Sandbox
 from permalink.accounts import AccountSettings
-from permalink.db import Database
+from permalink.db import open_database
 from permalink.keyring import Keyring
 from permalink.links import open_link
 
@@ -245,7 +245,7 @@ async def test_check_tries_each_bots_kashflow_and_relay(tmp_path: Path, sandbox:
     assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
     keyring = Keyring.load(tmp_path / "server.key")
     async with CaptureServer(tmp_path / "outbox") as relay:
-        db = Database(tmp_path / "state.sqlite3")
+        db = open_database(None, tmp_path)
         try:
             accounts = AccountSettings(db, keyring)
             await accounts.set_bot_credentials("demo", DEMO)

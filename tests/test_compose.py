@@ -16,7 +16,9 @@ from bot.compose import MAX_LISTED, compose_reply, compose_unknown_sender, reply
 from bot.intent import Intent
 from bot.mailparse import Request, parse
 from kashflow.models import CompanyDetails, Customer, Invoice
-from permalink.mail import Wording, compose_link_email, format_money
+from permalink.mail import Wording, compose_link_email
+from permalink.presentation import format_money
+from permalink.scopes import Scope
 
 MAIL = Path(__file__).parent / "data" / "mail"
 OUR_DOMAIN = "bot.northwind.example"
@@ -339,8 +341,7 @@ def test_link_email_carries_the_link_to_the_address_on_file() -> None:
             company=COMPANY,
             customer=customer(),
             link_url="https://invoices.northwind.example/l/tok?x=1&y=2",
-            kind="invoice",
-            invoice=1234,
+            scope=Scope("invoice", 1234),
             expires=date(2025, 6, 30),
             our_domain=OUR_DOMAIN,
             wording=Wording(sign_off="Best,\nPat <accounts>"),
@@ -367,7 +368,7 @@ def test_link_email_for_all_invoices_without_expiry() -> None:
             company=COMPANY,
             customer=customer(),
             link_url="https://invoices.northwind.example/l/tok",
-            kind="all",
+            scope=Scope("all"),
             our_domain=OUR_DOMAIN,
         )
     )

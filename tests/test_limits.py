@@ -1,10 +1,15 @@
-"""Rate limits: the bot's durable sliding window and the web's in-memory back-off."""
+"""Rate limits and throttles in the store: the bot's sliding window and the web's back-off,
+on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
-from permalink.limits import RateLimiter, Throttle
+from permalink.db import open_database
+from permalink.limits import RateLimiter, ThrottlePolicy, Throttles
 from tests.conftest import OpenDb
 
 T0 = 1_700_000_000.0
@@ -90,63 +95,75 @@ async def test_nonsense_windows_are_refused(limiter: RateLimiter) -> None:
         await limiter.try_acquire("k", limit=-1, window_s=60, now=T0)
 
 
-def test_throttle_lets_free_failures_through_then_doubles_the_wait() -> None:
-    throttle = Throttle(free=3, window_s=900, base_delay_s=1, max_delay_s=8)
-    waits = [throttle.hit("203.0.113.7", T0) for _ in range(8)]
+@pytest.fixture
+def throttles(open_db: OpenDb) -> Throttles:
+    return Throttles(open_db())
+
+
+async def test_throttle_lets_free_failures_through_then_doubles_the_wait(
+    throttles: Throttles,
+) -> None:
+    policy = ThrottlePolicy(free=3, window_s=900, base_delay_s=1, max_delay_s=8)
+    waits = [await throttles.hit("203.0.113.7", policy, T0) for _ in range(8)]
     assert waits == [0, 0, 0, 1, 2, 4, 8, 8]
-    assert throttle.too_many("203.0.113.7", T0 + 7.5)
-    assert throttle.delay("203.0.113.7", T0 + 7.5) == 0.5
-    assert not throttle.too_many("203.0.113.7", T0 + 8)
+    assert await throttles.delay("203.0.113.7", T0 + 7.5) == 0.5
+    assert await throttles.delay("203.0.113.7", T0 + 8) == 0
 
 
-def test_throttle_keys_are_independent_and_reset_on_success() -> None:
-    throttle = Throttle(free=1, window_s=60)
-    throttle.hit("user:alice", T0)
-    assert throttle.hit("user:alice", T0) == 1
-    assert throttle.delay("user:bob", T0) == 0
+async def test_throttle_keys_are_independent_and_reset_on_success(throttles: Throttles) -> None:
+    policy = ThrottlePolicy(free=1, window_s=60)
+    await throttles.hit("user:alice", policy, T0)
+    assert await throttles.hit("user:alice", policy, T0) == 1
+    assert await throttles.delay("user:bob", T0) == 0
 
-    throttle.reset("user:alice")
+    await throttles.reset("user:alice")
 
-    assert throttle.delay("user:alice", T0) == 0
-    assert throttle.hit("user:alice", T0) == 0
+    assert await throttles.delay("user:alice", T0) == 0
+    assert await throttles.hit("user:alice", policy, T0) == 0
 
 
-def test_throttle_forgives_after_a_quiet_window() -> None:
-    throttle = Throttle(free=2, window_s=60, base_delay_s=1)
+async def test_throttle_forgives_after_a_quiet_window(throttles: Throttles) -> None:
+    policy = ThrottlePolicy(free=2, window_s=60, base_delay_s=1)
     for _ in range(3):
-        throttle.hit("ip", T0)
-    assert throttle.delay("ip", T0) == 1
-    assert throttle.hit("ip", T0 + 61) == 0
+        await throttles.hit("ip", policy, T0)
+    assert await throttles.delay("ip", T0) == 1
+    assert await throttles.hit("ip", policy, T0 + 61) == 0
 
 
-def test_throttle_as_a_429_gate_for_invalid_tokens() -> None:
-    throttle = Throttle(free=20, window_s=60, base_delay_s=1, max_delay_s=60)
-    refused = [throttle.hit("198.51.100.1", T0 + i * 0.1) > 0 for i in range(25)]
+async def test_throttle_as_a_429_gate_for_invalid_tokens(throttles: Throttles) -> None:
+    policy = ThrottlePolicy(free=20, window_s=60, base_delay_s=1, max_delay_s=60)
+    refused = [await throttles.hit("198.51.100.1", policy, T0 + i * 0.1) > 0 for i in range(25)]
     assert refused == [False] * 20 + [True] * 5
-    assert throttle.too_many("198.51.100.1", T0 + 3)
+    assert await throttles.delay("198.51.100.1", T0 + 3) > 0
 
 
-def test_throttle_memory_stays_bounded_under_many_keys() -> None:
-    throttle = Throttle(free=1, window_s=60, max_keys=100)
-    for i in range(10_000):
-        throttle.hit(f"10.0.{i // 256}.{i % 256}", T0)
-    assert len(throttle) == 100
-    # The most recent keys are the ones kept: the last address is still counted.
-    assert throttle.hit("10.0.39.15", T0) == 1
-    assert throttle.hit("10.0.0.0", T0) == 0
+async def test_every_process_sees_the_same_counts(open_db: OpenDb) -> None:
+    policy = ThrottlePolicy(free=2, window_s=60)
+    first = Throttles(open_db())
+    await first.hit("ip", policy, T0)
+    await first.hit("ip", policy, T0)
+    # Another process (a new connection to the same state) continues the count.
+    second = Throttles(open_db())
+    assert await second.hit("ip", policy, T0) == 1
+    assert await second.delay("ip", T0) == 1
 
 
-def test_throttle_drops_expired_keys_first() -> None:
-    throttle = Throttle(free=1, window_s=60, base_delay_s=1, max_delay_s=1)
-    for i in range(50):
-        throttle.hit(f"old{i}", T0)
-    throttle.hit("new", T0 + 120)
-    assert len(throttle) == 1
-    assert throttle.delay("new", T0 + 120) == 0
+async def test_failures_at_once_from_several_processes_are_all_counted(
+    state_url: str | None, tmp_path: Path
+) -> None:
+    policy = ThrottlePolicy(free=100, window_s=60)
+    dbs = [open_database(state_url, tmp_path) for _ in range(2)]
+    try:
+        counters = [Throttles(db) for db in dbs]
+        await asyncio.gather(*(t.hit("ip", policy, T0) for t in counters for _ in range(50)))
+        # The 101st failure is the first one over the allowance: none of the 100 was lost.
+        assert await counters[0].hit("ip", policy, T0) == 1
+    finally:
+        for db in dbs:
+            db.close()
 
 
-def test_a_hammering_key_never_overflows_the_delay() -> None:
-    throttle = Throttle(free=0, window_s=10**9, base_delay_s=1, max_delay_s=3600)
-    for _ in range(5000):
-        wait = throttle.hit("ip", T0)
-    assert wait == 3600
+async def test_a_hammering_key_never_overflows_the_delay(throttles: Throttles) -> None:
+    policy = ThrottlePolicy(free=0, window_s=10**9, base_delay_s=1, max_delay_s=3600)
+    assert policy.delay_after(5000) == 3600
+    assert await throttles.hit("ip", policy, T0) == 1

@@ -3,143 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import smtplib
-import sqlite3
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 from unittest import mock
 
 import pytest
 
-from bot.capture import self_signed_certificate
-from bot.listener import (
-    ListenerSettings,
-    SMTPServer,
-    accept_addresses,
-    create_listener,
-    server_tls_context,
-)
-from permalink.db import Database
+from bot.listener import ListenerSettings, server_tls_context
+from permalink.db import StoreFull, StoreUnavailable
 from permalink.spool import Spool
-
-REQUEST = "invoices@biz.example"
-CLIENT = "client@example.com"
-MESSAGE = (
-    b"From: Client <client@example.com>\r\n"
-    b"To: invoices@biz.example\r\n"
-    b"Subject: send me my invoices\r\n"
-    b"Message-ID: <req-1@example.com>\r\n"
-    b"\r\n"
-    b"Hello, please send me my invoices.\r\n"
-    b".. a line that starts with a dot\r\n"
-)
-
-
-@dataclass
-class Bot:
-    server: SMTPServer
-    spool: Spool
-    woken: asyncio.Event
-
-    @property
-    def port(self) -> int:
-        return self.server.port
-
-
-StartBot = Callable[..., Awaitable[Bot]]
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    db = Database(tmp_path / "state.sqlite3")
-    yield db
-    db.close()
-
-
-@pytest.fixture
-async def start_bot(database: Database) -> AsyncIterator[StartBot]:
-    servers: list[SMTPServer] = []
-
-    async def factory(addresses: tuple[str, ...] = (REQUEST,), **overrides: Any) -> Bot:
-        settings = replace(ListenerSettings(host="127.0.0.1", port=0), **overrides)
-        spool = Spool(database)
-        woken = asyncio.Event()
-        server = create_listener(spool, accept_addresses(addresses), settings, wake=woken.set)
-        await server.start()
-        servers.append(server)
-        return Bot(server, spool, woken)
-
-    yield factory
-    for server in servers:
-        await server.close()
-
-
-def deliver(
-    port: int, rcpts: list[str], body: bytes = MESSAGE, *, lmtp: bool = False
-) -> tuple[list[tuple[int, bytes]], tuple[int, bytes] | None]:
-    """One SMTP transaction with smtplib; returns the RCPT replies and the DATA reply."""
-    client = smtplib.LMTP("127.0.0.1", port) if lmtp else smtplib.SMTP("127.0.0.1", port)
-    with client:
-        client.ehlo("client.example.com")
-        code, _ = client.mail(CLIENT)
-        assert code == 250
-        replies = [client.rcpt(rcpt) for rcpt in rcpts]
-        if not any(code == 250 for code, _ in replies):
-            return replies, None
-        return replies, client.data(body)
-
-
-class RawClient:
-    """Speaks SMTP byte for byte, for what smtplib would never send."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def connect(cls, port: int) -> RawClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        client = cls(reader, writer)
-        assert (await client.reply())[0] == 220
-        return client
-
-    async def reply(self) -> tuple[int, str]:
-        lines: list[str] = []
-        async with asyncio.timeout(5):
-            while True:
-                line = (await self.reader.readline()).decode()
-                lines.append(line[4:].rstrip())
-                if line[3:4] != "-":
-                    return int(line[:3]), "\n".join(lines)
-
-    async def send(self, data: bytes) -> tuple[int, str]:
-        self.writer.write(data)
-        await self.writer.drain()
-        return await self.reply()
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
-
-
-OpenRaw = Callable[[int], Awaitable[RawClient]]
-
-
-@pytest.fixture
-async def open_raw() -> AsyncIterator[OpenRaw]:
-    clients: list[RawClient] = []
-
-    async def factory(port: int) -> RawClient:
-        client = await RawClient.connect(port)
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        await client.close()
+from tests.support.listener import CLIENT, MESSAGE, REQUEST, OpenRaw, StartBot, deliver
 
 
 async def test_accepted_message_is_spooled_before_250_and_wakes_worker(start_bot: StartBot) -> None:
@@ -214,9 +88,8 @@ async def test_command_line_longer_than_the_limit_is_refused(
     ("error", "expected"),
     [
         (RuntimeError("spool broke"), b"451 4.3.0"),
-        (sqlite3.OperationalError("database is locked"), b"451 4.3.0"),
-        (sqlite3.OperationalError("database or disk is full"), b"452 4.3.1"),
-        (OSError(errno.ENOSPC, "No space left on device"), b"452 4.3.1"),
+        (StoreUnavailable("the state database failed"), b"451 4.3.0"),
+        (StoreFull("the disk holding the state database is full"), b"452 4.3.1"),
     ],
 )
 async def test_spool_failure_is_a_temporary_refusal(
@@ -255,11 +128,6 @@ async def test_lmtp_mode_works_with_smtplib(start_bot: StartBot) -> None:
     _, data = await asyncio.to_thread(deliver, bot.port, [REQUEST], lmtp=True)
     assert data is not None and data[0] == 250
     assert (await bot.spool.counts())["queued"] == 1
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def deliver_over_tls(port: int, cafile: Path) -> tuple[int, bytes]:

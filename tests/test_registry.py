@@ -246,5 +246,16 @@ async def test_registry_holds_no_token_or_credential_columns(
     db: Database, registry: LinkRegistry
 ) -> None:
     await mint(registry)
-    columns = db.call(lambda conn: [row[1] for row in conn.execute("PRAGMA table_info(links)")])
+    columns = db.call(
+        lambda conn: [
+            row["name"]
+            for row in conn.all(
+                "SELECT column_name AS name FROM information_schema.columns"
+                " WHERE table_name = 'links'"
+                if conn.dialect.name == "postgresql"
+                else "SELECT name FROM pragma_table_info('links')"
+            )
+        ]
+    )
+    assert "customer_code" in columns
     assert not [c for c in columns if "token" in c or "password" in c or "secret" in c]

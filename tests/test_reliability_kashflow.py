@@ -35,7 +35,7 @@ from aiohttp.test_utils import TestClient
 from pypdf import PdfReader, PdfWriter
 from pypdf.generic import ArrayObject, DictionaryObject, NameObject, NumberObject, StreamObject
 
-from kashflow.client import Account, KashFlow
+from kashflow.client import Account
 from kashflow.documents import MAX_PAGES, merge_pdfs, merged_pdf
 from kashflow.errors import (
     ApiDisabled,
@@ -49,11 +49,7 @@ from kashflow.errors import (
 )
 from kashflow.sandbox import STATUS_TEXTS, Sandbox, wire
 from kashflow.sandbox.printing import render_invoices
-from permalink.db import Database
-from permalink.keyring import Keyring
-from permalink.registry import LinkRegistry
-from tests.support import PUBLIC_BASE_URL, ManualClock, WebRig
-from web.app import WebConfig, create_app
+from tests.support import WebRig, web_rig
 from web.security import RedactingAccessLogger
 
 Client = TestClient[Any, Any]
@@ -82,22 +78,9 @@ COULD_NOT_READ = "The invoice document could not be read"
 @asynccontextmanager
 async def fault_rig(tmp_path: Path, gateway_timeout: float) -> AsyncIterator[WebRig]:
     """The web door against the sandbox through a gateway with a deadline and retries."""
-    sandbox = Sandbox()
-    await sandbox.start()
-    kashflow = KashFlow(
-        sandbox.url, timeout=gateway_timeout, retries=RETRIES, retry_delay=RETRY_DELAY
-    )
-    db = Database(tmp_path / "state.sqlite3")
-    try:
-        keyring = Keyring.generate()
-        clock = ManualClock()
-        config = WebConfig(public_base_url=PUBLIC_BASE_URL)
-        app = create_app(config, kashflow=kashflow, keyring=keyring, db=db, clock=clock)
-        yield WebRig(sandbox, kashflow, keyring, db, clock, config, app, LinkRegistry(db))
-    finally:
-        await kashflow.close()
-        await sandbox.stop()
-        db.close()
+    options = {"timeout": gateway_timeout, "retries": RETRIES, "retry_delay": RETRY_DELAY}
+    async with web_rig(tmp_path, gateway=options) as built:
+        yield built
 
 
 @pytest.fixture

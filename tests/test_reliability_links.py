@@ -33,11 +33,12 @@ from pypdf import PdfReader
 
 from kashflow.models import Credentials
 from kashflow.sandbox import DEMO, SECOND
-from permalink.db import Database
+from permalink.db import open_database
 from permalink.keyring import Keyring
 from permalink.links import seal
 from permalink.registry import LinkRegistry
 from tests.support import WebRig, web_rig
+from tests.support.core import make_core
 from web.app import create_app
 from web.security import RedactingAccessLogger
 
@@ -193,10 +194,12 @@ async def test_with_the_default_limit_a_guesser_is_slowed_to_429(
 
         assert statuses[:limit] == [404] * limit
         assert statuses[limit:] == [429] * 5
-        refused = await client.get(f"/l/{good}")
+        refused = await client.get(f"/l/{next(random_tokens(rng, 1))}")
         assert refused.status == 429
         assert int(refused.headers["Retry-After"]) >= 1
         assert "Too many attempts" in await refused.text()
+        # The guesser's own real link still opens: only failures are ever refused.
+        assert (await client.get(f"/l/{good}")).status == 200
 
 
 # -- keys, expiry, revocation --------------------------------------------------------------
@@ -206,9 +209,7 @@ async def test_rotation_keeps_old_links_working_until_the_old_key_is_retired(
     rig: WebRig, aiohttp_server: Any, aiohttp_client: Any
 ) -> None:
     def app_with(keyring: Keyring) -> web.Application:
-        return create_app(
-            rig.config, kashflow=rig.kashflow, keyring=keyring, db=rig.db, clock=rig.clock
-        )
+        return create_app(make_core(rig.db, keyring, rig.kashflow, clock=rig.clock), rig.config)
 
     first = rig.keyring
     old = seal(rig.link("IVY01"), first)
@@ -252,7 +253,7 @@ async def test_expiry_is_exact_to_the_second(rig: WebRig, client: Client) -> Non
 
 
 async def test_a_revocation_from_another_process_is_refused_within_a_second(
-    rig: WebRig, client: Client
+    rig: WebRig, client: Client, tmp_path: Path
 ) -> None:
     reference = await not_valid_page(client)
     link = rig.link("HOLL01")
@@ -271,7 +272,7 @@ async def test_a_revocation_from_another_process_is_refused_within_a_second(
     assert (await client.get(f"/l/{later}")).status == 200
 
     # The CLI revokes through its own connection to the same state database.
-    other = Database(rig.db.path)
+    other = open_database(None, tmp_path)
     try:
         started = time.monotonic()
         assert await LinkRegistry(other).revoke("demo", link.link_id)
@@ -423,7 +424,7 @@ async def test_no_token_password_or_key_reaches_any_log_record(
         rig.sandbox.faults.malformed_xml = True
         assert (await client.get(f"/l/{single}")).status == 503
         rig.sandbox.faults.clear()
-        with mock.patch("web.resolver.statement", side_effect=RuntimeError(f"boom {token}")):
+        with mock.patch("permalink.core.statement", side_effect=RuntimeError(f"boom {token}")):
             assert (await client.get(f"/l/{token}")).status == 500
         # Access lines are written after each response is sent: wait for the last one.
         async with asyncio.timeout(5):

@@ -20,20 +20,8 @@ from unittest import mock
 
 from bot.listener import server_tls_context
 from bot.mailparse import Request
-from tests.test_bot_e2e import ACME, Rig, make_rig, request_mail, rig
-from tests.test_listener import (
-    REQUEST,
-    OpenRaw,
-    StartBot,
-    certificate,
-    database,
-    deliver,
-    open_raw,
-    start_bot,
-)
-
-# Fixtures shared with the listener and end-to-end tests.
-__all__ = ["certificate", "database", "make_rig", "open_raw", "rig", "start_bot"]
+from tests.support.bot import ACME, Rig, request_mail
+from tests.support.listener import REQUEST, OpenRaw, StartBot, deliver
 
 IDLE_CONNECTIONS = 500
 

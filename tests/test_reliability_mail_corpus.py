@@ -26,7 +26,7 @@ from bot.intent import read_intent
 from bot.mailparse import parse
 from bot.pipeline import Failed, Ignored, Replied
 from bot.worker import Settled
-from tests.test_bot_e2e import ACME, MakeRig, make_rig  # noqa: F401  (make_rig: fixture)
+from tests.support.bot import ACME, MakeRig
 
 CPYTHON_MAIL = Path("/usr/lib/python3.11/test/test_email/data")
 OWN_MAIL = Path(__file__).parent / "data" / "mail"
@@ -176,7 +176,7 @@ def test_mail_with_nothing_in_it_is_still_decided() -> None:
 
 
 async def test_every_message_goes_through_the_running_bot_to_one_outcome(
-    make_rig: MakeRig,  # noqa: F811  (the fixture imported above)
+    make_rig: MakeRig,
 ) -> None:
     """The whole pipeline over SMTP: each message is settled once, as replied, ignored by a
     named rule, or parked with a reason; the bot never crashes and the queue never stalls.

@@ -9,6 +9,7 @@ import pytest
 from kashflow.client import Account
 from kashflow.errors import NotFound
 from kashflow.sandbox import Sandbox
+from permalink.presentation import outstanding_by_currency
 from permalink.scopes import Scope, invoice_in_scope, statement
 
 
@@ -32,7 +33,7 @@ async def test_unpaid_scope_leaves_out_paid_invoices(
     expected = {r.number for r in sandbox.invoices("demo", "ACME01") if not r.paid}
     assert set(result.numbers) == expected
     owed = sum(inv.outstanding for inv in result.invoices)
-    assert sum(result.outstanding_by_currency().values()) == owed
+    assert sum(outstanding_by_currency(result.invoices).values()) == owed
 
 
 async def test_new_invoices_appear_and_paid_ones_leave_unpaid(

@@ -17,17 +17,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.capture import CaptureServer
-from bot.outbound import account_mailer
 from kashflow.client import KashFlow
 from kashflow.models import Credentials
 from kashflow.sandbox import DEMO, IPLOCKED, NOAPI, SECOND, Sandbox
-from permalink.accounts import AccountSettings
-from permalink.activity import ActivityLog
-from permalink.db import Database
+from permalink.core import Core
+from permalink.db import Database, open_database
 from permalink.keyring import Keyring
-from permalink.spool import Spool
-from web.app import WebConfig, create_app
-from web.settings import SEND_MAIL
+from tests.support.core import make_core
+from web.app import create_app
 from web.settings.session import COOKIE
 
 BASE = "http://settings.test"
@@ -56,6 +53,7 @@ class Harness:
     keyring: Keyring
     capture: CaptureServer
     sandbox: Sandbox
+    core: Core
 
     async def csrf(self, path: str = "/settings/login") -> str:
         response = await self.client.get(path)
@@ -100,18 +98,17 @@ class Harness:
 async def harness(
     aiohttp_client: ClientFactory, kashflow: KashFlow, sandbox: Sandbox, tmp_path: Path
 ) -> AsyncIterator[Harness]:
-    db = Database(tmp_path / "state.db")
+    db = open_database(None, tmp_path)
     keyring = Keyring.generate()
     clock = Clock()
-    app = create_app(
-        WebConfig(public_base_url=BASE), kashflow=kashflow, keyring=keyring, db=db, clock=clock
-    )
-    app[SEND_MAIL] = account_mailer(AccountSettings(db, keyring), timeout=5.0)
+    core = make_core(db, keyring, kashflow, public_base_url=BASE, clock=clock, relay_timeout=5.0)
+    app = create_app(core)
     capture = CaptureServer(tmp_path / "outbox")
     await capture.start()
     client = await aiohttp_client(app)
-    yield Harness(client, clock, db, keyring, capture, sandbox)
+    yield Harness(client, clock, db, keyring, capture, sandbox, core)
     await capture.close()
+    core.close()
     db.close()
 
 
@@ -150,7 +147,7 @@ async def test_session_cookie_is_sealed_http_only_strict_and_scoped(harness: Har
     ("credentials", "status", "advice"),
     [
         (Credentials("demo", "wrong"), 401, "did not accept that username and password"),
-        (NOAPI, 403, "tick “Enable API”"),
+        (NOAPI, 403, "tick “Enable SOAP API”"),
         (IPLOCKED, 403, "public IP address to the allowed addresses"),
     ],
     ids=["wrong-password", "api-disabled", "ip-not-authorised"],
@@ -166,7 +163,7 @@ async def test_each_sign_in_failure_says_what_to_do_in_kashflow(
     page = await response.text()
     assert response.status == status
     assert advice in page
-    assert "Settings → API settings" in page or status == 401
+    assert "Apps → API Settings" in page
     assert credentials.password not in page
 
 
@@ -436,7 +433,7 @@ async def test_bot_settings_are_saved_and_shown(harness: Harness) -> None:
     assert "The bot settings are saved." in page
     assert 'value="invoices@northwind-studio.example"' in page
     assert "Dear customer," in page
-    settings = await AccountSettings(harness.db, harness.keyring).get("demo")
+    settings = await harness.core.store.accounts.get("demo")
     assert settings.enabled and settings.default_scope == "unpaid"
     assert settings.has_bot_credentials
 
@@ -474,7 +471,7 @@ async def test_secrets_are_never_rendered_back(harness: Harness) -> None:
     assert "demo-api-pass" not in page
     assert "Relay password: •••• saved" in page
     assert "Password: •••• saved" in page
-    accounts = AccountSettings(harness.db, harness.keyring)
+    accounts = harness.core.store.accounts
     assert await accounts.relay_password("demo") == "relay-Secret-42"
     # Saving again with the replace field empty keeps the stored password.
     await _save_bot(harness, relay_username="mailer")
@@ -486,7 +483,7 @@ async def test_a_wrong_bot_password_is_refused_and_not_stored(harness: Harness) 
     status, page = await _save_bot(harness, use_my_credentials="", bot_password="typo")
     assert status == 400
     assert "did not accept the bot&#39;s password" in page
-    assert not (await AccountSettings(harness.db, harness.keyring).get("demo")).has_bot_credentials
+    assert not (await harness.core.store.accounts.get("demo")).has_bot_credentials
 
 
 async def test_preview_shows_the_wording_without_saving(harness: Harness) -> None:
@@ -505,7 +502,7 @@ async def test_preview_shows_the_wording_without_saving(harness: Harness) -> Non
     page = await response.text()
     assert 'data-part="greeting" data-default="Hello Alex Example,">Ahoy there,</p>' in page
     assert (
-        await AccountSettings(harness.db, harness.keyring).get("demo")
+        await harness.core.store.accounts.get("demo")
     ).wording.greeting == ""  # a preview saves nothing: still the default words
 
 
@@ -542,18 +539,20 @@ async def test_a_relay_that_refuses_is_reported_on_the_page(harness: Harness) ->
 async def test_the_bot_page_lists_only_this_accounts_stuck_mail(harness: Harness) -> None:
     await harness.sign_in()
     await _save_bot(harness)
-    spool = Spool(harness.db)
+    spool = harness.core.store.spool
     ours = await spool.enqueue(
         peer="127.0.0.1",
         mail_from="ruth@foxglove.example",
         rcpt_tos=["invoices@northwind-studio.example"],
         raw=b"Subject: x\r\n\r\nx\r\n",
+        account="demo",
     )
     theirs = await spool.enqueue(
         peer="127.0.0.1",
         mail_from="someone@elsewhere.example",
         rcpt_tos=["office@harbourhill.example"],
         raw=b"Subject: y\r\n\r\ny\r\n",
+        account="second",
     )
     await spool.park(ours, "KashFlow has no customer with this address")
     await spool.retry(theirs, "relay down", time.time() + 60)
@@ -567,7 +566,7 @@ async def test_the_bot_page_lists_only_this_accounts_stuck_mail(harness: Harness
 
 
 async def test_activity_is_paged_newest_first_and_per_account(harness: Harness) -> None:
-    log = ActivityLog(harness.db)
+    log = harness.core.store.activity
     for n in range(30):
         await log.record(
             "demo",

@@ -112,7 +112,7 @@ async def test_every_route_and_status_carries_the_security_headers(
             assert response.headers.get(name) == value, (method, path, name)
         assert response.headers["Server"] == "kashflow-permalink", (method, path)
 
-    with mock.patch("web.resolver.statement", side_effect=RuntimeError("injected")):
+    with mock.patch("permalink.core.statement", side_effect=RuntimeError("injected")):
         rig.clock.advance(3600)  # past the 429 above
         failed = await client.get(f"/l/{token}")
     assert failed.status == 500
@@ -129,7 +129,7 @@ async def test_health_check_answers_ok(client: Client) -> None:
 
 async def test_error_pages_are_plain_pages_not_tracebacks(rig: WebRig, client: Client) -> None:
     token = rig.mint("FOX01")
-    with mock.patch("web.resolver.statement", side_effect=RuntimeError("injected")):
+    with mock.patch("permalink.core.statement", side_effect=RuntimeError("injected")):
         response = await client.get(f"/l/{token}")
     html = await response.text()
     unknown = await client.get("/nowhere")
@@ -163,7 +163,7 @@ async def test_tokens_never_reach_a_log_line(
     assert (await client.get(f"/l/{refused}")).status == 503
     with (
         watch_log('"GET /l/… HTTP/1.1" 500') as last_line,
-        mock.patch("web.resolver.statement", side_effect=RuntimeError(f"boom in {token}")),
+        mock.patch("permalink.core.statement", side_effect=RuntimeError(f"boom in {token}")),
     ):
         assert (await client.get(f"/l/{token}")).status == 500
         async with asyncio.timeout(5):
@@ -237,8 +237,13 @@ async def test_repeated_bad_links_from_one_address_are_slowed_down(
     assert refused.status == 429
     assert int(refused.headers["Retry-After"]) >= 1
     assert "Too many attempts" in await refused.text()
-    # While slowed down, even a good link waits: a guesser cannot tell which is which.
-    assert (await client.get(f"/l/{good}")).status == 429
-
-    rig.clock.advance(int(refused.headers["Retry-After"]))
+    # A link that opens is never refused: behind one proxy address, a guesser must not
+    # lock every client out of their invoices.
     assert (await client.get(f"/l/{good}")).status == 200
+    assert (await client.get("/l/guess-while-slowed")).status == 429
+
+    # Each further failure within the minute doubles the wait; a quiet minute forgives.
+    rig.clock.advance(int(refused.headers["Retry-After"]))
+    assert (await client.get("/l/guess-after-the-wait")).status == 429
+    rig.clock.advance(61)
+    assert (await client.get("/l/guess-after-a-quiet-minute")).status == 404

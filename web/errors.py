@@ -12,24 +12,16 @@ from __future__ import annotations
 import logging
 import math
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from kashflow.errors import (
-    ApiDisabled,
-    BadCredentials,
-    BadDocument,
-    IpNotAuthorised,
-    KashFlowError,
-    NotFound,
-    Rejected,
-    Unavailable,
-)
+from kashflow.errors import KashFlowError
 from permalink.activity import redact
+from permalink.trouble import words_for
 from web.security import redact_path
 
 log = logging.getLogger(__name__)
@@ -37,8 +29,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ERROR_TEMPLATE: Final = "web/error.html"
-#: Seconds a visitor is asked to wait when KashFlow is not answering.
-UNAVAILABLE_RETRY_AFTER: Final = 60
 
 
 class LinkNotValid(Exception):
@@ -69,12 +59,6 @@ LINK_NOT_VALID: Final = ErrorPage(
     "This link is not valid",
     "Please ask the business that sent it to you for a new link.",
 )
-INVOICE_NOT_FOUND: Final = ErrorPage(
-    404,
-    "Invoice not found",
-    "This link does not give access to that invoice. Go back to the list of invoices "
-    "and choose one from there.",
-)
 PAGE_NOT_FOUND: Final = ErrorPage(
     404,
     "Page not found",
@@ -92,55 +76,11 @@ SERVER_ERROR: Final = ErrorPage(
     "Sorry, we could not show this page. Please try again in a few minutes.",
 )
 
-#: KashFlow failures by type; the most specific class that matches wins.
-KASHFLOW_PAGES: Final[Mapping[type[KashFlowError], ErrorPage]] = {
-    BadCredentials: ErrorPage(
-        503,
-        "This link needs renewing",
-        "The business's KashFlow sign-in has changed since this link was made — ask them "
-        "for a new link.",
-    ),
-    IpNotAuthorised: ErrorPage(
-        503,
-        "KashFlow turned this service away",
-        "The business's KashFlow settings do not let this service in at the moment — please "
-        "ask the business that sent you this link.",
-    ),
-    ApiDisabled: ErrorPage(
-        503,
-        "Invoices are not being shared right now",
-        "The business's KashFlow account is not set up to share invoices at the moment — "
-        "please ask the business that sent you this link.",
-    ),
-    Unavailable: ErrorPage(
-        503,
-        "KashFlow isn't answering",
-        "KashFlow isn't answering — try again in a minute.",
-        retry_after=UNAVAILABLE_RETRY_AFTER,
-    ),
-    BadDocument: ErrorPage(
-        502,
-        "The invoice document could not be read",
-        "KashFlow sent back an invoice document we could not read. Please try again later, "
-        "or ask the business for a copy.",
-    ),
-    NotFound: INVOICE_NOT_FOUND,
-    Rejected: ErrorPage(
-        502,
-        "KashFlow could not answer",
-        "KashFlow could not complete the request. Please try again later, or ask the "
-        "business that sent you this link.",
-    ),
-}
-KASHFLOW_FALLBACK: Final = KASHFLOW_PAGES[Rejected]
-
 
 def page_for_kashflow(error: KashFlowError) -> ErrorPage:
-    for cls in type(error).__mro__:
-        page = KASHFLOW_PAGES.get(cls)
-        if page is not None:
-            return page
-    return KASHFLOW_FALLBACK
+    """The page a client sees when KashFlow fails (words from :mod:`permalink.trouble`)."""
+    words = words_for(error, "client")
+    return ErrorPage(words.status, words.title, words.text, words.retry_after)
 
 
 def render(request: web.Request, page: ErrorPage) -> web.Response:
@@ -203,8 +143,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 __all__ = [
-    "INVOICE_NOT_FOUND",
-    "KASHFLOW_PAGES",
     "LINK_NOT_VALID",
     "PAGE_NOT_FOUND",
     "SERVER_ERROR",

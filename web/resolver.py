@@ -12,39 +12,35 @@ address is answered 429 for a while, which makes guessing hopeless.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-import sqlite3
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any, Final, TypeVar
+from typing import Final
 from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from kashflow.client import Account, KashFlow
-from kashflow.concurrent import calls_at_once
-from kashflow.documents import check_pdf, fetch_pdfs, merge_pdfs
 from kashflow.errors import NotFound
-from kashflow.models import Invoice
-from permalink.activity import LINK_OPENED, PDF_DOWNLOADED, ActivityLog
-from permalink.keyring import Keyring
-from permalink.limits import Throttle
-from permalink.links import InvalidLink, Link, open_link
-from permalink.mail import format_date, format_money
-from permalink.registry import LinkRegistry
-from permalink.scopes import MAX_KASHFLOW_ID, Scope, Statement, invoice_in_scope, statement
+from permalink.activity import LINK_OPENED, PDF_DOWNLOADED
+from permalink.core import Core
+from permalink.db import StoreError
+from permalink.limits import ThrottlePolicy
+from permalink.links import InvalidLink, Link
+from permalink.presentation import (
+    document_filename,
+    format_date,
+    invoice_row,
+    outstanding_amounts,
+    scope_heading,
+)
+from permalink.scopes import MAX_KASHFLOW_ID, Scope, Statement
 from web.errors import LinkNotValid, TooManyAttempts
 from web.security import client_address
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 PAGE_TEMPLATE: Final = "web/invoices.html"
 #: Route names, for ``url_for`` in views, templates and the settings pages.
@@ -59,62 +55,6 @@ _CHUNK: Final = 64 * 1024
 #: One invoice's PDF, below a link's page (the route and the page's row links share it).
 _INVOICE_PDF: Final = "/invoice/{number}.pdf"
 _MAX_FILENAME: Final = 150
-
-STATUS_LABELS: Final = {
-    "paid": "Paid",
-    "part-paid": "Part paid",
-    "due": "Due",
-    "overdue": "Overdue",
-}
-SCOPE_HEADINGS: Final = {"all": "Your invoices", "unpaid": "Your unpaid invoices"}
-
-
-# -- presentation --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class InvoiceRow:
-    """One invoice as the page shows it."""
-
-    number: int
-    issued: date
-    issued_text: str
-    due: date
-    due_text: str
-    total: str
-    paid: str
-    outstanding: str
-    status: str
-    status_label: str
-    pdf_url: str
-
-
-def invoice_row(invoice: Invoice, today: date, pdf_url: str) -> InvoiceRow:
-    status = invoice.status(today)
-    return InvoiceRow(
-        number=invoice.number,
-        issued=invoice.issued,
-        issued_text=format_date(invoice.issued),
-        due=invoice.due,
-        due_text=format_date(invoice.due),
-        total=format_money(invoice.total, invoice.currency),
-        paid=format_money(invoice.total - invoice.outstanding, invoice.currency),
-        outstanding=format_money(invoice.outstanding, invoice.currency),
-        status=status,
-        status_label=STATUS_LABELS.get(status, status),
-        pdf_url=pdf_url,
-    )
-
-
-def scope_heading(scope: Scope) -> str:
-    if scope.kind == "invoice":
-        return f"Invoice {scope.invoice}"
-    return SCOPE_HEADINGS[scope.kind]
-
-
-def pdf_filename(company: str, customer_code: str, what: str, day: date) -> str:
-    """``<Company>-<CustomerCode>-<what>-<date>.pdf`` as the visitor should see it."""
-    return f"{company}-{customer_code}-{what}-{day.isoformat()}.pdf"
 
 
 def content_disposition(filename: str) -> str:
@@ -138,30 +78,11 @@ def content_disposition(filename: str) -> str:
 class Resolver:
     """The permalink views, bound to what they need; :meth:`add_routes` names the routes."""
 
-    def __init__(
-        self,
-        *,
-        public_base_url: str,
-        pdf_concurrency: int,
-        merge_workers: int,
-        kashflow: KashFlow,
-        keyring: Keyring,
-        registry: LinkRegistry,
-        activity: ActivityLog,
-        throttle: Throttle,
-        clock: Callable[[], float],
-    ) -> None:
-        self._base_url = public_base_url.rstrip("/")
+    def __init__(self, core: Core, *, invalid_link_policy: ThrottlePolicy) -> None:
+        self._core = core
+        self._base_url = core.config.public_base_url
         self._secure_cookie = self._base_url.startswith("https://")
-        self._pdf_concurrency = pdf_concurrency
-        self._merge_workers = merge_workers
-        self._kashflow = kashflow
-        self._keyring = keyring
-        self._registry = registry
-        self._activity = activity
-        self._throttle = throttle
-        self._clock = clock
-        self._merge_pool: ThreadPoolExecutor | None = None
+        self._invalid_link_policy = invalid_link_policy
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         # aiohttp's default segment pattern excludes braces, which would send a mangled
@@ -180,25 +101,13 @@ class Resolver:
             link + "/unpaid.pdf", self.unpaid_pdf, name=ROUTE_UNPAID_PDF, allow_head=False
         )
 
-    async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        """Cleanup context: the threads that merge PDFs, sized so merges cannot starve the
-        process (extra requests queue for a thread instead)."""
-        pool = ThreadPoolExecutor(max_workers=self._merge_workers, thread_name_prefix="pdf-merge")
-        self._merge_pool = pool
-        try:
-            yield
-        finally:
-            self._merge_pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-
     # -- GET /l/{token} ---------------------------------------------------------------------
 
     async def page(self, request: web.Request) -> web.StreamResponse:
-        now = self._clock()
+        now = self._core.clock()
         link = await self._open(request, now)
-        account = self._kashflow.account(link.credentials)
         try:
-            found = await statement(account, link.customer_id, link.scope)
+            found = await self._core.statement(link.credentials, link.customer_id, link.scope)
         except NotFound:
             # The customer (or the link's one invoice) is gone: the link no longer works.
             raise LinkNotValid from None
@@ -217,14 +126,13 @@ class Resolver:
             invoice_row(inv, today, page + _INVOICE_PDF.format(number=inv.number))
             for inv in found.invoices
         ]
-        totals = sorted(found.outstanding_by_currency().items())
         return {
             "company": found.company,
             "customer": found.customer,
             "heading": scope_heading(link.scope),
             "scope": link.scope.kind,
             "invoices": rows,
-            "outstanding": [format_money(amount, currency) for currency, amount in totals],
+            "outstanding": outstanding_amounts(found.invoices),
             "today": today,
             "today_text": format_date(today),
             "page_url": self._base_url + str(router[ROUTE_PAGE].url_for(token=token)),
@@ -239,31 +147,27 @@ class Resolver:
     # -- the PDFs ---------------------------------------------------------------------------
 
     async def invoice_pdf(self, request: web.Request) -> web.StreamResponse:
-        now = self._clock()
+        now = self._core.clock()
         link = await self._open(request, now)
         number = int(request.match_info["number"])
         if not 1 <= number <= MAX_KASHFLOW_ID:
             raise NotFound("no invoice")
-        account = self._kashflow.account(link.credentials)
-        async with calls_at_once() as group:
-            details = group.create_task(account.company_details())
-            group.create_task(invoice_in_scope(account, link.customer_id, link.scope, number))
-        company = details.result()
-        pdf = await account.invoice_pdf(number)
-        await self._off_loop(check_pdf, pdf)
+        company, _, pdf = await self._core.invoice_document(
+            link.credentials, link.customer_id, link.scope, number
+        )
         await self._record_download(link, now, f"invoice {number}")
-        name = pdf_filename(
-            company.name, link.customer_code, f"invoice-{number}", date.fromtimestamp(now)
+        name = document_filename(
+            company.name, link.customer_code, Scope("invoice", number), date.fromtimestamp(now)
         )
         return await self._send_pdf(request, pdf, name)
 
     async def all_pdf(self, request: web.Request) -> web.StreamResponse:
-        now = self._clock()
+        now = self._core.clock()
         link = await self._open(request, now)
         return await self._merged(request, link, link.scope, now)
 
     async def unpaid_pdf(self, request: web.Request) -> web.StreamResponse:
-        now = self._clock()
+        now = self._core.clock()
         link = await self._open(request, now)
         if link.scope.kind != "all":
             # Only an "all" link offers this; anything else answers like a missing invoice.
@@ -273,31 +177,21 @@ class Resolver:
     async def _merged(
         self, request: web.Request, link: Link, scope: Scope, now: float
     ) -> web.StreamResponse:
-        account = self._kashflow.account(link.credentials)
         try:
-            found = await statement(account, link.customer_id, scope)
+            found = await self._core.statement(link.credentials, link.customer_id, scope)
         except NotFound:
             raise LinkNotValid from None  # as on the page: the customer is gone
         if not found.invoices:
             raise NotFound("no invoices")
         # Same order as the page (newest first), so page one of the file is the top row.
         numbers = found.numbers
-        pdf = await self._merge(account, numbers)
-        what = "unpaid-invoices" if scope.kind == "unpaid" else "invoices"
-        await self._record_download(link, now, f"{what.replace('-', ' ')} ({len(numbers)})")
-        name = pdf_filename(found.company.name, link.customer_code, what, date.fromtimestamp(now))
+        pdf = await self._core.merged_document(link.credentials, numbers)
+        what = "unpaid invoices" if scope.kind == "unpaid" else "invoices"
+        await self._record_download(link, now, f"{what} ({len(numbers)})")
+        name = document_filename(
+            found.company.name, link.customer_code, scope, date.fromtimestamp(now)
+        )
         return await self._send_pdf(request, pdf, name)
-
-    async def _merge(self, account: Account, numbers: Sequence[int]) -> bytes:
-        pdfs = await fetch_pdfs(account, numbers, concurrency=self._pdf_concurrency)
-        return await self._off_loop(merge_pdfs, pdfs)
-
-    async def _off_loop(self, work: Callable[[Any], T], arg: Any) -> T:
-        """PDF work runs on the bounded merge threads, never on the event loop."""
-        if self._merge_pool is None:
-            return await asyncio.to_thread(work, arg)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._merge_pool, work, arg)
 
     async def _send_pdf(
         self, request: web.Request, pdf: bytes, filename: str
@@ -328,36 +222,32 @@ class Resolver:
     # -- opening a link ---------------------------------------------------------------------
 
     async def _open(self, request: web.Request, now: float) -> Link:
-        """The link in the URL, or LinkNotValid / TooManyAttempts; counts failures per peer."""
+        """The link in the URL, or LinkNotValid / TooManyAttempts.
+
+        A token that opens is never refused: only failures are counted (per client
+        address, in the store, so every web process counts them together), and only a
+        client past its allowance of failures is answered 429 instead of "not valid".
+        """
+        try:
+            return await self._core.open_link(request.match_info["token"], now)
+        except InvalidLink as exc:
+            reason = exc.reason
         address = client_address(request)
-        key = f"invalid-link:{address}"
-        wait = self._throttle.delay(key, now)
+        wait = await self._core.store.throttles.hit(
+            f"invalid-link:{address}", self._invalid_link_policy, now
+        )
+        log.info("link not valid (%s) from %s", reason, address)
         if wait > 0:
             raise TooManyAttempts(wait)
-        reason: str
-        try:
-            link: Link | None = open_link(request.match_info["token"], self._keyring, now=int(now))
-        except InvalidLink as exc:
-            link, reason = None, exc.reason
-        if link is not None and await self._registry.is_revoked(
-            link.link_id, link.account, link.issued
-        ):
-            link, reason = None, "revoked"
-        if link is None:
-            wait = self._throttle.hit(key, now)
-            log.info("link not valid (%s) from %s", reason, address)
-            if wait > 0:
-                raise TooManyAttempts(wait)
-            raise LinkNotValid
-        return link
+        raise LinkNotValid
 
     # -- what happened ----------------------------------------------------------------------
 
     async def _record_open(self, link: Link, found: Statement, now: float) -> None:
         customer = found.customer
         await self._safely(
-            lambda: self._registry.record_open(link.link_id, int(now)),
-            lambda: self._activity.record(
+            lambda: self._core.store.links.record_open(link.link_id, int(now)),
+            lambda: self._core.store.activity.record(
                 link.account,
                 kind=LINK_OPENED,
                 outcome="ok",
@@ -369,7 +259,7 @@ class Resolver:
 
     async def _record_download(self, link: Link, now: float, what: str) -> None:
         await self._safely(
-            lambda: self._activity.record(
+            lambda: self._core.store.activity.record(
                 link.account,
                 kind=PDF_DOWNLOADED,
                 outcome="ok",
@@ -385,7 +275,7 @@ class Resolver:
         for write in writes:
             try:
                 await write()
-            except (sqlite3.Error, ValueError) as exc:
+            except (StoreError, ValueError) as exc:
                 log.warning("could not record link activity: %s", type(exc).__name__)
 
 
@@ -395,10 +285,6 @@ __all__ = [
     "ROUTE_INVOICE_PDF",
     "ROUTE_PAGE",
     "ROUTE_UNPAID_PDF",
-    "InvoiceRow",
     "Resolver",
     "content_disposition",
-    "invoice_row",
-    "pdf_filename",
-    "scope_heading",
 ]

@@ -1,9 +1,10 @@
-"""Test support shared by several test modules: the web door wired to a live sandbox.
+"""Test support shared by several test modules (reached through ``tests/conftest.py``).
 
 :func:`web_rig` starts the sandbox KashFlow on loopback and builds the web application
-against it (a fresh keyring and state database per test); :meth:`WebRig.mint` makes
-permalinks the way the settings page and the CLI do. Browser support lives in
-:mod:`support.browser`.
+around a core against it (a fresh keyring and state database per test); :meth:`WebRig.mint`
+makes permalinks the way the settings page and the CLI do. The mail bot's rig lives in
+:mod:`tests.support.bot`, databases in :mod:`tests.support.stores`, processes in
+:mod:`tests.support.processes`, browser support in :mod:`tests.support.browser`.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from aiohttp import web
 from kashflow.client import KashFlow
 from kashflow.models import Credentials
 from kashflow.sandbox import DEMO, Sandbox
-from permalink.db import Database
+from permalink.core import Core
+from permalink.db import Database, open_database
 from permalink.keyring import Keyring
 from permalink.links import Link, new_link, seal
 from permalink.registry import LinkRegistry
 from permalink.scopes import Scope
+from tests.support.core import PUBLIC_BASE_URL, make_core
 from web.app import WebConfig, create_app
-
-PUBLIC_BASE_URL = "https://invoices.example.test"
 
 
 @dataclass
@@ -51,8 +52,12 @@ class WebRig:
     db: Database
     clock: ManualClock
     config: WebConfig
+    core: Core
     app: web.Application
-    registry: LinkRegistry
+
+    @property
+    def registry(self) -> LinkRegistry:
+        return self.core.store.links
 
     def link(
         self,
@@ -83,18 +88,29 @@ class WebRig:
 
 
 @asynccontextmanager
-async def web_rig(tmp_path: Path, *, latency_ms: float = 0, **config: Any) -> AsyncIterator[WebRig]:
-    """The resolver's whole stack on loopback; ``config`` overrides :class:`WebConfig`."""
+async def web_rig(
+    tmp_path: Path,
+    *,
+    latency_ms: float = 0,
+    database_url: str | None = None,
+    core_config: dict[str, Any] | None = None,
+    gateway: dict[str, Any] | None = None,
+    **config: Any,
+) -> AsyncIterator[WebRig]:
+    """The resolver's whole stack on loopback; ``config`` overrides :class:`WebConfig`,
+    ``core_config`` the core's, ``gateway`` the KashFlow client's options, and
+    ``database_url`` puts the state on PostgreSQL."""
     sandbox = Sandbox(latency_ms=latency_ms)
     await sandbox.start()
-    # No retries: a test of "KashFlow is down" should see the failure at once.
-    kashflow = KashFlow(sandbox.url, timeout=5.0, retries=0)
-    db = Database(tmp_path / "state.sqlite3")
+    # No retries by default: a test of "KashFlow is down" should see the failure at once.
+    kashflow = KashFlow(sandbox.url, **{"timeout": 5.0, "retries": 0, **(gateway or {})})
+    db = open_database(database_url, tmp_path)
+    keyring = Keyring.generate()
+    clock = ManualClock()
+    core = make_core(db, keyring, kashflow, clock=clock, **(core_config or {}))
     try:
-        keyring = Keyring.generate()
-        clock = ManualClock()
-        web_config = WebConfig(public_base_url=PUBLIC_BASE_URL, **config)
-        app = create_app(web_config, kashflow=kashflow, keyring=keyring, db=db, clock=clock)
+        web_config = WebConfig(**config)
+        app = create_app(core, web_config)
         yield WebRig(
             sandbox=sandbox,
             kashflow=kashflow,
@@ -102,10 +118,11 @@ async def web_rig(tmp_path: Path, *, latency_ms: float = 0, **config: Any) -> As
             db=db,
             clock=clock,
             config=web_config,
+            core=core,
             app=app,
-            registry=LinkRegistry(db),
         )
     finally:
+        core.close()
         await kashflow.close()
         await sandbox.stop()
         db.close()

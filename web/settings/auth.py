@@ -2,10 +2,15 @@
 
 Sign-in asks KashFlow itself (``GetCompanyDetails``) whether the API username and
 password work; each way it can say no gets its own page text telling the accountant what
-to change in KashFlow. Failed sign-ins are counted per client address and per username
-(:class:`permalink.limits.Throttle`); past a few, the form answers 429 with Retry-After.
+to change in KashFlow (:mod:`permalink.trouble`). Failed sign-ins are counted per client
+address, and per username *from that address*, in the store (so every web process sees
+them); past a few, the form answers 429 with Retry-After. Someone failing for a username
+from elsewhere therefore cannot lock its real owner out.
 
-:func:`signed_in` wraps a view: no valid session → the sign-in page; a POST without the
+Each sign-in is recorded in the store (:mod:`permalink.sessions`); signing out ends the
+record, so the old cookie stops working at once, in every process.
+
+:func:`signed_in` wraps a view: no live session → the sign-in page; a POST without the
 session's CSRF token or from a foreign ``Origin`` → a 403 page. Nothing else reaches a view.
 """
 
@@ -20,26 +25,17 @@ from typing import Any, Final
 import aiohttp_jinja2
 from aiohttp import web
 
-from kashflow.client import Account, KashFlow
-from kashflow.errors import (
-    ApiDisabled,
-    BadCredentials,
-    IpNotAuthorised,
-    KashFlowError,
-    Unavailable,
-)
+from kashflow.errors import BadCredentials, KashFlowError
 from kashflow.models import Credentials
-from permalink.accounts import AccountSettings, account_key
-from permalink.activity import ActivityLog
-from permalink.keyring import Keyring
-from permalink.limits import Throttle
-from permalink.registry import LinkRegistry
-from permalink.spool import Spool
+from permalink.accounts import account_key
+from permalink.core import Core
+from permalink.gateway import KashFlowAccount
+from permalink.limits import ThrottlePolicy
+from permalink.trouble import words_for
 from web.errors import ErrorPage, render
 from web.security import client_address
 from web.settings import csrf
 from web.settings import session as sessions
-from web.settings.mailing import SendMail
 from web.settings.session import Session, SessionCodec
 
 log = logging.getLogger(__name__)
@@ -59,37 +55,6 @@ FORM_EXPIRED: Final = ErrorPage(
     "try again.",
 )
 
-#: Sign-in failures by KashFlow error: what the accountant should do about each.
-SIGN_IN_PROBLEMS: Final[dict[type[KashFlowError], tuple[int, str]]] = {
-    BadCredentials: (
-        401,
-        "KashFlow did not accept that username and password. Use your KashFlow username "
-        "and its API password: if “Use a separate API password” is ticked in KashFlow "
-        "(Settings → API settings), enter that password here, not your web login.",
-    ),
-    ApiDisabled: (
-        403,
-        "The KashFlow API is not enabled for this account. In KashFlow, open Settings → "
-        "API settings and tick “Enable API”. While there, we recommend setting a separate "
-        "API password and signing in here with it, so links never hold your web login.",
-    ),
-    IpNotAuthorised: (
-        403,
-        "KashFlow refused this server's IP address. In KashFlow, open Settings → API "
-        "settings and add this server's public IP address to the allowed addresses, or "
-        "untick the IP address restriction.",
-    ),
-    Unavailable: (
-        503,
-        "KashFlow is not answering right now, so your sign-in could not be checked. "
-        "Please try again in a minute.",
-    ),
-}
-SIGN_IN_FALLBACK: Final = (
-    502,
-    "KashFlow could not check your sign-in just now. Please try again in a minute.",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class SettingsConfig:
@@ -103,6 +68,15 @@ class SettingsConfig:
     login_max_delay_s: float = 300.0
     #: Rows per page on the links and activity pages.
     page_size: int = 25
+
+    @property
+    def login_policy(self) -> ThrottlePolicy:
+        return ThrottlePolicy(
+            free=self.login_free_attempts,
+            window_s=self.login_window_s,
+            base_delay_s=2.0,
+            max_delay_s=self.login_max_delay_s,
+        )
 
     def __post_init__(self) -> None:
         if not 60 <= self.session_ttl_s <= 7 * 86_400:
@@ -118,34 +92,39 @@ class SettingsState:
     """Everything the settings views use, shared under one app key."""
 
     config: SettingsConfig
-    public_base_url: str
-    kashflow: KashFlow
-    keyring: Keyring
-    accounts: AccountSettings
-    registry: LinkRegistry
-    activity: ActivityLog
-    spool: Spool
+    core: Core
     codec: SessionCodec
-    throttle: Throttle
-    clock: Callable[[], float]
-    send_mail: SendMail | None = None
+
+    @property
+    def public_base_url(self) -> str:
+        return self.core.config.public_base_url
 
     @property
     def secure_cookie(self) -> bool:
         return self.public_base_url.startswith("https://")
 
     def now(self) -> float:
-        return self.clock()
+        return self.core.clock()
 
-    def session(self, request: web.Request) -> Session | None:
-        return self.codec.open(request.cookies.get(sessions.COOKIE, ""), now=self.clock())
+    def cookie(self, request: web.Request) -> Session | None:
+        """The session the request's cookie holds, without asking the store."""
+        return self.codec.open(request.cookies.get(sessions.COOKIE, ""), now=self.now())
 
-    def account(self, session: Session) -> Account:
+    async def session(self, request: web.Request) -> Session | None:
+        """The request's session; a signed-in one only while its record is live."""
+        current = self.cookie(request)
+        if current is None or not current.signed_in:
+            return current
+        if not await self.core.store.sessions.live(current.session_id, current.account, self.now()):
+            return None
+        return current
+
+    def account(self, session: Session) -> KashFlowAccount:
         assert session.credentials is not None
-        return self.kashflow.account(session.credentials)
+        return self.core.kashflow(session.credentials)
 
     def store(self, response: web.StreamResponse, session: Session) -> None:
-        max_age = max(1, session.expires - int(self.clock()))
+        max_age = max(1, session.expires - int(self.now()))
         sessions.set_cookie(
             response, self.codec.seal(session), max_age=max_age, secure=self.secure_cookie
         )
@@ -212,7 +191,7 @@ def signed_in(view: SessionView) -> Handler:
     """Run ``view`` only for a signed-in session (and, for a POST, a genuine form)."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        current = state(request).session(request)
+        current = await state(request).session(request)
         if current is None or not current.signed_in:
             if current is not None or sessions.COOKIE not in request.cookies:
                 return see_other(url(request, ROUTE_LOGIN))
@@ -233,9 +212,12 @@ def signed_in(view: SessionView) -> Handler:
 
 
 def _throttle_keys(request: web.Request, username: str) -> tuple[str, ...]:
-    keys = [f"login:ip:{client_address(request)}"]
+    address = client_address(request)
+    keys = [f"login:ip:{address}"]
     if username.strip():
-        keys.append(f"login:user:{account_key(username)}")
+        # The username *with* the address: failures for a name from one place never
+        # lock out its owner signing in from another.
+        keys.append(f"login:user:{account_key(username)}:{address}")
     return tuple(keys)
 
 
@@ -266,7 +248,7 @@ _NOTICES: Final = {
 async def login_form(request: web.Request) -> web.StreamResponse:
     """The sign-in form (straight on to the customers page if already signed in)."""
     st = state(request)
-    current = st.session(request)
+    current = await st.session(request)
     if current is not None and current.signed_in:
         return see_other(url(request, ROUTE_HOME))
     fresh = current or sessions.anonymous(st.now())
@@ -280,7 +262,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     """Check the credentials live against KashFlow; on success start a signed-in session."""
     st = state(request)
-    current = st.session(request)
+    current = st.cookie(request)
     if current is None or not await form_accepted(request, current):
         return forbidden(request)
     form = await request.post()
@@ -297,23 +279,30 @@ async def login(request: web.Request) -> web.StreamResponse:
             username=username,
         )
     now = st.now()
+    throttles = st.core.store.throttles
     keys = _throttle_keys(request, username)
-    wait = max(st.throttle.delay(key, now) for key in keys)
+    wait = max([await throttles.delay(key, now) for key in keys])
     if wait > 0:
         return _too_many(request, wait)
     credentials = Credentials(username, password)
     try:
-        company = await st.kashflow.account(credentials).company_details()
+        company = await st.core.kashflow(credentials).company_details()
     except KashFlowError as error:
-        status, message = _problem(error)
+        words = words_for(error, "sign_in")
         if isinstance(error, BadCredentials):
             for key in keys:
-                st.throttle.hit(key, now)
+                await throttles.hit(key, st.config.login_policy, now)
         log.info("sign-in refused by KashFlow: %s", type(error).__name__)
-        return _login_page(request, current, status=status, error=message, username=username)
-    st.throttle.reset(keys[-1])
+        return _login_page(
+            request, current, status=words.status, error=words.text, username=username
+        )
+    await throttles.reset(keys[-1])
+    session_id = await st.core.store.sessions.start(
+        username, now=now, ttl_s=st.config.session_ttl_s
+    )
     fresh = sessions.signed_in(
         credentials,
+        session_id=session_id,
         now=now,
         ttl_s=st.config.session_ttl_s,
         company_name=company.name,
@@ -322,13 +311,6 @@ async def login(request: web.Request) -> web.StreamResponse:
     response = see_other(url(request, ROUTE_HOME))
     st.store(response, fresh)
     return response
-
-
-def _problem(error: KashFlowError) -> tuple[int, str]:
-    for cls in type(error).__mro__:
-        if cls in SIGN_IN_PROBLEMS:
-            return SIGN_IN_PROBLEMS[cls]
-    return SIGN_IN_FALLBACK
 
 
 def _too_many(request: web.Request, wait: float) -> web.Response:
@@ -346,8 +328,9 @@ def _too_many(request: web.Request, wait: float) -> web.Response:
 
 @signed_in
 async def logout(request: web.Request, session: Session) -> web.StreamResponse:
-    """Forget the session (the cookie was all there was)."""
+    """End the session: its record in the store, and the cookie in this browser."""
     st = state(request)
+    await st.core.store.sessions.end(session.session_id, st.now())
     response = see_other(url(request, ROUTE_LOGIN) + "?notice=signed_out")
     sessions.clear_cookie(response, secure=st.secure_cookie)
     return response
@@ -358,7 +341,6 @@ __all__ = [
     "ROUTE_LOGIN",
     "ROUTE_LOGOUT",
     "SETTINGS",
-    "SIGN_IN_PROBLEMS",
     "Session",
     "SettingsConfig",
     "SettingsState",

@@ -1,25 +1,17 @@
-"""The mail the settings pages send: a permalink to a customer, and the relay test.
+"""The mail the settings pages write: the relay test, and the reply preview.
 
-The web door does not send mail itself and never imports the bot: whoever composes the
-application hands :func:`web.settings.setup_settings` a :data:`SendMail` callable that
-delivers a message through the account's configured relay (the CLI wires it to the
-bot's outbound sender). What is sent is built here, from the shared ``templates/mail/``
-folder through :mod:`permalink.mail`, as the bot's replies are. The reply preview on the
+Mail leaves through the core (:meth:`permalink.core.Core.send_for_account`), by the
+account's own relay, exactly as the bot's replies do. What is sent is built from the
+shared ``templates/mail/`` folder through :mod:`permalink.mail`. The reply preview on the
 bot page sketches the reply's text with sample rows around the accountant's words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 from permalink.mail import Wording, message
-
-#: Deliver ``message`` for ``account`` to exactly ``recipients`` through the account's
-#: relay. Raises on failure; ``str(error)`` must be a sentence fit for the accountant and
-#: never holds a password.
-SendMail = Callable[[str, EmailMessage, list[str]], Awaitable[None]]
 
 
 def compose_test_email(*, to: str, from_addr: str, company_name: str, relay: str) -> EmailMessage:
@@ -74,4 +66,4 @@ def preview_reply(wording: Wording, *, company_name: str) -> list[PreviewPart]:
     ]
 
 
-__all__ = ["PreviewPart", "SendMail", "compose_test_email", "preview_reply"]
+__all__ = ["PreviewPart", "compose_test_email", "preview_reply"]

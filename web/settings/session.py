@@ -1,10 +1,12 @@
-"""The accountant's session: a sealed, expiring cookie, and nothing stored on the server.
+"""The accountant's session: a sealed, expiring cookie; the server keeps only its record.
 
 There is no user database. Signing in checks the KashFlow API credentials live; the
 session then *is* those credentials, sealed under the server keyring (AES-256-GCM, its own
 purpose, so a session cookie never opens as a link or a stored secret and vice versa),
-together with its expiry and a per-session CSRF secret. Every page opens the cookie
-again; a cookie that does not open, or has expired, is simply no session.
+together with its expiry, a per-session CSRF secret and the id of its record in the store
+(:mod:`permalink.sessions`), which holds no credentials. Every page opens the cookie again
+and asks whether the record is live; a cookie that does not open, has expired, or whose
+record was ended (signed out) is simply no session.
 
 Before signing in, a visitor gets an *anonymous* session (no credentials, a CSRF secret
 only), so the sign-in form is protected against cross-site posting like every other form.
@@ -23,7 +25,7 @@ from aiohttp import web
 
 from kashflow.models import Credentials
 from permalink.accounts import account_key
-from permalink.keyring import Keyring, SecretUnreadable
+from permalink.keyring import Keyring, KeyringSource, SecretUnreadable, keyring_source
 
 COOKIE: Final = "kfp_settings"
 COOKIE_PATH: Final = "/settings"
@@ -45,6 +47,8 @@ class Session:
     credentials: Credentials | None = None
     company_name: str = ""
     company_email: str = ""
+    #: The session's record in the store (signed-in sessions only).
+    session_id: str = ""
 
     @property
     def signed_in(self) -> bool:
@@ -71,7 +75,13 @@ def anonymous(now: float) -> Session:
 
 
 def signed_in(
-    credentials: Credentials, *, now: float, ttl_s: int, company_name: str, company_email: str
+    credentials: Credentials,
+    *,
+    session_id: str,
+    now: float,
+    ttl_s: int,
+    company_name: str,
+    company_email: str,
 ) -> Session:
     """A fresh session for ``credentials``: a new CSRF secret, never the anonymous one's."""
     return Session(
@@ -80,14 +90,15 @@ def signed_in(
         credentials=credentials,
         company_name=company_name,
         company_email=company_email,
+        session_id=session_id,
     )
 
 
 class SessionCodec:
     """Seals sessions into cookie values and opens them again."""
 
-    def __init__(self, keyring: Keyring) -> None:
-        self._keyring = keyring
+    def __init__(self, keyring: Keyring | KeyringSource) -> None:
+        self._keys = keyring_source(keyring)
 
     def seal(self, session: Session) -> str:
         record: dict[str, object] = {"c": session.csrf, "e": session.expires}
@@ -97,9 +108,10 @@ class SessionCodec:
                 "p": session.credentials.password,
                 "n": session.company_name,
                 "m": session.company_email,
+                "s": session.session_id,
             }
         plain = json.dumps(record, separators=(",", ":")).encode("utf-8")
-        blob = self._keyring.seal_secret(plain, purpose=PURPOSE)
+        blob = self._keys().seal_secret(plain, purpose=PURPOSE)
         return base64.urlsafe_b64encode(blob).rstrip(b"=").decode("ascii")
 
     def open(self, value: str, *, now: float) -> Session | None:
@@ -110,7 +122,7 @@ class SessionCodec:
         if blob is None:
             return None
         try:
-            plain = self._keyring.open_secret(blob, purpose=PURPOSE)
+            plain = self._keys().open_secret(blob, purpose=PURPOSE)
         except SecretUnreadable:
             return None
         session = _session_or_none(plain)
@@ -139,6 +151,7 @@ def _session_or_none(plain: bytes) -> Session | None:
             credentials=Credentials(str(record["u"]), str(record["p"])),
             company_name=str(record.get("n", "")),
             company_email=str(record.get("m", "")),
+            session_id=str(record.get("s", "")),
         )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None

@@ -19,21 +19,19 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from kashflow.errors import (
-    ApiDisabled,
-    BadCredentials,
-    IpNotAuthorised,
-    KashFlowError,
-    NotFound,
-    Unavailable,
-)
+from kashflow.errors import BadCredentials, KashFlowError, NotFound
 from kashflow.models import CompanyDetails, Credentials, Customer, Invoice
 from permalink.accounts import BotSettings
 from permalink.activity import LINK_EMAILED, LINK_MINTED, LINK_REVOKED, TEST_EMAIL
-from permalink.links import InvalidLink, Link, open_link
+from permalink.core import RelayNotReady
+from permalink.keyring import SecretUnreadable
+from permalink.links import InvalidLink, Link
 from permalink.mail import Wording, compose_link_email
-from permalink.minting import mint
+from permalink.presentation import scope_text
+from permalink.relay import DeliveryFailure
+from permalink.scopes import Scope
 from permalink.spool import SpoolEntry
+from permalink.trouble import words_for
 from web.errors import ErrorPage, render
 from web.settings import forms
 from web.settings.auth import (
@@ -77,17 +75,6 @@ NO_SUCH_LINK: Final = ErrorPage(
 STUCK_STATES: Final = ("parked", "retry")
 _MAX_QUERY: Final = 100
 
-#: What the accountant is told when KashFlow fails mid-session.
-KASHFLOW_TROUBLE: Final[Mapping[type[KashFlowError], str]] = {
-    BadCredentials: "KashFlow no longer accepts the password you signed in with. Sign out, "
-    "then sign in again with the current API password.",
-    ApiDisabled: "The KashFlow API has been turned off for this account (Settings → API "
-    "settings in KashFlow).",
-    IpNotAuthorised: "KashFlow refused this server's IP address. Add it in KashFlow under "
-    "Settings → API settings, or untick the IP address restriction.",
-    Unavailable: "KashFlow is not answering right now. Please try again in a minute.",
-}
-
 DONE: Final[Mapping[str, str]] = {
     "revoked": "The link is revoked: it now shows “this link is not valid”.",
     "revoked_all": "Every link of this account made before now is revoked.",
@@ -97,17 +84,14 @@ DONE: Final[Mapping[str, str]] = {
 
 
 def _trouble(error: KashFlowError) -> str:
-    for cls in type(error).__mro__:
-        if cls in KASHFLOW_TROUBLE:
-            return KASHFLOW_TROUBLE[cls]
-    return "KashFlow could not answer just now. Please try again in a minute."
+    return words_for(error, "accountant").text
 
 
 def _trouble_page(request: web.Request, session: Session, error: KashFlowError) -> web.Response:
     log.warning("KashFlow %s on the settings pages", type(error).__name__)
-    status = 503 if isinstance(error, Unavailable) else 502
+    words = words_for(error, "accountant")
     return render_page(
-        request, "settings/trouble.html", session, {"message": _trouble(error)}, status=status
+        request, "settings/trouble.html", session, {"message": words.text}, status=words.status
     )
 
 
@@ -206,7 +190,7 @@ async def _customer_page(
             "values": values,
             "error": error,
             "minted": minted,
-            "can_email": st.send_mail is not None,
+            "can_email": True,
         },
         status=status,
     )
@@ -235,46 +219,45 @@ async def make_link(request: web.Request, session: Session) -> web.StreamRespons
         return render(request, NO_SUCH_CUSTOMER)
     except KashFlowError as error:
         return _trouble_page(request, session, error)
-    if wanted.scope.kind == "invoice" and all(i.number != wanted.scope.invoice for i in invoices):
+    theirs = {i.number for i in invoices}
+    missing = [n for n in wanted.scope.numbers if n not in theirs]
+    if missing:
         return await _customer_page(
             request,
             session,
             form=form,
-            error=f"Invoice {wanted.scope.invoice} is not one of this customer's invoices.",
+            error=f"Invoice {missing[0]} is not one of this customer's invoices.",
             status=400,
         )
     now = int(st.now())
-    minted = await mint(
-        registry=st.registry,
-        keyring=st.keyring,
-        public_base_url=st.public_base_url,
-        credentials=session.credentials,
-        customer=customer,
-        scope=wanted.scope,
-        now=now,
-        expires_in=wanted.expires_in,
+    minted = await st.core.mint(
+        session.credentials,
+        customer,
+        wanted.scope,
         minted_by="settings",
+        expires_in=wanted.expires_in,
+        now=now,
     )
-    await st.activity.record(
+    await st.core.store.activity.record(
         session.account,
         kind=LINK_MINTED,
         outcome="ok",
         subject=f"{customer.name} ({customer.code})",
-        detail=f"{_scope_text(str(wanted.scope))}, link {minted.link.link_id}",
+        detail=f"{scope_text(wanted.scope)}, link {minted.link.link_id}",
         at=now,
     )
     shown = MintedLink(minted.url, minted.link.link_id, str(wanted.scope), minted.link.expires)
     return await _customer_page(request, session, minted=shown)
 
 
-def _own_link(st: SettingsState, session: Session, link_url: str, code: str) -> Link | None:
-    """The link behind a URL this account minted for this customer, else None."""
+async def _own_link(st: SettingsState, session: Session, link_url: str, code: str) -> Link | None:
+    """The live link behind a URL this account minted for this customer, else None."""
     prefix = st.public_base_url + "/l/"
     token = link_url[len(prefix) :] if link_url.startswith(prefix) else ""
     if not token:
         return None
     try:
-        link = open_link(token, st.keyring, now=int(st.now()))
+        link = await st.core.open_link(token)
     except InvalidLink:
         return None
     if link.credentials.username.strip().lower() != session.account:
@@ -289,8 +272,8 @@ async def email_link(request: web.Request, session: Session) -> web.StreamRespon
     form = await request.post()
     code = request.match_info["code"]
     link_url = forms.text(form, "link")
-    link = _own_link(st, session, link_url, code)
-    if link is None or await st.registry.is_revoked(link.link_id, link.account, link.issued):
+    link = await _own_link(st, session, link_url, code)
+    if link is None:
         return render(request, NO_SUCH_LINK)
     try:
         customer_ = await st.account(session).customer_by_code(code)
@@ -300,27 +283,23 @@ async def email_link(request: web.Request, session: Session) -> web.StreamRespon
         return _trouble_page(request, session, error)
     recipients = list(customer_.emails)
     problem = ""
-    if st.send_mail is None:
-        problem = "Sending email is not set up on this server."
-    elif not recipients:
+    if not recipients:
         problem = (
             "KashFlow has no email address for this customer. Add one to the customer "
             "in KashFlow, or copy the link and send it yourself."
         )
-    bot = await st.accounts.get(session.account)
+    bot = await st.core.store.accounts.get(session.account)
     sender = bot.sender or session.company_email
     if not problem and not sender:
         problem = "Set a reply-from or request address on the bot page first."
     if not problem:
-        assert st.send_mail is not None
         message = compose_link_email(
             to=", ".join(recipients),
             from_addr=sender,
             company=CompanyDetails(name=session.company_name, email=session.company_email),
             customer=customer_,
             link_url=link_url,
-            kind=link.scope.kind,
-            invoice=link.scope.invoice,
+            scope=link.scope,
             expires=None
             if link.expires is None
             else datetime.fromtimestamp(link.expires, UTC).date(),
@@ -350,35 +329,33 @@ async def _send(
     kind: str,
     about: Customer | None,
 ) -> str:
-    """Hand ``message`` over; returns "" on success or what went wrong, for the page."""
-    assert st.send_mail is not None
+    """Hand ``message`` to the account's relay; returns "" on success or, for the page,
+    what went wrong."""
     subject = f"{about.name} ({about.code})" if about is not None else ", ".join(recipients)
+    activity = st.core.store.activity
     try:
-        await st.send_mail(session.account, message, recipients)
-    except Exception as error:  # the port's failures are shown on the page, not raised
+        await st.core.send_for_account(session.account, message, recipients)
+    except (DeliveryFailure, RelayNotReady) as error:
         reason = str(error) or type(error).__name__
-        log.warning("mail for the settings pages not sent: %s", type(error).__name__)
-        await st.activity.record(
-            session.account, kind=kind, outcome="failed", subject=subject, detail=reason
+    except SecretUnreadable:
+        reason = "the saved relay password can no longer be read; save it again"
+    else:
+        await activity.record(
+            session.account,
+            kind=kind,
+            outcome="ok",
+            subject=subject,
+            detail="sent to " + ", ".join(recipients),
         )
-        return f"The email was not sent: {reason}"
-    await st.activity.record(
-        session.account,
-        kind=kind,
-        outcome="ok",
-        subject=subject,
-        detail="sent to " + ", ".join(recipients),
+        return ""
+    log.warning("mail for the settings pages not sent (%s)", kind)
+    await activity.record(
+        session.account, kind=kind, outcome="failed", subject=subject, detail=reason
     )
-    return ""
+    return f"The email was not sent: {reason}"
 
 
 # -- links -------------------------------------------------------------------------------
-
-
-def _scope_text(scope: str) -> str:
-    if scope.startswith("invoice:"):
-        return f"invoice {scope.partition(':')[2]}"
-    return {"all": "all invoices", "unpaid": "unpaid invoices"}.get(scope, scope)
 
 
 @signed_in
@@ -388,9 +365,10 @@ async def links(request: web.Request, session: Session) -> web.StreamResponse:
     size = st.config.page_size
     page = request.query.get("page", "1")
     number = int(page) if page.isdigit() and 0 < int(page) < 1_000_000 else 1
+    registry = st.core.store.links
     rows, total = await asyncio.gather(
-        st.registry.list(session.account, limit=size, offset=(number - 1) * size),
-        st.registry.count(session.account),
+        registry.list(session.account, limit=size, offset=(number - 1) * size),
+        registry.count(session.account),
     )
     now = st.now()
     return render_page(
@@ -398,7 +376,7 @@ async def links(request: web.Request, session: Session) -> web.StreamResponse:
         "settings/links.html",
         session,
         {
-            "links": [(row, row.status(now), _scope_text(row.scope)) for row in rows],
+            "links": [(row, row.status(now), scope_text(Scope.parse(row.scope))) for row in rows],
             "total": total,
             "page": number,
             "pages": max(1, -(-total // size)),
@@ -412,12 +390,13 @@ async def revoke(request: web.Request, session: Session) -> web.StreamResponse:
     """Revoke one of this account's links; it stops opening at once."""
     st = state(request)
     link_id = request.match_info["link_id"]
-    record = await st.registry.get(session.account, link_id)
+    registry = st.core.store.links
+    record = await registry.get(session.account, link_id)
     if record is None:
         return render(request, NO_SUCH_LINK)
     now = int(st.now())
-    if await st.registry.revoke(session.account, link_id, now=now):
-        await st.activity.record(
+    if await registry.revoke(session.account, link_id, now=now):
+        await st.core.store.activity.record(
             session.account,
             kind=LINK_REVOKED,
             outcome="ok",
@@ -432,7 +411,7 @@ async def revoke(request: web.Request, session: Session) -> web.StreamResponse:
 async def revoke_all_confirm(request: web.Request, session: Session) -> web.StreamResponse:
     """The confirmation step before revoking every link of the account."""
     st = state(request)
-    total = await st.registry.count(session.account)
+    total = await st.core.store.links.count(session.account)
     return render_page(request, "settings/revoke_all.html", session, {"total": total, "error": ""})
 
 
@@ -442,7 +421,7 @@ async def revoke_all(request: web.Request, session: Session) -> web.StreamRespon
     st = state(request)
     form = await request.post()
     if forms.text(form, "confirm") != "revoke-all":
-        total = await st.registry.count(session.account)
+        total = await st.core.store.links.count(session.account)
         return render_page(
             request,
             "settings/revoke_all.html",
@@ -451,8 +430,8 @@ async def revoke_all(request: web.Request, session: Session) -> web.StreamRespon
             status=400,
         )
     now = int(st.now())
-    count = await st.registry.revoke_all(session.account, now)
-    await st.activity.record(
+    count = await st.core.store.links.revoke_all(session.account, now)
+    await st.core.store.activity.record(
         session.account,
         kind=LINK_REVOKED,
         outcome="ok",
@@ -467,12 +446,8 @@ async def revoke_all(request: web.Request, session: Session) -> web.StreamRespon
 
 
 async def _stuck_mail(st: SettingsState, settings: BotSettings) -> list[SpoolEntry]:
-    """Parked and retrying messages addressed to this account's request address only."""
-    if not settings.request_address:
-        return []
-    address = settings.request_address.lower()
-    entries = await st.spool.list(STUCK_STATES, limit=500)
-    return [e for e in entries if any(r.strip("<>").lower() == address for r in e.rcpt_tos)][:50]
+    """Parked and retrying messages of this account (filed under it when accepted)."""
+    return await st.core.store.spool.list(STUCK_STATES, limit=50, account=settings.account)
 
 
 async def _bot_page(
@@ -487,7 +462,7 @@ async def _bot_page(
     status: int = 200,
 ) -> web.Response:
     st = state(request)
-    settings = settings or await st.accounts.get(session.account)
+    settings = settings or await st.core.store.accounts.get(session.account)
     wording = settings.wording
     if values is not None:
         typed = forms.wording_fields(values)
@@ -506,7 +481,7 @@ async def _bot_page(
             "error": error,
             "test_error": test_error,
             "test_to": test_to,
-            "can_email": st.send_mail is not None,
+            "can_email": True,
             "done": _done(request),
         },
         status=status,
@@ -524,18 +499,19 @@ async def save_bot(request: web.Request, session: Session) -> web.StreamResponse
     """Save the bot page (or, with the Preview button, only show the reply preview)."""
     st = state(request)
     form = await request.post()
-    current = await st.accounts.get(session.account)
+    accounts = st.core.store.accounts
+    current = await accounts.get(session.account)
     if forms.text(form, "action") == "preview":
         return await _bot_page(request, session, settings=current, values=form)
     try:
         submitted = forms.bot_form(form, current)
         await _save_secrets(st, session, submitted)
-        await st.accounts.update(session.account, **submitted.changes)
+        await accounts.update(session.account, **submitted.changes)
     except (forms.FormError, ValueError) as error:
         return await _bot_page(
             request,
             session,
-            settings=await st.accounts.get(session.account),
+            settings=await accounts.get(session.account),
             values=form,
             error=str(error),
             status=400,
@@ -568,16 +544,22 @@ async def _save_secrets(st: SettingsState, session: Session, submitted: forms.Bo
     A typed bot password is checked with KashFlow first, so a typo never gets stored.
     """
     assert session.credentials is not None
+    accounts = st.core.store.accounts
     if submitted.bot_password:
         candidate = Credentials(session.credentials.username, submitted.bot_password)
-        await st.kashflow.account(candidate).company_details()
-        await st.accounts.set_bot_credentials(session.account, candidate)
     elif submitted.use_my_credentials:
-        await st.accounts.set_bot_credentials(session.account, session.credentials)
+        candidate = session.credentials
+    else:
+        candidate = None
+    if candidate is not None:
+        # Checked live before it is stored: a typo, or a password changed in KashFlow
+        # since this session began, must never become the bot's.
+        await st.core.kashflow(candidate).company_details()
+        await accounts.set_bot_credentials(session.account, candidate)
     if submitted.relay_password:
-        await st.accounts.set_relay_password(session.account, submitted.relay_password)
+        await accounts.set_relay_password(session.account, submitted.relay_password)
     elif submitted.forget_relay_password:
-        await st.accounts.set_relay_password(session.account, None)
+        await accounts.set_relay_password(session.account, None)
 
 
 def _valid_address(text: str) -> bool:
@@ -595,11 +577,9 @@ async def test_email(request: web.Request, session: Session) -> web.StreamRespon
     form = await request.post()
     typed = forms.text(form, "to").strip()
     to = typed or session.company_email
-    settings = await st.accounts.get(session.account)
+    settings = await st.core.store.accounts.get(session.account)
     problem = ""
-    if st.send_mail is None:
-        problem = "Sending email is not set up on this server."
-    elif not settings.relay.host:
+    if not settings.relay.host:
         problem = "Save the outgoing mail relay first, then send the test."
     elif not to:
         problem = "Type the address the test should go to."
@@ -631,7 +611,7 @@ async def activity(request: web.Request, session: Session) -> web.StreamResponse
     size = st.config.page_size
     before = request.query.get("before", "")
     before_id = int(before) if before.isdigit() and len(before) < 19 else None
-    events = await st.activity.page(session.account, before_id=before_id, limit=size + 1)
+    events = await st.core.store.activity.page(session.account, before_id=before_id, limit=size + 1)
     older = events[size - 1].id if len(events) > size else None
     return render_page(
         request,

@@ -13,7 +13,7 @@ import pytest
 
 from bot.capture import CaptureServer, Credentials, self_signed_certificate
 from bot.listener import server_tls_context
-from bot.outbound import PermanentFailure, Relay, TemporaryFailure, backoff, send
+from permalink.relay import PermanentFailure, Relay, TemporaryFailure, backoff, send
 
 CLIENT = "client@example.com"
 SECRET = "correct horse battery staple"

@@ -1,4 +1,7 @@
-"""Sending the bot's replies through the configured SMTP relay.
+"""An account's outgoing SMTP relay: the Mailer the core sends every message through.
+
+The bot's replies and the settings pages' mail (emailed links, relay tests) leave through
+the account's own relay, configured on the bot page.
 
 :class:`Relay` holds the relay settings (the password never appears in a repr, a log line
 or an exception). :func:`send` hands one message to the relay and turns every way that can
@@ -21,14 +24,14 @@ import logging
 import math
 import random
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal, get_args
 
 import aiosmtplib
 
-from permalink.accounts import AccountSettings, BotSettings
+from permalink.accounts import BotSettings
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +212,37 @@ async def probe(relay: Relay) -> None:
         raise classify(error) from error
 
 
+def relay_for(
+    settings: BotSettings,
+    password: str | None,
+    *,
+    timeout: float = 30.0,
+    ca_file: str | None = None,
+) -> Relay:
+    """The relay an account saved on the settings page (ValueError if it is incomplete)."""
+    return Relay(
+        host=settings.relay.host,
+        port=settings.relay.port,
+        security=settings.relay.security,
+        username=settings.relay.username,
+        password=password or "",
+        timeout=timeout,
+        ca_file=ca_file,
+    )
+
+
+class SmtpMailer:
+    """The :class:`permalink.mailer.Mailer` that speaks SMTP to the relay (aiosmtplib)."""
+
+    async def send(
+        self, relay: Relay, message: EmailMessage, *, recipients: Sequence[str], sender: str
+    ) -> None:
+        await send(relay, message, recipients=recipients, sender=sender)
+
+    async def probe(self, relay: Relay) -> None:
+        await probe(relay)
+
+
 def backoff(
     attempt: int, *, base: float = 30.0, cap: float = 3600.0, rng: random.Random | None = None
 ) -> float:
@@ -229,43 +263,12 @@ __all__ = [
     "PermanentFailure",
     "Relay",
     "Security",
+    "SmtpMailer",
     "Stage",
     "TemporaryFailure",
     "backoff",
     "classify",
+    "probe",
+    "relay_for",
     "send",
 ]
-
-
-def relay_for(
-    settings: BotSettings,
-    password: str | None,
-    *,
-    timeout: float = 30.0,
-    ca_file: str | None = None,
-) -> Relay:
-    """The relay an account saved on the settings page (ValueError if it is incomplete)."""
-    return Relay(
-        host=settings.relay.host,
-        port=settings.relay.port,
-        security=settings.relay.security,
-        username=settings.relay.username,
-        password=password or "",
-        timeout=timeout,
-        ca_file=ca_file,
-    )
-
-
-def account_mailer(
-    accounts: AccountSettings, *, timeout: float = 30.0, ca_file: str | None = None
-) -> Callable[[str, EmailMessage, list[str]], Awaitable[None]]:
-    """Send mail for an account through its own saved relay: what the settings pages use
-    for test emails and emailed links (they cannot import the bot, so this is injected)."""
-
-    async def send_mail(account: str, message: EmailMessage, recipients: list[str]) -> None:
-        settings = await accounts.get(account)
-        password = await accounts.relay_password(account)
-        relay = relay_for(settings, password, timeout=timeout, ca_file=ca_file)
-        await send(relay, message, recipients=recipients, sender=settings.sender)
-
-    return send_mail

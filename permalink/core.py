@@ -1,0 +1,281 @@
+"""The core: the product's flows, behind the Gateway, Store and Mailer seams.
+
+One :class:`Core` is built per process by the composition root (``app/``) and handed to
+the doors it starts — the web door and the mail bot — which call it rather than doing the
+product's steps themselves:
+
+* open a live link: the token opens under the server keyring and is not revoked;
+* list what a link (or a request) covers, live from KashFlow;
+* build a document: one invoice's PDF, checked, or every invoice in scope merged into one;
+  merging runs on the core's one pool of merge threads, one build per document at a time
+  (a second request for the same document waits for the first), with the KashFlow calls
+  in flight bounded per account across every link;
+* mint a link, registered with its account;
+* send a message through an account's own relay.
+
+The core knows KashFlow only as a :class:`~permalink.gateway.Gateway`, the state only as a
+:class:`~permalink.store.Store` and the relay only as a :class:`~permalink.mailer.Mailer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from kashflow.concurrent import calls_at_once
+from kashflow.documents import DEFAULT_CONCURRENCY, check_pdf, fetch_pdfs, merge_pdfs
+from kashflow.models import CompanyDetails, Credentials, Customer, Invoice
+from permalink.gateway import Gateway, KashFlowAccount
+from permalink.keyring import Keyring, KeyringSource, keyring_source
+from permalink.links import InvalidLink, Link, new_link, open_link, seal
+from permalink.mailer import Mailer
+from permalink.registry import MintedBy
+from permalink.relay import Relay, relay_for
+from permalink.scopes import Scope, Statement, invoice_in_scope, statement
+from permalink.store import Store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """What the core needs to know about the deployment; read once by the root."""
+
+    #: The address clients use (``https://invoices.example.co.uk``): every link is built
+    #: from it, never from a request's Host header.
+    public_base_url: str
+    #: The domain of the Message-IDs the product writes.
+    mail_domain: str = "localhost"
+    #: KashFlow document fetches in flight per account, across every link being built.
+    pdf_concurrency: int = DEFAULT_CONCURRENCY
+    #: Threads merging PDFs at once (CPU and memory bound; more builds wait their turn).
+    merge_workers: int = 2
+    relay_timeout: float = 30.0
+    #: A PEM bundle relays are checked against instead of the system's (a private CA).
+    relay_ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.public_base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                "public_base_url must be an absolute http(s) URL, "
+                f"e.g. https://invoices.example.co.uk (got {self.public_base_url!r})"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("public_base_url must not have a query string or fragment")
+        object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
+        if not 1 <= self.pdf_concurrency <= 64:
+            raise ValueError("pdf_concurrency must be between 1 and 64")
+        if not 1 <= self.merge_workers <= 32:
+            raise ValueError("merge_workers must be between 1 and 32")
+
+
+@dataclass(frozen=True, slots=True)
+class Minted:
+    link: Link
+    url: str
+
+
+class RelayNotReady(ValueError):
+    """The account's relay is not configured well enough to send (the message says why)."""
+
+
+class Core:
+    """The product's flows for one process; see the module docstring."""
+
+    def __init__(
+        self,
+        config: CoreConfig,
+        *,
+        gateway: Gateway,
+        store: Store,
+        mailer: Mailer,
+        keyring: Keyring | KeyringSource,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.store = store
+        self.mailer = mailer
+        self.clock = clock
+        self._keys = keyring_source(keyring)
+        self._merge_pool = ThreadPoolExecutor(
+            max_workers=config.merge_workers, thread_name_prefix="pdf-merge"
+        )
+        self._building: dict[tuple[object, ...], asyncio.Future[bytes]] = {}
+        self._account_gates: dict[str, asyncio.Semaphore] = {}
+
+    @property
+    def keyring(self) -> Keyring:
+        """The server keyring as it is now (it may be reloaded while the process runs)."""
+        return self._keys()
+
+    def close(self) -> None:
+        """Stop the merge threads (a build still running finishes first)."""
+        self._merge_pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- links ----------------------------------------------------------------------------
+
+    def link_url(self, token: str) -> str:
+        """A permalink's absolute URL, on the configured base URL."""
+        return f"{self.config.public_base_url}/l/{token}"
+
+    async def open_link(self, token: str, now: float | None = None) -> Link:
+        """The link sealed in ``token`` if it opens, has not expired and is not revoked;
+        else :class:`~permalink.links.InvalidLink` (``reason`` says which, for logs)."""
+        at = int(self.clock() if now is None else now)
+        link = open_link(token, self.keyring, now=at)
+        if await self.store.links.is_revoked(link.link_id, link.account, link.issued):
+            raise InvalidLink("revoked")
+        return link
+
+    async def mint(
+        self,
+        credentials: Credentials,
+        customer: Customer,
+        scope: Scope,
+        *,
+        minted_by: MintedBy,
+        expires_in: int | None = None,
+        now: int | None = None,
+    ) -> Minted:
+        """Seal a new link, record it in the account's registry, give its URL."""
+        issued = int(self.clock()) if now is None else now
+        link = new_link(
+            credentials, customer.id, customer.code, scope, now=issued, expires_in=expires_in
+        )
+        await self.store.links.add(
+            credentials.username,
+            link_id=link.link_id,
+            customer_code=customer.code,
+            customer_name=customer.name,
+            scope=str(scope),
+            created=issued,
+            expires=link.expires,
+            minted_by=minted_by,
+        )
+        return Minted(link, self.link_url(seal(link, self.keyring)))
+
+    # -- KashFlow -------------------------------------------------------------------------
+
+    def kashflow(self, credentials: Credentials) -> KashFlowAccount:
+        """The KashFlow account these credentials open (nothing is called yet)."""
+        return self.gateway.account(credentials)
+
+    async def statement(
+        self, credentials: Credentials, customer_id: int, scope: Scope
+    ) -> Statement:
+        """Company, customer and the invoices in scope, live and fetched at once."""
+        return await statement(self.kashflow(credentials), customer_id, scope)
+
+    async def invoice_document(
+        self, credentials: Credentials, customer_id: int, scope: Scope, number: int
+    ) -> tuple[CompanyDetails, Invoice, bytes]:
+        """One invoice the scope covers, with its company and its checked PDF."""
+        account = self.kashflow(credentials)
+        async with calls_at_once() as group:
+            company = group.create_task(account.company_details())
+            invoice = group.create_task(invoice_in_scope(account, customer_id, scope, number))
+        async with self._gate(credentials.username):
+            pdf = await account.invoice_pdf(number)
+        await self.off_loop(check_pdf, pdf)
+        return company.result(), invoice.result(), pdf
+
+    async def merged_document(self, credentials: Credentials, numbers: Sequence[int]) -> bytes:
+        """Every invoice in ``numbers`` merged into one PDF, in that order.
+
+        Built once at a time per account and list of invoices: a request for a document
+        already being built waits for that build instead of starting another.
+        """
+        key = (credentials.username.lower(), credentials.password, tuple(numbers))
+        running = self._building.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._building[key] = future
+        try:
+            pdf = await self._build(credentials, numbers)
+        except BaseException as error:
+            future.set_exception(error)
+            # Nobody else may be waiting; the failure is still reported to this caller.
+            future.exception()
+            raise
+        else:
+            future.set_result(pdf)
+            return pdf
+        finally:
+            del self._building[key]
+
+    async def _build(self, credentials: Credentials, numbers: Sequence[int]) -> bytes:
+        account = self.kashflow(credentials)
+        gate = self._gate(credentials.username)
+
+        class Gated:
+            async def invoice_pdf(self, number: int) -> bytes:
+                async with gate:
+                    return await account.invoice_pdf(number)
+
+        pdfs = await fetch_pdfs(Gated(), numbers, concurrency=self.config.pdf_concurrency)
+        return await self.off_loop(merge_pdfs, pdfs)
+
+    def _gate(self, username: str) -> asyncio.Semaphore:
+        key = username.lower()
+        gate = self._account_gates.get(key)
+        if gate is None:
+            gate = self._account_gates[key] = asyncio.Semaphore(self.config.pdf_concurrency)
+        return gate
+
+    async def off_loop(self, work: Callable[[Any], T], arg: Any) -> T:
+        """PDF work on the core's bounded merge threads, never on the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._merge_pool, work, arg)
+
+    # -- mail -----------------------------------------------------------------------------
+
+    async def relay(self, account: str) -> Relay:
+        """The account's relay as saved on the bot page.
+
+        Raises :class:`RelayNotReady` when it is incomplete, and
+        :class:`permalink.keyring.SecretUnreadable` when its password no longer opens.
+        """
+        settings = await self.store.accounts.get(account)
+        password = await self.store.accounts.relay_password(account)
+        try:
+            return relay_for(
+                settings,
+                password,
+                timeout=self.config.relay_timeout,
+                ca_file=self.config.relay_ca_file,
+            )
+        except ValueError as error:
+            raise RelayNotReady(str(error)) from None
+
+    async def send_for_account(
+        self,
+        account: str,
+        message: EmailMessage,
+        recipients: Sequence[str],
+        *,
+        sender: str | None = None,
+    ) -> None:
+        """Send ``message`` to exactly ``recipients`` through the account's own relay.
+
+        ``sender`` is the envelope sender: the account's sender address by default, ``""``
+        for the null sender of automatic replies (RFC 3834 section 3.3).
+        """
+        relay = await self.relay(account)
+        if sender is None:
+            sender = (await self.store.accounts.get(account)).sender
+        await self.mailer.send(relay, message, recipients=list(recipients), sender=sender)
+
+
+__all__ = ["Core", "CoreConfig", "Minted", "RelayNotReady"]

@@ -1,0 +1,79 @@
+"""The Store seam: every piece of state the product keeps, behind one object.
+
+Links and revocations (:mod:`permalink.registry`), accounts and their sealed secrets
+(:mod:`permalink.accounts`), the mail spool with its leases (:mod:`permalink.spool`),
+activity (:mod:`permalink.activity`), rate limits and throttles (:mod:`permalink.limits`)
+and sign-in sessions (:mod:`permalink.sessions`). :class:`SqlStore` keeps them in a
+:class:`~permalink.db.Database` — the SQLite file in the state directory by default, or
+PostgreSQL so several processes share one state. Nothing a request needs lives only in
+one process's memory; callers see the tables, never a driver.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from permalink.accounts import AccountSettings
+from permalink.activity import ActivityLog
+from permalink.db import Database
+from permalink.keyring import Keyring, KeyringSource
+from permalink.limits import RateLimiter, Throttles
+from permalink.registry import LinkRegistry
+from permalink.sessions import SessionRecords
+from permalink.spool import DEFAULT_LEASE_S, Spool
+
+
+class Store(Protocol):
+    """What the core keeps between requests, in whichever database the root chose."""
+
+    @property
+    def links(self) -> LinkRegistry: ...
+    @property
+    def accounts(self) -> AccountSettings: ...
+    @property
+    def spool(self) -> Spool: ...
+    @property
+    def activity(self) -> ActivityLog: ...
+    @property
+    def limits(self) -> RateLimiter: ...
+    @property
+    def throttles(self) -> Throttles: ...
+    @property
+    def sessions(self) -> SessionRecords: ...
+    @property
+    def description(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class SqlStore:
+    """The store's tables over one database (SQLite or PostgreSQL)."""
+
+    def __init__(
+        self,
+        db: Database,
+        keyring: Keyring | KeyringSource,
+        *,
+        clock: Callable[[], float] = time.time,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> None:
+        self.db = db
+        self.links = LinkRegistry(db)
+        self.accounts = AccountSettings(db, keyring)
+        self.spool = Spool(db, clock=clock, lease_s=lease_s)
+        self.activity = ActivityLog(db)
+        self.limits = RateLimiter(db)
+        self.throttles = Throttles(db)
+        self.sessions = SessionRecords(db)
+
+    @property
+    def description(self) -> str:
+        return self.db.description
+
+    def close(self) -> None:
+        self.db.close()
+
+
+__all__ = ["SqlStore", "Store"]
