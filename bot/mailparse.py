@@ -2,9 +2,9 @@
 
 This module owns everything the bot learns from a message — who claims to have sent it, the
 headers the guards judge (RFC 3834 and loop markers), and ``new_text``: what the sender has
-just written, with quoted history and signatures removed, whatever client, charset or
-encoding produced it. MIME is the stdlib ``email`` package with ``policy.default``; HTML is
-turned into text with the stdlib ``html.parser``.
+just written, whatever client, charset or encoding produced it (what counts as history,
+signature or footer is :mod:`bot.quoting`'s to say). MIME is the stdlib ``email`` package
+with ``policy.default``; HTML is turned into text with the stdlib ``html.parser``.
 
 ``parse`` never raises: a malformed message yields a ``Request`` holding what could be
 read, with ``defects`` saying what could not.
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage, Message
 from html.parser import HTMLParser
+
+from bot.quoting import CUT_IDS, QUOTE_CLASSES, strip_quotes
 
 #: How much of the sender's text is kept: enough for any request, bounded for hostile input.
 MAX_NEW_TEXT = 10_000
@@ -343,22 +345,6 @@ _VOID = frozenset(
         "wbr",
     ]
 )
-# Wrappers of quoted history or signatures, dropped with their content. A placeholder quote
-# line stands in for them so that the attribution line above can be recognised and dropped.
-_QUOTE_CLASSES = frozenset(
-    [
-        "gmail_quote",
-        "gmail_quote_container",
-        "gmail_extra",
-        "gmail_signature",
-        "moz-cite-prefix",
-        "moz-signature",
-        "yahoo_quoted",
-    ]
-)
-# Outlook marks where its header block of the quoted message starts; everything after it
-# is history, and it is not nested inside the marker.
-_CUT_IDS = frozenset(["divrplyfwdmsg", "appendonsend", "stopspelling"])
 
 
 class _HtmlText(HTMLParser):
@@ -391,11 +377,11 @@ class _HtmlText(HTMLParser):
                 self._skip_depth += 1
             return
         values = {name: (value or "").lower() for name, value in attrs}
-        if values.get("id", "") in _CUT_IDS:
+        if values.get("id", "") in CUT_IDS:
             self.cut = True
             return
         quoted = (tag == "blockquote" and values.get("type") == "cite") or bool(
-            _QUOTE_CLASSES.intersection(values.get("class", "").split())
+            QUOTE_CLASSES.intersection(values.get("class", "").split())
         )
         if quoted and tag not in _VOID:
             self._skip_tag, self._skip_depth = tag, 1
@@ -466,100 +452,3 @@ def html_to_text(html: str) -> str:
         parser.close()
     lines = (" ".join(line.split()) for line in "".join(parser.out).splitlines())
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-
-
-# --- quoted history and signatures -----------------------------------------------------
-
-_ATTRIBUTION = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"^on\b.{0,250}\bwrote\s?:$",
-        r"^le\b.{0,250}\ba écrit\s?:$",
-        r"^am\b.{0,250}\bschrieb\b.{0,250}:$",
-        r"^el\b.{0,250}\bescribió\s?:$",
-        r"^op\b.{0,250}\bschreef\b.{0,250}:$",
-        r"^il\b.{0,250}\bha scritto\s?:$",
-        r"^em\b.{0,250}\bescreveu\s?:$",
-        r"^den\b.{0,250}\bskrev\b.{0,250}:$",
-    )
-]
-# "Jane Smith <jane@example.com> wrote:" with no date: only trusted right above a quote.
-_BARE_ATTRIBUTION = re.compile(r"^.{1,250}\b(wrote|schrieb|a écrit|escribió)\s?:$", re.IGNORECASE)
-_SEPARATOR = re.compile(
-    r"^-{2,}\s*(original message|forwarded message|ursprüngliche nachricht|message d'origine|"
-    r"mensaje original|oorspronkelijk bericht|messaggio originale|originalmeddelande)\s*-{2,}$"
-    r"|^begin forwarded message:$|^_{10,}$",
-    re.IGNORECASE,
-)
-_HEADER_FROM = re.compile(r"^\*?(from|von|de|van|da|från|fra)\s?:\*?\s", re.IGNORECASE)
-_HEADER_SENT = re.compile(
-    r"^\*?(sent|date|gesendet|datum|envoyé|date d'envoi|verzonden|enviado|inviato|skickat|sendt)"
-    r"\s?:\*?\s",
-    re.IGNORECASE,
-)
-_MOBILE_FOOTER = re.compile(
-    r"^(sent from my\b.*|sent from (outlook|mail|yahoo mail|aol|gmail)\b.*|get outlook for\b.*"
-    r"|sent (with|via|using)\b.*\b(proton ?mail|spark|blackberry|airmail|newton)\b.*"
-    r"|von meinem \S+ gesendet|envoyé de mon \S+|enviado desde mi \S+|verzonden vanaf mijn \S+)$",
-    re.IGNORECASE,
-)
-
-
-def strip_quotes(text: str) -> str:
-    """``text`` without quoted history, attribution lines, signatures and mobile footers."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    kept: list[str] = []
-    i = 0
-    while i < len(lines):
-        line = lines[i].rstrip()
-        stripped = line.strip()
-        if stripped.startswith(">"):
-            i += 1
-            continue
-        if _ends_new_text(lines, i):
-            break
-        span = _attribution_span(lines, i)
-        if span:
-            following = _next_nonblank(lines, i + span)
-            # Above a quote (or nothing) it is only a label, and text may follow the quote
-            # (bottom posting); above unquoted text the rest is the history itself.
-            if following is None or following.startswith(">"):
-                i += span
-                continue
-            break
-        kept.append(line)
-        i += 1
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
-
-
-def _ends_new_text(lines: list[str], i: int) -> bool:
-    line = lines[i].rstrip("\n")
-    stripped = line.strip()
-    if line in ("-- ", "--") or _SEPARATOR.match(stripped) or _MOBILE_FOOTER.match(stripped):
-        return True
-    if _HEADER_FROM.match(stripped):
-        # Outlook's header block: "From:" with "Sent:" (or "Date:") a line or few below.
-        return any(_HEADER_SENT.match(line.strip()) for line in lines[i + 1 : i + 5])
-    return False
-
-
-def _attribution_span(lines: list[str], i: int) -> int:
-    """How many lines the attribution starting at line ``i`` spans (clients wrap it), or 0."""
-    for span in (1, 2, 3):
-        if i + span > len(lines):
-            break
-        joined = " ".join(line.strip() for line in lines[i : i + span])
-        if any(pattern.match(joined) for pattern in _ATTRIBUTION):
-            return span
-    if _BARE_ATTRIBUTION.match(lines[i].strip()):
-        following = _next_nonblank(lines, i + 1)
-        if following is not None and following.startswith(">"):
-            return 1
-    return 0
-
-
-def _next_nonblank(lines: list[str], start: int) -> str | None:
-    for line in lines[start:]:
-        if line.strip():
-            return line.strip()
-    return None
