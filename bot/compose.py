@@ -15,6 +15,7 @@ from datetime import date, datetime
 from email.message import EmailMessage
 
 from bot.intent import Intent
+from bot.language import DEFAULT_LANGUAGE, Language
 from bot.mailparse import Request
 from kashflow.models import CompanyDetails, Customer, Invoice
 from permalink.mail import Wording, company_context, message, one_line, phrases, render
@@ -69,12 +70,16 @@ def compose_reply(
     our_domain: str,
     today: date,
     wording: Wording | None,
+    language: Language = DEFAULT_LANGUAGE,
     now: datetime | None = None,
 ) -> EmailMessage:
     """The answer to a customer's request: their invoices, the permalink and the merged PDF.
 
     ``pdf`` is ``None`` when the merged PDF is over the size limit; the mail then says the
     link does the work. Replies by the customer go to the company's own address.
+    ``language`` is the one the reply is to be written in (the request's, else the
+    customer's); the templates take it from the context, and write English until they
+    have catalogues for the others.
     """
     wording = wording or Wording()
     say = phrases()
@@ -82,11 +87,13 @@ def compose_reply(
     context = {
         **company_context(company),
         "greeting": str(say.greeting(wording.greeting, customer.contact or customer.name)),
-        "intro": str(say.intro(wording.intro, intent.kind, intent.invoice, name, count)),
+        "language": language,
+        "intro": str(say.intro(wording.intro, intent.kind, intent.numbers, name, count)),
+        "not_found": str(say.not_found(intent.not_found, intent.kind)),
         "rows": invoice_rows(invoices[:MAX_LISTED], today),
         "more": max(0, count - MAX_LISTED),
         "total_outstanding": total_outstanding(invoices),
-        "link_lead": str(say.link_lead(intent.kind)),
+        "link_lead": str(say.link_lead(intent.kind, count)),
         "link_url": link_url,
         "attachment_note": str(say.attachment(pdf is not None, pdf_filename, count)),
         "hint": "" if intent.understood else str(say.hint()),

@@ -1,5 +1,10 @@
 """When the bot must not reply: RFC 3834 and mail-loop rules as small named pure functions.
 
+People are told from machines by what machines do: they mark themselves (Auto-Submitted,
+X-Autoreply, X-Autorespond, Precedence: auto_reply), write out-of-office subjects, send
+delivery reports, come from role mailboxes or lists. A person's reply to the bot's own
+message is answered when it asks for something.
+
 Each guard takes the parsed ``Request`` and a ``GuardContext`` and returns the reason it
 stops the reply, or ``None``. ``GUARDS`` lists them in the order they are asked; the first
 reason wins (``first_stop``). Rate limits need the store and live with the worker.
@@ -10,9 +15,11 @@ shortened and on one line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.intent import asks_anything
 from bot.mailparse import Request
 
 
@@ -117,12 +124,31 @@ def _is_ours(message_id: str, domain: str) -> bool:
     return bool(domain) and message_id.strip().strip("<>").lower().endswith("@" + domain.lower())
 
 
-def references_our_message(request: Request, ctx: GuardContext) -> str | None:
-    # A message that answers one of ours, or is one of ours coming back, could only keep a
-    # loop going. People who reply to the bot reach the business through its Reply-To.
-    for message_id in (request.message_id, request.in_reply_to, *request.references):
-        if _is_ours(message_id, ctx.our_domain):
-            return "loop: the message refers to one of the bot's own messages"
+def refers_to_us(request: Request, our_domain: str) -> bool:
+    """Whether the message answers one of the bot's messages (RFC 5322 threading)."""
+    return any(_is_ours(mid, our_domain) for mid in (request.in_reply_to, *request.references))
+
+
+def thread_root(request: Request) -> str:
+    """The Message-ID that started the thread: the first of References, else its own."""
+    return (request.references or (request.in_reply_to or request.message_id,))[0]
+
+
+def our_own_message(request: Request, ctx: GuardContext) -> str | None:
+    # One of our own replies coming back (a forwarding rule, a relay bouncing it whole).
+    if _is_ours(request.message_id, ctx.our_domain):
+        return "loop: the message is one of the bot's own"
+    return None
+
+
+def reply_without_request(request: Request, ctx: GuardContext) -> str | None:
+    # A person's reply to the bot is answered when it asks for something ("Thanks! Could
+    # you send just the unpaid ones?"); a thank-you, or a responder that does not say what
+    # it is, asks for nothing and gets nothing, so no loop can start. The subject is the
+    # bot's own there, so only the new text counts. Per-thread and repeat limits (see
+    # bot/pipeline.py, ``rate_limit``) catch the responders whose text does ask.
+    if refers_to_us(request, ctx.our_domain) and not asks_anything(request.new_text):
+        return "a reply to the bot's message that asks for nothing"
     return None
 
 
@@ -134,13 +160,55 @@ def autoreply_header(request: Request, ctx: GuardContext) -> str | None:
     ):
         if value and value.strip().lower() not in ("no", "false", "0"):
             return f"{name}: {_short(value)}"
+    if request.precedence.strip() in ("auto_reply", "auto-reply", "autoreply"):
+        return f"Precedence: {_short(request.precedence)}"
+    for header in request.other_auto_headers:
+        return _short(header)
     return None
 
 
+# Out-of-office and automatic-reply subjects, as the common clients and servers write them
+# in the supported languages (each at the start, or after the "Re:" of the thread).
+_OUT_OF_OFFICE = re.compile(
+    r"^(?:(?:re|aw|sv|antw|vs|ynt)\s*:\s*)*(?:"
+    r"out of (?:the )?office|automatic reply|auto(?:matic)?[- ]?(?:reply|response)|autoreply"
+    r"|away from (?:the )?office|on (?:holiday|vacation|annual leave)|annual leave|vacation reply"
+    r"|ateb awtomatig|ymateb awtomatig|allan o'r swyddfa|i ffwrdd o'r swyddfa|ar wyliau"
+    r"|réponse automatique|absent(?:e)? du bureau|absence du bureau|message d'absence|en congés?"
+    r"|automatische antwort|abwesenheitsnotiz|abwesenheit|nicht im büro|außer haus|im urlaub"
+    r"|respuesta automática|fuera de la oficina|ausente|de vacaciones|mensaje de ausencia"
+    r"|automatisch antwoord|afwezig|niet aanwezig|buiten kantoor|afwezigheidsbericht"
+    r"|met vakantie)\b",
+    re.IGNORECASE,
+)
+
+
+def out_of_office_subject(request: Request, ctx: GuardContext) -> str | None:
+    # Responders that set no header still say what they are in the subject.
+    if _OUT_OF_OFFICE.search(request.subject.strip()):
+        return f"out-of-office subject ({_short(request.subject)})"
+    return None
+
+
+_BOUNCE_SUBJECT = re.compile(
+    r"^(?:undeliverable|undelivered mail|delivery status notification|delivery failure"
+    r"|mail delivery failed|returned mail|failure notice|delivery has failed"
+    r"|unzustellbar|nicht zustellbar|non remis|échec de la remise|no se puede entregar"
+    r"|onbestelbaar|niet bezorgd|methodd danfon)\b",
+    re.IGNORECASE,
+)
+
+
 def delivery_report(request: Request, ctx: GuardContext) -> str | None:
-    # RFC 6522: bounces and read receipts travel as multipart/report.
+    # RFC 6522: bounces and read receipts travel as multipart/report, some wrapped in
+    # another multipart; servers that send neither still say so in the subject.
     if request.content_type == "multipart/report":
         return "delivery or disposition report (multipart/report)"
+    for kind in ("message/delivery-status", "message/disposition-notification"):
+        if kind in request.part_types:
+            return f"delivery or disposition report ({kind})"
+    if _BOUNCE_SUBJECT.search(request.subject.strip()):
+        return f"delivery report subject ({_short(request.subject)})"
     return None
 
 
@@ -226,11 +294,13 @@ GUARDS: tuple[Guard, ...] = (
     delivery_report,
     auto_submitted,
     autoreply_header,
+    out_of_office_subject,
     bulk_precedence,
     mailing_list,
     role_sender,
     our_own_address,
-    references_our_message,
+    our_own_message,
+    reply_without_request,
     require_auth,
 )
 

@@ -116,19 +116,22 @@ def _run(text: str, start: int, first: int, language: Language | None) -> tuple[
         if match is None:
             break
         number = int(match.group("n"))
-        ranged, listed, welsh_or_spanish_a = match.group("range"), match.group("list"), match.group("a")
+        ranged, listed, welsh_or_spanish_a = (
+            match.group("range"),
+            match.group("list"),
+            match.group("a"),
+        )
         if welsh_or_spanish_a:
             # "1241 a 1248": Spanish for a range, Welsh for a list.
             ranged = "a" if language == "es" else None
         if listed and between and listed.strip() in ("and", "et", "und", "y", "en", "ac"):
             ranged, between = listed, False
         if len(str(number)) + 1 < len(str(first)):
-            if ranged and len(str(number)) < len(str(previous)):
-                # "1241-48": the end of a range written short.
-                digits = str(previous)
-                number = int(digits[: len(digits) - len(str(number))] + str(number))
-            else:
+            digits = str(previous)
+            whole = int(digits[: len(digits) - len(str(number))] + str(number))
+            if not (ranged and len(str(number)) >= 2 and whole > previous):
                 break  # "invoice 1234 and 2 others": a count, not an invoice
+            number = whole  # "1241-48": the end of a range written short
         if ranged:
             low, high = sorted((previous, number))
             if high - low >= MAX_SCOPE_INVOICES:

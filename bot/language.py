@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
 from typing import Literal, get_args
 
 Language = Literal["en", "cy", "fr", "de", "es", "nl"]
@@ -111,8 +110,7 @@ def _weights() -> dict[str, dict[Language, float]]:
         for word in set(words.split()):
             owners.setdefault(word, []).append(language)
     return {
-        word: dict.fromkeys(languages, 1.0 / len(languages))
-        for word, languages in owners.items()
+        word: dict.fromkeys(languages, 1.0 / len(languages)) for word, languages in owners.items()
     }
 
 
@@ -122,13 +120,13 @@ _WEIGHTS = _weights()
 def scores(text: str) -> dict[Language, float]:
     """Each language's points for ``text``: the evidence :func:`detect` weighs."""
     text = unicodedata.normalize("NFC", text).lower().replace("’", "'")
-    points: Counter[Language] = Counter()
+    points: dict[Language, float] = dict.fromkeys(LANGUAGES, 0.0)
     for word in _WORD.findall(text):
         for language, weight in _WEIGHTS.get(word, {}).items():
             points[language] += weight
         for language, marks in _LETTERS.items():
             points[language] += _LETTER_WEIGHT * sum(mark in word for mark in marks)
-    return {language: points[language] for language in LANGUAGES}
+    return points
 
 
 def detect(text: str) -> Language | None:

@@ -13,15 +13,17 @@ KashFlow errors are not caught here: :func:`kashflow_outcome` maps them once, fo
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from email.message import EmailMessage
 
-from bot.compose import compose_reply, compose_unknown_sender
-from bot.guards import GuardContext, first_stop
+from bot.compose import compose_reply, compose_unknown_sender, reply_subject
+from bot.guards import GuardContext, first_stop, refers_to_us, thread_root
 from bot.intent import Intent, read_intent
+from bot.language import NAMES, reply_language
 from bot.mailparse import Request, parse
 from kashflow.errors import BadDocument, KashFlowError, NotFound
 from kashflow.models import CompanyDetails, Credentials, Customer
@@ -31,13 +33,16 @@ from permalink.gateway import KashFlowAccount
 from permalink.keyring import SecretUnreadable
 from permalink.presentation import document_filename
 from permalink.relay import PermanentFailure, TemporaryFailure
-from permalink.scopes import Scope, Statement
+from permalink.scopes import DefaultScope, Scope, Statement
 from permalink.spool import ReplyRecord, SpooledMessage
 from permalink.trouble import words_for
 
 log = logging.getLogger(__name__)
 
 RATE_WINDOW_S = 3600.0
+#: The hard cap on replies in one thread, whoever writes in it, and its window.
+MAX_REPLIES_PER_THREAD = 3
+THREAD_WINDOW_S = 86400.0
 
 
 # -- outcomes ---------------------------------------------------------------------------
@@ -236,7 +241,20 @@ async def rate_limit(ctx: Context, job: Job) -> Outcome | None:
         if job.customer is not None
         else f"sender:{job.request.lookup_address}"
     )
-    limiter = ctx.core.store.limits
+    limiter, request = ctx.core.store.limits, job.request
+    if refers_to_us(request, ctx.mail_domain) and not await limiter.try_acquire(
+        f"{job.account}:{who}:same:{_digest(request)}", limit=1, window_s=THREAD_WINDOW_S, now=now
+    ):
+        # A person rewords; a responder that does not say what it is sends the same again.
+        return Ignored("repeated identical mail in reply to the bot")
+    root = thread_root(request) or job.message.message_id
+    if root and not await limiter.try_acquire(
+        f"{job.account}:{who}:thread:{root}",
+        limit=MAX_REPLIES_PER_THREAD,
+        window_s=THREAD_WINDOW_S,
+        now=now,
+    ):
+        return Ignored(f"rate limit: over {MAX_REPLIES_PER_THREAD} replies a day in one thread")
     # Per sender first: a sender over their own limit must not use up everyone's allowance.
     if not await limiter.try_acquire(
         f"{job.account}:{who}",
@@ -252,30 +270,56 @@ async def rate_limit(ctx: Context, job: Job) -> Outcome | None:
     return None
 
 
+def _digest(request: Request) -> str:
+    text = " ".join(request.new_text.lower().split())
+    subject = " ".join(reply_subject(request.subject).lower().split())
+    return hashlib.sha256(f"{subject}\n{text}".encode()).hexdigest()[:32]
+
+
 async def gather(ctx: Context, job: Job) -> Outcome | None:
-    """The invoices the request asks for; one invoice only if it is the customer's."""
+    """The invoices the request asks for; invoice numbers only those that are the customer's."""
     if job.customer is None:
         job.company = await job.kashflow(ctx).company_details()
         return None
     assert job.credentials is not None
     default = job.bot.default_scope
-    intent = read_intent(job.request.new_text, job.request.subject, default)
-    if intent.kind == "invoice" and intent.invoice is not None:
-        try:
-            job.statement = await ctx.core.statement(
-                job.credentials, job.customer.id, Scope("invoice", intent.invoice)
-            )
-        except (NotFound, ValueError):
-            # Someone else's invoice and a missing one get the same answer: the default.
-            intent = Intent(default, understood=False)
+    intent = understand(job.request, ctx.mail_domain, default)
+    if intent.kind == "invoice":
+        job.statement, intent = await _named_invoices(ctx, job, intent, default)
     if job.statement is None:
-        job.statement = await ctx.core.statement(
-            job.credentials, job.customer.id, Scope(intent.kind)
-        )
+        job.statement = await ctx.core.statement(job.credentials, job.customer.id, intent.scope)
     job.intent = intent
     job.company = job.statement.company
     job.customer = job.statement.customer
     return None
+
+
+def understand(request: Request, mail_domain: str, default: DefaultScope) -> Intent:
+    """What ``request`` asks for, before KashFlow says whose the invoices named are."""
+    # In a reply to the bot the subject is the bot's own: only the new text is the sender's.
+    subject = "" if refers_to_us(request, mail_domain) else request.subject
+    return read_intent(request.new_text, subject, default)
+
+
+async def _named_invoices(
+    ctx: Context, job: Job, intent: Intent, default: DefaultScope
+) -> tuple[Statement | None, Intent]:
+    """The named invoices that are the customer's; the rest are reported as not found.
+
+    Someone else's invoice and a missing one get the same answer, and the link's scope
+    holds only the customer's own. With none of theirs, the default scope is sent.
+    """
+    assert job.credentials is not None and job.customer is not None
+    try:
+        found = await ctx.core.statement(job.credentials, job.customer.id, intent.scope)
+    except (NotFound, ValueError):
+        return None, replace(intent, scope=Scope(default), not_found=intent.numbers)
+    missing = tuple(n for n in intent.numbers if n not in found.numbers)
+    if missing:
+        scope = Scope("invoice", found.numbers)
+        found = replace(found, scope=scope)
+        intent = replace(intent, scope=scope, not_found=missing)
+    return found, intent
 
 
 async def attach(ctx: Context, job: Job) -> Outcome | None:
@@ -337,6 +381,9 @@ async def write_reply(ctx: Context, job: Job) -> Outcome | None:
                 date.fromtimestamp(ctx.clock()),
             ),
             intent=job.intent,
+            # The customer's own language setting, once KashFlow or the settings hold one,
+            # goes between the request's and the default.
+            language=reply_language(job.intent.language),
             our_domain=ctx.mail_domain,
             today=date.fromtimestamp(ctx.clock()),
             wording=settings.wording,
@@ -385,8 +432,17 @@ def _replied_detail(job: Job) -> str:
     count = len(job.statement.invoices)
     noun = "invoice" if count == 1 else "invoices"
     parts = [f"{job.statement.scope}: {count} {noun} sent to {job.recipient}"]
-    if job.intent is not None and not job.intent.understood:
-        parts.append("request not understood, default scope used")
+    intent = job.intent
+    if intent is not None:
+        if not intent.understood:
+            parts.append("request not understood, default scope used")
+        if intent.statement:
+            parts.append("a statement was asked for")
+        if intent.not_found:
+            numbers = ", ".join(str(n) for n in intent.not_found)
+            parts.append(f"not found for them: {numbers}")
+        if intent.language is not None:
+            parts.append(f"written in {NAMES[intent.language]}")
     if job.pdf_note:
         parts.append(job.pdf_note)
     return "; ".join(parts)
@@ -440,4 +496,5 @@ __all__ = [
     "address_on_file",
     "kashflow_outcome",
     "run",
+    "understand",
 ]

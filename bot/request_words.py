@@ -124,24 +124,27 @@ IDIOMS = [
     r"|after all|all set|all clear|due to|due course|due date|due diligence|in due|all day"
     r"|all week|all year|all along|once and for all|first of all|above all|not at all"
     r"|is that all|all sorted|all received|got them all|all the details|all the information"
-    r"|all your help|for everything|everything is fine|everything's fine|everything ok",
+    r"|all your help|for everything|everything is fine|everything's fine|everything ok"
+    r"|(?:received|got|have) (?:them )?(?:all|everything)|all (?:received|arrived|came through)",
     # Welsh
     r"pob hwyl|pob lwc|pob dymuniad|diolch am bopeth|helo bawb|shwmae bawb|bore da bawb"
-    r"|diolch i bawb|i gyd yn iawn|popeth yn iawn",
+    r"|diolch i bawb|i gyd yn iawn|popeth yn iawn|wedi (?:cael|derbyn) (?:y cyfan|popeth)",
     # French
     r"bonjour à tous|merci à tous|à tous|tout de suite|tout à fait|pas du tout|tout le monde"
     r"|toute l'équipe|en tout cas|tout va bien|après tout|tout le temps|tous les jours"
-    r"|merci pour tout|avant tout|tous mes remerciements|toutes mes excuses",
+    r"|merci pour tout|avant tout|tous mes remerciements|toutes mes excuses|tout reçu"
+    r"|bien reçu (?:tout|toutes?)",
     # German
     r"alles gute|hallo zusammen|hallo alle|vielen dank für alles|danke für alles|alles klar"
     r"|vor allem|alles in ordnung|alle zusammen|allen dank|ihnen allen|euch allen"
-    r"|offen gesagt|offene fragen",
+    r"|offen gesagt|offene fragen|alles (?:erhalten|bekommen|angekommen)",
     # Spanish
     r"hola a todos|gracias a todos|todo bien|sobre todo|todos los días|todo el mundo"
-    r"|ante todo|con todo|gracias por todo|todo el equipo|a todos",
+    r"|ante todo|con todo|gracias por todo|todo el equipo|a todos|todo recibido"
+    r"|(?:recibido|recibimos) todo",
     # Dutch
     r"hallo allemaal|alles goed|alles duidelijk|bedankt voor alles|alle goeds|allereerst"
-    r"|alles in orde|beste allemaal|goedemorgen allemaal",
+    r"|alles in orde|beste allemaal|goedemorgen allemaal|alles (?:ontvangen|binnen)",
 ]
 
 #: Words that, right before a bare number, say it is not an invoice number.

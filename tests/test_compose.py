@@ -24,7 +24,7 @@ MAIL = Path(__file__).parent / "data" / "mail"
 OUR_DOMAIN = "bot.northwind.example"
 TODAY = date(2025, 3, 20)
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
-UNPAID = Intent("unpaid")
+UNPAID = Intent(Scope("unpaid"))
 COMPANY = CompanyDetails(
     name="Northwind Traders Ltd", email="accounts@northwind.example", telephone="01632 960000"
 )
@@ -140,7 +140,7 @@ def test_reply_lists_invoices_with_money_dates_status_and_total() -> None:
         invoice(1200, issued=date(2025, 1, 3), due=date(2025, 2, 2), paid_amount=Decimal(100)),
         invoice(1100, paid=True, paid_amount=Decimal(480)),
     ]
-    msg = reply(invoices=invoices, intent=Intent("all"))
+    msg = reply(invoices=invoices, intent=Intent(Scope("all")))
     text, html = text_of(msg), html_of(msg)
     assert "Here are all your invoices from Northwind Traders Ltd." in text
     assert (
@@ -219,17 +219,26 @@ def test_default_wording_greets_the_contact() -> None:
 
 
 def test_not_understood_request_gets_a_hint() -> None:
-    text = " ".join(text_of(reply(intent=Intent("unpaid", understood=False))).split())
-    assert 'You can also ask for "all invoices", "unpaid invoices" or one invoice' in text
+    text = " ".join(text_of(reply(intent=Intent(Scope("unpaid"), understood=False))).split())
+    assert (
+        'You can also ask for "all invoices", "unpaid invoices", a statement, or invoices by'
+        ' number, such as "invoice 1234" or "invoices 1241 to 1248".'
+    ) in text
     assert "You can also ask" not in text_of(reply())
 
 
 @pytest.mark.parametrize(
     ("intent", "sentence"),
     [
-        (Intent("invoice", 999), "We could not find invoice 999 on your account"),
-        (Intent("unpaid"), "You have no unpaid invoices with Northwind Traders Ltd. Thank you!"),
-        (Intent("all"), "There are no invoices on your account with Northwind Traders Ltd yet."),
+        (Intent(Scope("invoice", 999)), "We could not find invoice 999 on your account"),
+        (
+            Intent(Scope("unpaid")),
+            "You have no unpaid invoices with Northwind Traders Ltd. Thank you!",
+        ),
+        (
+            Intent(Scope("all")),
+            "There are no invoices on your account with Northwind Traders Ltd yet.",
+        ),
     ],
 )
 def test_empty_result_says_so_and_attaches_nothing(intent: Intent, sentence: str) -> None:
@@ -239,9 +248,47 @@ def test_empty_result_says_so_and_attaches_nothing(intent: Intent, sentence: str
     assert "Total outstanding" not in text_of(msg)
 
 
+def test_a_set_of_invoices_is_named_in_the_intro_and_the_link_lead() -> None:
+    invoices = [invoice(1248), invoice(1242), invoice(1241)]
+    text = " ".join(
+        text_of(
+            reply(invoices=invoices, intent=Intent(Scope("invoice", [1241, 1242, 1248])))
+        ).split()
+    )
+    assert "Here are invoices 1241, 1242 and 1248 from Northwind Traders Ltd." in text
+    assert "This link always shows these invoices as they stand" in text
+    assert "We could not find" not in text
+
+
+@pytest.mark.parametrize(
+    ("intent", "sentence"),
+    [
+        (
+            Intent(Scope("invoice", [1241, 1242]), not_found=(1299,)),
+            "We could not find invoice 1299 on your account, so it is not included.",
+        ),
+        (
+            Intent(Scope("invoice", 1241), not_found=(1298, 1299)),
+            "We could not find invoices 1298 and 1299 on your account, so they are not included.",
+        ),
+        (
+            Intent(Scope("unpaid"), not_found=(1299,)),
+            "We could not find invoice 1299 on your account, so here is what we send by default.",
+        ),
+    ],
+)
+def test_invoices_not_found_for_them_are_named_without_saying_whose(
+    intent: Intent, sentence: str
+) -> None:
+    text = " ".join(text_of(reply(invoices=[invoice(1241), invoice(1242)], intent=intent)).split())
+    assert sentence in text
+    # The hint is for requests that were not understood; this one was.
+    assert "We were not sure" not in text
+
+
 def test_long_lists_are_cut_and_point_to_the_link() -> None:
     invoices = [invoice(n) for n in range(1, MAX_LISTED + 11)]
-    text = text_of(reply(invoices=invoices, intent=Intent("all")))
+    text = text_of(reply(invoices=invoices, intent=Intent(Scope("all"))))
     assert f"Invoice {MAX_LISTED} " in text and f"Invoice {MAX_LISTED + 1} " not in text
     assert "... and 10 more: see the link below." in text
     assert f"Total outstanding: £{480 * (MAX_LISTED + 10):,}.00" in text
@@ -260,7 +307,7 @@ def test_reply_to_of_the_request_is_never_used() -> None:
         link_url="https://invoices.northwind.example/l/tok",
         pdf=PDF,
         pdf_filename="invoices.pdf",
-        intent=Intent("all"),
+        intent=Intent(Scope("all")),
         our_domain=OUR_DOMAIN,
         today=TODAY,
         wording=None,
