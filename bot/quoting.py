@@ -102,6 +102,14 @@ _SIGN_OFF = re.compile(
     r"mvg|bedankt|alvast bedankt|dank je( wel)?|dank u( wel)?)[\s,.!]*$",
     re.IGNORECASE,
 )
+#: Lines of a signature block are no longer than this.
+_MAX_CARD_LINE = 90
+_CONTACT = re.compile(
+    r"\b(?:t|tel|tél|tele?phone|phone|mob|mobile|m|ffôn|fax|tfn|telefon|teléfono|telefoon)\b"
+    r"\.?\s*:?\s*\+?\(?\d|\bwww\.|https?://|\b[\w.+-]+@[\w-]+\.[\w.]+"
+    r"|^\+?\(?\d[\d ()-]{7,}$",
+    re.IGNORECASE,
+)
 #: A name line under a sign-off is short and asks nothing.
 _MAX_NAME_WORDS = 5
 # Words of confidentiality notices and company footers. One strong cue, or two weak ones,
@@ -185,16 +193,25 @@ def _signed_name(lines: list[str], start: int) -> int | None:
 
 
 def _without_legal_footer(lines: list[str]) -> list[str]:
-    """Cut at the first paragraph that reads as a legal or company footer."""
+    """Cut at the first paragraph that reads as a legal footer or a signature block."""
     start = 0
     for i in range(len(lines) + 1):
         if i < len(lines) and lines[i].strip():
             continue
-        paragraph = " ".join(line.strip() for line in lines[start:i])
-        if paragraph and start > 0 and _is_legal(paragraph):
+        paragraph = [line.strip() for line in lines[start:i]]
+        if paragraph and start > 0 and (_is_legal(" ".join(paragraph)) or _is_card(paragraph)):
             return lines[:start]
         start = i + 1
     return lines
+
+
+def _is_card(paragraph: list[str]) -> bool:
+    """A signature block: short lines, with a telephone number, web or mail address."""
+    return (
+        len(paragraph) >= 2
+        and all(len(line) <= _MAX_CARD_LINE for line in paragraph)
+        and any(_CONTACT.search(line) for line in paragraph)
+    )
 
 
 def _is_legal(paragraph: str) -> bool:

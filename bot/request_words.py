@@ -112,7 +112,7 @@ ASK = [
     r"|souhaite\w*|merci de|copies?|demande",
     r"senden|schicken|zusenden|übersenden|zukommen|schick\w*|sende|brauche\w*|benötige\w*"
     r"|hätte\w* gern|könnten|können|würden|kopie\w*|anfordern",
-    r"envi\w*|reenvi\w*|mand\w*|necesit\w*|podría\w*|pueden|puede|quisiera|copia\w*",
+    r"env[ií]\w*|reenv[ií]\w*|mand\w*|mánd\w*|necesit\w*|podría\w*|pueden|puede|quisiera|copia\w*",
     r"sturen|stuur|toesturen|opsturen|doorsturen|mailen|nodig|zou\w*|kunt|wil|graag"
     r"|kopie\w*|ontvangen",
 ]
