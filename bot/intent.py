@@ -69,6 +69,7 @@ _STATEMENT = _either(words.STATEMENT)
 _OTHERS = _either(words.OTHERS)
 _ASK = _either(words.ASK)
 _IDIOMS = _either(words.IDIOMS)
+_POLITE = _either(words.POLITE)
 _INVOICE = _either(words.INVOICE)
 # "not just the unpaid ones, all of them": the unpaid words there are no request.
 _NOT_JUST = re.compile(
@@ -157,21 +158,24 @@ def invoice_numbers(text: str, language: Language | None = None) -> list[int]:
             continue  # "the invoice from 12 March": a date, not "invoices from 1241 to 1248"
         found.extend(numbers)
     if not found:
-        found = _bare_numbers(text)
+        found = _bare_numbers(text, language)
     return list(dict.fromkeys(found))
 
 
-def _bare_numbers(text: str) -> list[int]:
+def _bare_numbers(text: str, language: Language | None) -> list[int]:
     """Numbers with no invoice word before them, in a sentence that asks for something."""
     found: list[int] = []
     for sentence in _SENTENCE.findall(text):
         if not (_ASK.search(sentence) or _INVOICE.search(sentence)):
             continue
-        for match in _BARE.finditer(sentence):
-            number = int(match.group(1))
+        position = 0
+        while match := _BARE.search(sentence, position):
+            number, position = int(match.group(1)), match.end()
             if number in _YEAR or _NOT_BEFORE.search(sentence[: match.start()]):
                 continue
-            found.append(number)
+            # "I only need 1290 to 1293": a bare number starts a list or range too.
+            numbers, position = _run(sentence, position, number, language)
+            found.extend(numbers)
     return found
 
 
@@ -194,6 +198,7 @@ class _Reading:
     others: bool
     asks: bool
     invoice_word: bool
+    verb: bool
 
 
 def _reading(text: str, language: Language | None) -> _Reading:
@@ -204,8 +209,9 @@ def _reading(text: str, language: Language | None) -> _Reading:
         unpaid=bool(_UNPAID.search(normal)),
         statement=bool(_STATEMENT.search(normal)),
         others=bool(_OTHERS.search(normal)),
-        asks=bool(_ASK.search(normal)) or "?" in normal or "please" in normal.lower(),
+        asks=bool(_ASK.search(normal) or _POLITE.search(normal)) or "?" in normal,
         invoice_word=bool(_INVOICE.search(normal)),
+        verb=bool(_ASK.search(normal)),
     )
 
 
@@ -248,9 +254,11 @@ def read_intent(text: str, subject: str, default: DefaultScope) -> Intent:
 @cache
 def _asks(text: str) -> bool:
     reading = _reading(text, detect(text))
-    if _specific(reading) is not None:
-        return True
-    return bool(_ASK.search(_normal(text))) or (reading.invoice_word and reading.asks)
+    # "Yes please, all of them" asks; "Vielen Dank, hat alles geklappt!" does not.
+    cue = reading.asks or reading.invoice_word or bool(reading.numbers)
+    return (_specific(reading) is not None and cue) or reading.verb or (
+        reading.invoice_word and reading.asks
+    )
 
 
 def asks_anything(text: str) -> bool:

@@ -12,6 +12,7 @@ assembled, so that what is recognised is what is written here.
   others" into a request for all of them.
 - ``ASK``: the verbs of asking ("send", "schicken", "anfon"); with an invoice noun they make
   a plain request for "my invoices".
+- ``POLITE``: "please" and its kin, which make "all, please" a request without a verb.
 - ``IDIOMS``: everyday phrases that carry one of the words above without asking for
   anything ("all the best", "due to", "bonjour à tous", "pob hwyl", "alles Gute").
 """
@@ -63,27 +64,36 @@ UNPAID = [
     r"(?:been )?(?:paid|settled)(?: for)?|yet to (?:be )?(?:paid|pay|settle)"
     r"|(?:left|still|need|have|has|got) to (?:pay|be paid|settle)|to be paid"
     r"|still (?:open|due|pending)|(?:what's|what is|anything|everything|all) (?:still )?open"
-    r"|open (?:invoices|items|ones|balance)|due|remaining|not settled|unsettled",
+    r"|open (?:invoices|items|ones|balance)|due|remaining|not settled|unsettled"
+    r"|(?:awaiting|pending|waiting for|still need) (?:payment|settlement)|payment (?:is )?pending"
+    r"|(?:not|\w*n't|never|yet to)(?:\s+\w+){0,3}?\s+(?:paid|settled|cleared)",
     # Welsh
     r"heb (?:eu |ei )?(?:talu|dalu|thalu)|heb eu talu|(?:yn |sy'n )?ddyledus|dyledus|dyled"
-    r"|ddyled|arnom|arnon|arnaf|balans|gweddill|yn hwyr|hwyr|agored|i'w talu|heb ei setlo",
+    r"|ddyled|arnom|arnon|arnaf|balans|gweddill|yn hwyr|hwyr|agored|i'w talu|heb ei setlo"
+    r"|(?:heb|ddim)(?:\s+[\w']+){0,3}?\s+(?:talu|dalu|thalu|setlo|thalwyd|dalwyd)",
     # French
     r"impayée?s?|non (?:payée?s?|réglée?s?)|pas (?:encore )?(?:été )?(?:payée?s?|réglée?s?)"
     r"|en attente(?: de (?:paiement|règlement))?|en retard|échue?s?|reste à (?:payer|régler)"
     r"|restant(?:e?s)? dûe?s?|solde|dûe?s?|devons|doit-on|devez|ouvertes?|en souffrance"
-    r"|à (?:régler|payer)|non soldée?s?",
+    r"|à (?:régler|payer)|non soldée?s?|non acquittée?s?"
+    r"|(?:pas|non|jamais)(?:\s+[\w']+){0,3}?\s+(?:payée?s?|réglée?s?|acquittée?s?|soldée?s?)",
     # German
     r"offen(?:e|en|er|es)?|unbezahlt(?:e|en)?|(?:noch )?nicht (?:bezahlt|beglichen)(?:e|en)?"
     r"|ausstehend(?:e|en)?|überfällig(?:e|en)?|fällig(?:e|en)?|saldo|schulden|noch zu "
-    r"(?:zahlen|bezahlen)|rückständig(?:e|en)?|zahlungsrückstand|zu zahlen|offene posten",
+    r"(?:zahlen|bezahlen)|rückständig(?:e|en)?|zahlungsrückstand|zu zahlen|offene posten"
+    r"|kontostand|zahlung ausstehend"
+    r"|(?:nicht|keine?)(?:\s+\w+){0,3}?\s+(?:bezahlt|beglichen|gezahlt|überwiesen)\w*",
     # Spanish
     r"pendientes?(?: de pago)?|impagad[ao]s?|sin pagar|no pagad[ao]s?|(?:aún|todavía) no "
     r"(?:hemos )?pagad[ao]s?|vencid[ao]s?|atrasad[ao]s?|saldo|debemos|adeud[ao]s?|deuda"
-    r"|por pagar|abiertas",
+    r"|por pagar|abiertas|sin (?:abonar|liquidar|saldar)|por (?:abonar|liquidar)"
+    r"|pendientes? de (?:abono|pago|liquidación)"
+    r"|(?:no|sin)(?:\s+\w+){0,3}?\s+(?:pagad[ao]s?|abonad[ao]s?|liquidad[ao]s?|saldad[ao]s?)",
     # Dutch
     r"openstaand(?:e)?|onbetaald(?:e)?|(?:nog )?niet (?:betaald|voldaan)(?:e)?"
     r"|achterstallig(?:e)?|vervallen|verschuldigd(?:e)?|saldo|nog te betalen|nog open"
-    r"|schulden|te betalen|open facturen",
+    r"|schulden|te betalen|open facturen|wacht(?:en)? op betaling|openstaat|openstaan"
+    r"|(?:niet|geen)(?:\s+\w+){0,3}?\s+(?:betaald|voldaan|betaalde)",
 ]
 
 STATEMENT = [
@@ -113,8 +123,18 @@ ASK = [
     r"senden|schicken|zusenden|übersenden|zukommen|schick\w*|sende|brauche\w*|benötige\w*"
     r"|hätte\w* gern|könnten|können|würden|kopie\w*|anfordern",
     r"env[ií]\w*|reenv[ií]\w*|mand\w*|mánd\w*|necesit\w*|podría\w*|pueden|puede|quisiera|copia\w*",
-    r"sturen|stuur|toesturen|opsturen|doorsturen|mailen|nodig|zou\w*|kunt|wil|graag"
+    r"sturen|stuur|toesturen|opsturen|doorsturen|mailen|zou\w*|kunt|wil|graag"
     r"|kopie\w*|ontvangen",
+]
+
+# Words that make a sentence a request even without a verb ("all, please").
+POLITE = [
+    r"please|pls|plz|kindly",
+    r"plîs|os gwelwch(?: chi)?(?:'n| yn) dda|os gwelwch yn dda",
+    r"s'il vous plaît|s'il vous plait|s'il te plaît|svp|merci de",
+    r"bitte",
+    r"por favor|porfa",
+    r"graag|alstublieft|alsjeblieft|aub|a\.u\.b\.",
 ]
 
 IDIOMS = [

@@ -33,6 +33,7 @@ HUMAN_REQUESTS = [
     "invoice-number-request.eml",
     "unpaid-request.eml",
     "spoofed-reply-to.eml",
+    "reply-to-bot-reply.eml",
 ]
 
 

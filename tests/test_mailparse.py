@@ -105,6 +105,11 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, int | None]]] = {
         ("all", None),
     ),
     "bot-reply-loop.eml": ("sam@okafor-cycles.example", "Got it, thank you!", ("invoice", 1234)),
+    "reply-to-bot-reply.eml": (
+        "sam@okafor-cycles.example",
+        "Thanks! Could you send just the unpaid ones?\n\nSam",
+        ("unpaid", None),
+    ),
     "malformed-headers.eml": ("", "Hello, please send invoice 77. Thanks, Jane", ("invoice", 77)),
 }
 

@@ -42,7 +42,7 @@ EXPECTED_OWN: dict[str, str] = {
     "apple-mail-reply.eml": "all",
     "auto-reply.eml": "auto_submitted",
     "base64-body.eml": "all",
-    "bot-reply-loop.eml": "references_our_message",
+    "bot-reply-loop.eml": "reply_without_request",
     "bounce-dsn.eml": "delivery_report",
     "gmail-reply.eml": "invoice",
     "html-only.eml": "invoice",
@@ -55,6 +55,9 @@ EXPECTED_OWN: dict[str, str] = {
     "noreply-sender.eml": "role_sender",
     "outlook-french-reply.eml": "invoice",
     "outlook-quoted-reply.eml": "unpaid",
+    # A person answering the bot's own reply: answered since the guards tell people from
+    # machines by what machines do (it was silenced as a possible loop before).
+    "reply-to-bot-reply.eml": "unpaid",
     "spoofed-reply-to.eml": "all",
     "subject-only.eml": "unpaid",
     "thunderbird-reply.eml": "invoice",
