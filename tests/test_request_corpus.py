@@ -35,8 +35,10 @@ def test_every_held_out_message_is_decided_as_labelled(case: Case) -> None:
 def test_the_corpus_covers_what_clients_write() -> None:
     cases = TUNING_CASES + HELD_OUT_CASES
     assert len(cases) >= 200
-    # A tenth kept apart (rounded either way), in every language.
-    assert 0.09 <= len(HELD_OUT_CASES) / len(cases) <= 0.12
+    # About a tenth kept apart, in every language (see README: earlier held-out sets were
+    # measured once each, then joined the tuning set).
+    assert len(HELD_OUT_CASES) >= 24
+    assert 0.085 <= len(HELD_OUT_CASES) / len(cases) <= 0.12
     assert {c.language for c in HELD_OUT_CASES} == set(LANGUAGES)
     assert not {c.name for c in TUNING_CASES} & {c.name for c in HELD_OUT_CASES}
     per_language = Counter(c.language for c in cases)
