@@ -6,6 +6,7 @@ import runpy
 import sys
 
 SCRIPTS = (
+    "benchmarks.intent",
     "benchmarks.resolver",
     "benchmarks.fuzz_links",
     "benchmarks.bot",
