@@ -98,7 +98,149 @@ async def test_someone_elses_invoice_number_gets_the_default_scope(rig: Rig) -> 
     [reply] = await rig.capture.wait_for(1)
     link = rig.link(reply)
     assert (link.customer_code, str(link.scope)) == ("ACME01", "unpaid")
-    assert f"Invoice {theirs}" not in body_text(reply)
+    text = " ".join(body_text(reply).split())
+    assert f"Invoice {theirs}" not in text
+    # Said exactly as for an invoice that does not exist: nothing about whose it is.
+    assert (
+        f"We could not find invoice {theirs} on your account, so here is what we send by"
+        " default." in text
+    )
+    assert "Dunes" not in text and "DUNE01" not in text
+    assert "We were not sure" not in text
+
+
+async def test_a_range_of_invoices_gets_exactly_theirs_and_names_the_rest(rig: Rig) -> None:
+    acme = {i.number for i in rig.sandbox.invoices("demo", "ACME01")}
+    asked = range(1241, 1249)
+    theirs = [n for n in asked if n in acme]
+    others = [n for n in asked if n not in acme]
+    assert len(theirs) >= 2 and others  # the seeded ledger interleaves customers here
+    await rig.send(request_mail("Could you send invoices 1241 to 1248 please?"))
+    [reply] = await rig.capture.wait_for(1)
+    link = rig.link(reply)
+    # The link is sealed for exactly the customer's own invoices among those asked for.
+    assert (link.scope.kind, link.scope.numbers) == ("invoice", tuple(theirs))
+    text = " ".join(body_text(reply).split())
+    for number in theirs:
+        assert f"Invoice {number}" in text
+    for number in others:
+        assert f"Invoice {number} " not in text
+    missing = ", ".join(str(n) for n in others[:-1]) + f" and {others[-1]}"
+    noun = "invoice" if len(others) == 1 else "invoices"
+    assert f"We could not find {noun} {missing if len(others) > 1 else others[0]}" in text
+    pdf = attachment(reply)
+    assert pdf is not None and pages(pdf) == await expected_pages(rig, theirs)
+
+
+async def test_a_list_of_their_invoices_is_sent_as_one_set(rig: Rig) -> None:
+    first, second = (i.number for i in rig.sandbox.invoices("demo", "ACME01")[5:7])
+    await rig.send(request_mail(f"Hi, please resend INV-{first} and #{second}. Thanks"))
+    [reply] = await rig.capture.wait_for(1)
+    assert rig.link(reply).scope.numbers == tuple(sorted((first, second)))
+    text = " ".join(body_text(reply).split())
+    assert "This link always shows these invoices as they stand" in text
+    assert "We could not find" not in text and "We were not sure" not in text
+
+
+async def test_my_invoices_gets_the_default_without_the_hint(rig: Rig) -> None:
+    await rig.send(request_mail("Could you send me my invoices please?"))
+    [reply] = await rig.capture.wait_for(1)
+    assert str(rig.link(reply).scope) == "unpaid"
+    assert "We were not sure" not in body_text(reply)
+
+
+async def test_a_welsh_request_is_read_and_its_language_recorded(rig: Rig) -> None:
+    await rig.send(
+        request_mail(
+            "A allech chi anfon ein holl anfonebau os gwelwch yn dda?", subject="Anfonebau"
+        )
+    )
+    [reply] = await rig.capture.wait_for(1)
+    assert str(rig.link(reply).scope) == "all"
+    await rig.settle(1)
+    [event] = await rig.events()
+    assert "written in Welsh" in event.detail
+
+
+async def test_a_statement_request_is_the_unpaid_scope_and_is_recorded(rig: Rig) -> None:
+    await rig.send(request_mail("Bitte senden Sie uns einen Kontoauszug.", subject="Kontoauszug"))
+    [reply] = await rig.capture.wait_for(1)
+    assert str(rig.link(reply).scope) == "unpaid"
+    await rig.settle(1)
+    [event] = await rig.events()
+    assert "a statement was asked for" in event.detail and "written in German" in event.detail
+
+
+def answer(reply: CapturedMessage, body: str, *, message_id: str | None = None) -> bytes:
+    """A message written in answer to one of the bot's replies, threaded as clients do."""
+    parsed = reply.parsed()
+    chain = f"{parsed['References']} {parsed['Message-ID']}".strip()
+    return request_mail(
+        body,
+        subject=str(parsed["Subject"]),
+        message_id=message_id,
+        extra=f"In-Reply-To: {parsed['Message-ID']}\r\nReferences: {chain}\r\n",
+    )
+
+
+async def test_a_person_answering_the_bot_is_answered_and_a_thank_you_is_not(
+    make_rig: MakeRig,
+) -> None:
+    rig = await make_rig(default_scope="all", per_customer_limit=20)
+    await rig.send(request_mail("Hello, please send me my invoices."))
+    [first] = await rig.capture.wait_for(1)
+    assert str(rig.link(first).scope) == "all"
+
+    await rig.send(answer(first, "Thanks! Could you send just the unpaid ones?"))
+    [_, second] = await rig.capture.wait_for(2)
+    assert str(rig.link(second).scope) == "unpaid"
+    assert second.parsed()["In-Reply-To"] != first.parsed()["In-Reply-To"]
+
+    await rig.send(answer(second, "Got it, thank you!"))
+    await rig.settle(3)
+    assert len(rig.capture.messages) == 2
+    events = await rig.events()
+    assert [e.outcome for e in events] == ["replied", "replied", "ignored"]
+    assert "asks for nothing" in events[2].detail
+
+
+async def test_a_responder_repeating_itself_in_a_thread_is_answered_once(
+    make_rig: MakeRig,
+) -> None:
+    rig = await make_rig(default_scope="all", per_customer_limit=20)
+    await rig.send(request_mail("Please send all our invoices."))
+    [first] = await rig.capture.wait_for(1)
+    # A responder that sets no header and whose words read as a request.
+    notice = "We have received your message. Please send all invoices to ap@acme-fab.example."
+    await rig.send(answer(first, notice))
+    [_, second] = await rig.capture.wait_for(2)
+    await rig.send(answer(second, notice))
+    await rig.settle(3)
+    assert len(rig.capture.messages) == 2
+    events = await rig.events()
+    assert events[2].outcome == "ignored"
+    assert "repeated identical mail" in events[2].detail
+
+
+async def test_replies_in_one_thread_are_capped(make_rig: MakeRig) -> None:
+    rig = await make_rig(default_scope="all", per_customer_limit=20)
+    number = rig.sandbox.invoices("demo", "ACME01")[3].number
+    await rig.send(request_mail("Please send all our invoices."))
+    asks = [
+        "Thanks, now just the unpaid ones please.",
+        f"And could you send invoice {number} on its own?",
+        "Sorry, one more: a statement please.",
+    ]
+    for count, body in enumerate(asks, start=1):
+        replies = await rig.capture.wait_for(count)
+        await rig.send(answer(replies[-1], body))
+    await rig.settle(4)
+    assert len(rig.capture.messages) == 3
+    events = await rig.events()
+    assert events[3].outcome == "ignored" and "in one thread" in events[3].detail
+    # A new message, outside the thread, is answered as usual.
+    await rig.send(request_mail("Please send the unpaid invoices."))
+    assert len(await rig.capture.wait_for(4)) == 4
 
 
 async def test_a_spoofed_reply_to_is_ignored(rig: Rig) -> None:
