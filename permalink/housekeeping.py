@@ -25,7 +25,7 @@ DAY = 86400.0
 class Retention:
     activity_days: float = 180
     settled_mail_days: float = 30
-    rate_hits_days: float = 2  # the longest limit window is an hour
+    rate_hits_days: float = 2  # the longest limit window is a day (replies in one thread)
 
 
 async def tidy(store: Store, now: float, retention: Retention = Retention()) -> dict[str, int]:
