@@ -256,8 +256,10 @@ def _asks(text: str) -> bool:
     reading = _reading(text, detect(text))
     # "Yes please, all of them" asks; "Vielen Dank, hat alles geklappt!" does not.
     cue = reading.asks or reading.invoice_word or bool(reading.numbers)
-    return (_specific(reading) is not None and cue) or reading.verb or (
-        reading.invoice_word and reading.asks
+    return (
+        (_specific(reading) is not None and cue)
+        or reading.verb
+        or (reading.invoice_word and reading.asks)
     )
 
 
