@@ -293,7 +293,7 @@ def _decode(part: Message, notes: list[str]) -> str:
     codec = _CHARSET_ALIASES.get(label, label or "cp1252")
     try:
         codecs.lookup(codec)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a label with a NUL in it
         notes.append(f"unknown charset {label[:40]!r}")
         codec = "utf-8"
     text = payload.decode(codec, errors="replace")

@@ -152,11 +152,12 @@ async def test_my_invoices_gets_the_default_without_the_hint(rig: Rig) -> None:
 async def test_a_welsh_request_is_read_and_its_language_recorded(rig: Rig) -> None:
     await rig.send(
         request_mail(
-            "A allech chi anfon ein holl anfonebau os gwelwch yn dda?", subject="Anfonebau"
+            "A allech chi anfon yr anfonebau sydd heb eu talu os gwelwch yn dda?",
+            subject="Anfonebau",
         )
     )
     [reply] = await rig.capture.wait_for(1)
-    assert str(rig.link(reply).scope) == "all"
+    assert str(rig.link(reply).scope) == "unpaid"
     await rig.settle(1)
     [event] = await rig.events()
     assert "written in Welsh" in event.detail
@@ -186,10 +187,11 @@ def answer(reply: CapturedMessage, body: str, *, message_id: str | None = None) 
 async def test_a_person_answering_the_bot_is_answered_and_a_thank_you_is_not(
     make_rig: MakeRig,
 ) -> None:
-    rig = await make_rig(default_scope="all", per_customer_limit=20)
-    await rig.send(request_mail("Hello, please send me my invoices."))
+    rig = await make_rig(per_customer_limit=20)
+    number = rig.sandbox.invoices("demo", "ACME01")[2].number
+    await rig.send(request_mail(f"Hello, please send me invoice {number}."))
     [first] = await rig.capture.wait_for(1)
-    assert str(rig.link(first).scope) == "all"
+    assert rig.link(first).scope.numbers == (number,)
 
     await rig.send(answer(first, "Thanks! Could you send just the unpaid ones?"))
     [_, second] = await rig.capture.wait_for(2)
@@ -207,11 +209,11 @@ async def test_a_person_answering_the_bot_is_answered_and_a_thank_you_is_not(
 async def test_a_responder_repeating_itself_in_a_thread_is_answered_once(
     make_rig: MakeRig,
 ) -> None:
-    rig = await make_rig(default_scope="all", per_customer_limit=20)
-    await rig.send(request_mail("Please send all our invoices."))
+    rig = await make_rig(per_customer_limit=20)
+    await rig.send(request_mail("Please send the unpaid invoices."))
     [first] = await rig.capture.wait_for(1)
     # A responder that sets no header and whose words read as a request.
-    notice = "We have received your message. Please send all invoices to ap@acme-fab.example."
+    notice = "We have received your message. Please send outstanding invoices to ap@acme.example."
     await rig.send(answer(first, notice))
     [_, second] = await rig.capture.wait_for(2)
     await rig.send(answer(second, notice))
@@ -223,12 +225,12 @@ async def test_a_responder_repeating_itself_in_a_thread_is_answered_once(
 
 
 async def test_replies_in_one_thread_are_capped(make_rig: MakeRig) -> None:
-    rig = await make_rig(default_scope="all", per_customer_limit=20)
-    number = rig.sandbox.invoices("demo", "ACME01")[3].number
-    await rig.send(request_mail("Please send all our invoices."))
+    rig = await make_rig(per_customer_limit=20)
+    first, second = (i.number for i in rig.sandbox.invoices("demo", "ACME01")[3:5])
+    await rig.send(request_mail("Please send the unpaid invoices."))
     asks = [
-        "Thanks, now just the unpaid ones please.",
-        f"And could you send invoice {number} on its own?",
+        f"Thanks, now could you send invoice {first} on its own?",
+        f"And invoice {second} please.",
         "Sorry, one more: a statement please.",
     ]
     for count, body in enumerate(asks, start=1):
