@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
 
 from bot import request_words as words
 from bot.language import Language, detect
@@ -251,7 +250,6 @@ def read_intent(text: str, subject: str, default: DefaultScope) -> Intent:
     return Intent(Scope(default), understood=understood, language=language)
 
 
-@cache
 def _asks(text: str) -> bool:
     reading = _reading(text, detect(text))
     # "Yes please, all of them" asks; "Vielen Dank, hat alles geklappt!" does not.
