@@ -11,6 +11,7 @@ import smtplib
 
 import pytest
 
+from bot.capture import CapturedMessage
 from bot.pipeline import Ignored, Replied
 from tests.support.bot import (
     ACME,
