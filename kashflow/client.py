@@ -3,21 +3,25 @@
 One coroutine per operation, credentials bound once (:class:`Account`), ``Status`` checked
 on every reply and turned into the exceptions of :mod:`kashflow.errors`, frozen models out.
 HTTP goes through one aiohttp session per :class:`KashFlow` with bounded connections and
-timeouts; reads are retried with a short, bounded backoff when KashFlow cannot be reached.
-Neither credentials nor request bodies are ever logged.
+timeouts, and no cookie jar: one session serves every account, so nothing one answer sets
+may ride along with another account's call. Reads are retried with a bounded, jittered
+backoff when KashFlow cannot be reached or says it is busy (:mod:`kashflow.retry`). The
+PDF a PrintInvoice URL points at is fetched only from the hosts allowed
+(:mod:`kashflow.pdfhosts`, :mod:`kashflow.download`). Neither credentials nor request
+bodies nor document URLs are ever logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 
 from kashflow import mapping
+from kashflow.download import BUSY, Download, ReplyTooLarge, download, read_capped
 from kashflow.errors import (
     ApiDisabled,
     BadCredentials,
@@ -29,6 +33,8 @@ from kashflow.errors import (
     Unavailable,
 )
 from kashflow.models import CompanyDetails, Credentials, Customer, Invoice
+from kashflow.pdfhosts import DEFAULT_PDF_HOSTS, PdfHosts
+from kashflow.retry import Backoff, retry_after_seconds, retrying
 from kashflow.soap import Reply, SoapFault, UnreadableReply, service
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 ENDPOINT = "https://securedwebapp.com/api/service.asmx"
 MAX_REPLY_BYTES = 20 * 1024 * 1024  # what KashFlow's own .NET client allows
 MAX_PDF_BYTES = 20 * 1024 * 1024
+#: The name KashFlow shows beside an address AutoAuthIP adds to the account's allow-list.
+APP_NAME = "KashFlow Permalink"
 # Replies bigger than this are read on a worker thread so the event loop keeps serving.
 _THREAD_READ_BYTES = 256 * 1024
 
@@ -58,7 +66,13 @@ def classify(detail: str) -> type[KashFlowError]:
 
 
 class KashFlow:
-    """A KashFlow endpoint: owns the HTTP session; :meth:`account` binds credentials."""
+    """A KashFlow endpoint: owns the HTTP session; :meth:`account` binds credentials.
+
+    ``pdf_hosts`` is where PrintInvoice URLs may be fetched from (a comma list or entries,
+    see :mod:`kashflow.pdfhosts`). ``print_batch`` above 1 lets a merged document ask for
+    that many invoices per PrintInvoice call (``InvoiceNumberList``), for accounts where
+    ``kashflow-permalink probe`` showed KashFlow answering with one merged PDF.
+    """
 
     def __init__(
         self,
@@ -68,12 +82,20 @@ class KashFlow:
         connections: int = 32,
         retries: int = 2,
         retry_delay: float = 0.2,
+        max_retry_wait: float = 10.0,
+        pdf_hosts: str | Sequence[str] | PdfHosts = DEFAULT_PDF_HOSTS,
+        max_pdf_bytes: int = MAX_PDF_BYTES,
+        print_batch: int = 0,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self.retries = retries
         self.retry_delay = retry_delay
+        self.backoff = Backoff(retries, retry_delay, max_retry_wait)
+        self.pdf_hosts = PdfHosts.parse(pdf_hosts)
+        self.max_pdf_bytes = max_pdf_bytes
+        self.print_batch = max(0, print_batch)
         self._connections = connections
         self._session = session
         self._own_session = session is None
@@ -86,7 +108,11 @@ class KashFlow:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._connections)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                # One session serves every account: a cookie one answer sets must never
+                # travel with another account's call or document fetch.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
@@ -110,11 +136,34 @@ class KashFlow:
     ) -> Reply:
         """Send one operation and return its reply once ``Status`` is OK (fields named in
         ``skip`` are left unread)."""
-        body = self._service.envelope(
+        body = self._envelope(credentials, operation, params)
+        return await retrying(operation, lambda: self._attempt(operation, body, skip), self.backoff)
+
+    async def exchange(
+        self, credentials: Credentials, operation: str, params: Mapping[str, Any]
+    ) -> tuple[int, bytes]:
+        """One round trip as it is, for ``kashflow-permalink probe``: the HTTP status and
+        the reply body, with no retry and no Status check."""
+        body = self._envelope(credentials, operation, params)
+        try:
+            async with self._http().post(
+                self.endpoint, data=body, headers=_soap_headers(operation)
+            ) as resp:
+                return resp.status, await read_capped(resp, MAX_REPLY_BYTES)
+        except ReplyTooLarge:
+            raise Unavailable("reply too large") from None
+        except TimeoutError as exc:
+            raise Unavailable("timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise Unavailable(type(exc).__name__) from exc
+
+    def _envelope(
+        self, credentials: Credentials, operation: str, params: Mapping[str, Any]
+    ) -> bytes:
+        return self._service.envelope(
             operation,
             {"UserName": credentials.username, "Password": credentials.password, **params},
         )
-        return await self._with_retries(operation, body, skip)
 
     async def _attempt(self, operation: str, body: bytes, skip: frozenset[str]) -> Reply:
         reply = await self._post(operation, body, skip)
@@ -124,34 +173,21 @@ class KashFlow:
             raise error(reply.detail)
         return reply
 
-    async def _with_retries(self, operation: str, body: bytes, skip: frozenset[str]) -> Reply:
-        attempt = 0
-        while True:
-            try:
-                return await self._attempt(operation, body, skip)
-            except Unavailable as exc:
-                attempt += 1
-                if attempt > self.retries:
-                    raise
-                delay = self.retry_delay * (2 ** (attempt - 1)) * (0.5 + random.random())
-                log.warning(
-                    "KashFlow %s unavailable (%s), retry %d in %.2fs",
-                    operation,
-                    exc.detail,
-                    attempt,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-
     async def _post(self, operation: str, body: bytes, skip: frozenset[str]) -> Reply:
-        headers = {
-            "Content-Type": "text/xml; charset=utf-8",
-            "SOAPAction": f'"KashFlow/{operation}"',
-        }
         try:
-            async with self._http().post(self.endpoint, data=body, headers=headers) as resp:
-                content = await _read_capped(resp, MAX_REPLY_BYTES)
+            async with self._http().post(
+                self.endpoint, data=body, headers=_soap_headers(operation)
+            ) as resp:
                 status = resp.status
+                if status in BUSY:
+                    # Rate limited or overloaded: worth another try, when KashFlow says.
+                    raise Unavailable(
+                        f"HTTP {status}",
+                        retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
+                    )
+                content = await read_capped(resp, MAX_REPLY_BYTES)
+        except ReplyTooLarge:
+            raise Unavailable("reply too large") from None
         except TimeoutError as exc:
             raise Unavailable("timed out") from exc
         except aiohttp.ClientError as exc:
@@ -166,34 +202,29 @@ class KashFlow:
         except UnreadableReply as exc:
             raise Unavailable(f"HTTP {status}, {exc}") from exc
 
+    async def download(self, url: str, *, session: aiohttp.ClientSession | None = None) -> Download:
+        """GET what a PrintInvoice URL points at, within the allow-list and the size cap, as
+        it came back (one try). ``session`` replaces the cookie-less one (the probe's)."""
+        return await download(
+            session or self._http(), url, self.pdf_hosts, max_bytes=self.max_pdf_bytes
+        )
+
     async def fetch_pdf(self, url: str) -> bytes:
         """GET the document PrintInvoice pointed at; it must really be a PDF."""
-        if not url.startswith(("https://", "http://")):
-            raise BadDocument("PrintInvoice did not return a URL")
         try:
-            async with self._http().get(url) as resp:
-                content = await _read_capped(resp, MAX_PDF_BYTES)
-                status, ctype = resp.status, resp.content_type
-        except TimeoutError as exc:
-            raise Unavailable("timed out fetching the PDF") from exc
-        except aiohttp.ClientError as exc:
-            raise Unavailable(type(exc).__name__) from exc
-        if status != 200 or ctype != "application/pdf" or not content.startswith(b"%PDF"):
-            raise BadDocument(f"HTTP {status}, {ctype}")
-        return content
+            fetched = await retrying("PDF", lambda: self.download(url), self.backoff)
+        except BadDocument as exc:
+            # The operator's to fix (the PDF host list) or KashFlow's: say which host.
+            log.warning("KashFlow PDF not fetched: %s", exc.detail)
+            raise
+        if not fetched.is_pdf:
+            kind = fetched.content_type.split(";", 1)[0].strip() or "no content type"
+            raise BadDocument(f"HTTP {fetched.status}, {kind}, not a PDF")
+        return fetched.body
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    if resp.content_length is not None and resp.content_length > limit:
-        raise Unavailable("reply too large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise Unavailable("reply too large")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _soap_headers(operation: str) -> dict[str, str]:
+    return {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"KashFlow/{operation}"'}
 
 
 class Account:
@@ -206,6 +237,11 @@ class Account:
     @property
     def username(self) -> str:
         return self.credentials.username
+
+    @property
+    def print_batch(self) -> int:
+        """Invoices per PrintInvoice call for a merged document (0 or 1: one per call)."""
+        return self._kf.print_batch
 
     async def _call(
         self, operation: str, *, skip: frozenset[str] = frozenset(), **params: Any
@@ -226,7 +262,23 @@ class Account:
         return _customer(await self._call("GetCustomerByID", CustomerID=customer_id))
 
     async def customer_by_email(self, email: str) -> Customer:
-        return _customer(await self._call("GetCustomerByEmail", CustomerEmail=email))
+        """The customer whose Email field holds ``email``.
+
+        How KashFlow matches is unpublished: it may compare the whole field, missing the
+        second address of a field holding two, or a difference in case. On "no customer"
+        the book is read and each address compared, ignoring case (lowest CustomerID
+        first), so a client is found by any address on file either way.
+        """
+        try:
+            return _customer(await self._call("GetCustomerByEmail", CustomerEmail=email))
+        except NotFound:
+            wanted = email.strip().lower()
+            if not wanted:
+                raise
+            for customer in sorted(await self.customers(), key=lambda c: c.id):
+                if wanted in (address.lower() for address in customer.emails):
+                    return customer
+            raise
 
     async def customers(self) -> list[Customer]:
         rows = await self._call("GetCustomers") or []
@@ -258,9 +310,33 @@ class Account:
             raise NotFound(f"no invoice {number}")
         return str(url)
 
+    async def print_invoices_url(self, numbers: Sequence[int]) -> str:
+        """PrintInvoice in list mode: ``InvoiceNumber`` 0 and the numbers, comma-separated,
+        in ``InvoiceNumberList``; KashFlow answers with one URL for all of them."""
+        if not numbers:
+            raise ValueError("no invoice numbers to print")
+        listed = ",".join(str(int(n)) for n in numbers)
+        url = await self._call("PrintInvoice", InvoiceNumber=0, InvoiceNumberList=listed)
+        if not url:
+            raise NotFound("no invoice among those listed")
+        return str(url)
+
     async def invoice_pdf(self, number: int) -> bytes:
         """The invoice as PDF bytes: PrintInvoice gives a URL, which is fetched at once."""
         return await self._kf.fetch_pdf(await self.print_invoice_url(number))
+
+    async def invoices_pdf(self, numbers: Sequence[int]) -> bytes:
+        """The document PrintInvoice prints for several invoices at once (one call, one
+        fetch). Whether it holds every one of them is for the caller to check:
+        :func:`kashflow.documents.merged_pdf` does, and falls back when it does not."""
+        return await self._kf.fetch_pdf(await self.print_invoices_url(numbers))
+
+    async def auto_auth_ip(self, key: str, *, app_name: str = APP_NAME) -> int:
+        """Ask KashFlow to add this server's address to the account's API allow-list
+        (``AutoAuthIP``, with the AutoAuth key KashFlow shows the account owner). Called
+        only when the owner asks; KashFlow's answer number is returned as it is."""
+        result = await self._call("AutoAuthIP", appName=app_name, AutoAuthKey=key.strip())
+        return int(result or 0)
 
 
 _NO_LINES = frozenset({"Lines"})

@@ -2,20 +2,29 @@
 
 Fetching is I/O (PrintInvoice, then a GET of the URL it returns); merging is pure CPU
 (``list[bytes] -> bytes``) and runs on a worker thread so the event loop keeps serving.
+
+Where KashFlow prints several invoices into one PDF (PrintInvoice's ``InvoiceNumberList``,
+switched on per deployment once ``kashflow-permalink probe`` has shown it works), a merged
+document is fetched a batch at a time instead of an invoice at a time. A batch's document
+with fewer pages than invoices cannot hold them all; that batch is fetched again one
+invoice at a time, so a client never gets a file missing an invoice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PyPdfError
 
 from kashflow.concurrent import calls_at_once
 from kashflow.errors import BadDocument
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 8
 # A merged document bigger than this is refused rather than built: it protects the server
@@ -25,6 +34,18 @@ MAX_PAGES = 5000
 
 class PdfSource(Protocol):
     async def invoice_pdf(self, number: int) -> bytes: ...
+
+
+@runtime_checkable
+class BatchPdfSource(Protocol):
+    """A source that can print several invoices into one PDF, and says how many at once."""
+
+    @property
+    def print_batch(self) -> int: ...
+
+    async def invoice_pdf(self, number: int) -> bytes: ...
+
+    async def invoices_pdf(self, numbers: Sequence[int]) -> bytes: ...
 
 
 async def fetch_pdfs(
@@ -92,12 +113,85 @@ def merge_pdfs(pdfs: Sequence[bytes], *, max_pages: int = MAX_PAGES) -> bytes:
     return out.getvalue()
 
 
+def page_count(data: bytes) -> int:
+    """How many pages a PDF has (0 when it does not open)."""
+    try:
+        return len(PdfReader(io.BytesIO(data), strict=False).pages)
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError):
+        return 0
+
+
+def batch_size(source: PdfSource, batch: int | None = None) -> int:
+    """Invoices per PrintInvoice call: ``batch`` if given, else what the source says; 1
+    (one call per invoice) for a source that cannot print several at once."""
+    if not isinstance(source, BatchPdfSource):
+        return 1
+    return max(1, source.print_batch if batch is None else batch)
+
+
+async def fetch_batched_pdfs(
+    source: BatchPdfSource,
+    numbers: Sequence[int],
+    *,
+    batch: int,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[bytes]:
+    """Documents covering ``numbers`` in order, ``batch`` invoices each, at most
+    ``concurrency`` fetches at a time. A batch whose document has fewer pages than it has
+    invoices is fetched again invoice by invoice."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+    chunks = [list(numbers[i : i + batch]) for i in range(0, len(numbers), max(1, batch))]
+    done = 0
+
+    async def single(number: int) -> bytes:
+        async with gate:
+            return await source.invoice_pdf(number)
+
+    async def one(chunk: list[int]) -> list[bytes]:
+        nonlocal done
+        if len(chunk) == 1:
+            pdfs = [await single(chunk[0])]
+        else:
+            async with gate:
+                pdf = await source.invoices_pdf(chunk)
+            if await asyncio.to_thread(page_count, pdf) >= len(chunk):
+                pdfs = [pdf]
+            else:
+                log.warning(
+                    "KashFlow printed %d invoices into a PDF too short to hold them; "
+                    "fetching them one by one (is PDF batching right for this account?)",
+                    len(chunk),
+                )
+                async with calls_at_once() as inner:
+                    each = [inner.create_task(single(n)) for n in chunk]
+                pdfs = [t.result() for t in each]
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(numbers))
+        return pdfs
+
+    async with calls_at_once() as group:
+        tasks = [group.create_task(one(chunk)) for chunk in chunks]
+    return [pdf for task in tasks for pdf in task.result()]
+
+
 async def merged_pdf(
     source: PdfSource,
     numbers: Sequence[int],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Callable[[int, int], None] | None = None,
+    batch: int | None = None,
 ) -> bytes:
-    pdfs = await fetch_pdfs(source, numbers, concurrency=concurrency, progress=progress)
+    """One PDF of every invoice in ``numbers``, in order. With a batch size above 1
+    (``batch``, else the source's ``print_batch``) invoices are printed that many per
+    PrintInvoice call."""
+    size = batch_size(source, batch)
+    if size > 1 and len(numbers) > 1 and isinstance(source, BatchPdfSource):
+        pdfs = await fetch_batched_pdfs(
+            source, numbers, batch=size, concurrency=concurrency, progress=progress
+        )
+    else:
+        pdfs = await fetch_pdfs(source, numbers, concurrency=concurrency, progress=progress)
     return await asyncio.to_thread(merge_pdfs, pdfs)

@@ -55,11 +55,16 @@ def line(row: dict[str, Any]) -> InvoiceLine:
 
 def invoice(row: dict[str, Any]) -> Invoice:
     lines = sorted((line(r) for r in row.get("Lines") or () if r), key=lambda ln: ln.sort)
+    # The live service writes the customer's code in ``Customer`` and the name in
+    # ``CustomerName``; older replies wrote the name in both. Read either way.
+    name = (row.get("CustomerName") or "").strip()
+    customer_field = (row.get("Customer") or "").strip()
     return Invoice(
         id=row.get("InvoiceDBID") or 0,
         number=row["InvoiceNumber"],
         customer_id=row.get("CustomerID") or 0,
-        customer_name=row.get("CustomerName") or row.get("Customer") or "",
+        customer_name=name or customer_field,
+        customer_code=customer_field if name and customer_field != name else "",
         issued=as_date(row["InvoiceDate"]),
         due=as_date(row["DueDate"]),
         net=row.get("NetAmount", Decimal(0)),

@@ -82,6 +82,9 @@ class Invoice:
     reference: str = ""
     #: Empty when the invoice was read without its lines (list pages and replies).
     lines: tuple[InvoiceLine, ...] = ()
+    #: The customer's code, when KashFlow's ``Customer`` element gives it (the live service
+    #: does; older replies put the name there, and then this is empty).
+    customer_code: str = ""
 
     @property
     def total(self) -> Decimal:

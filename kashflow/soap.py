@@ -30,6 +30,9 @@ XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 XSD = "http://www.w3.org/2001/XMLSchema"
 _NS_PREFIX = len(NS) + 2
+#: The type of an ``anyType`` element that names none: KashFlow's only untyped array is an
+#: invoice's ``Lines``.
+UNTYPED_RECORD = "InvoiceLine"
 
 Reader = Callable[[etree._Element], Any]
 
@@ -162,9 +165,14 @@ class Service:
     def _read_any(self, el: etree._Element, skip: frozenset[str]) -> Any:
         # Invoice lines arrive as <anyType xsi:type="InvoiceLine">: resolve the named type.
         xsi_type = el.get(XSI_TYPE)
-        if not xsi_type:
+        if xsi_type:
+            local = xsi_type.rsplit(":", 1)[-1]
+        elif len(el):
+            # A line without xsi:type is still a line: Lines (ArrayOfAnyType) holds nothing
+            # else, and dropping it would show a client an invoice missing a line.
+            local = UNTYPED_RECORD
+        else:
             return None
-        local = xsi_type.rsplit(":", 1)[-1]
         key = (f"{{{NS}}}{local}", skip)
         if key not in self._types:
             try:

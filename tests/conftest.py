@@ -46,7 +46,9 @@ async def sandbox(make_sandbox: SandboxFactory) -> Sandbox:
 async def kashflow(sandbox: Sandbox) -> AsyncIterator[KashFlow]:
     """The gateway pointed at the sandbox; short timeouts and one quick retry keep fault
     tests fast (production uses the defaults)."""
-    async with KashFlow(sandbox.url, timeout=3.0, retries=1, retry_delay=0.01) as kf:
+    async with KashFlow(
+        sandbox.url, timeout=3.0, retries=1, retry_delay=0.01, pdf_hosts=sandbox.pdf_hosts
+    ) as kf:
         yield kf
 
 

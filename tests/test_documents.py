@@ -54,7 +54,7 @@ async def test_fetching_never_exceeds_the_concurrency_bound(
     make_sandbox: SandboxFactory,
 ) -> None:
     sandbox = await make_sandbox(latency_ms=20)
-    async with KashFlow(sandbox.url, timeout=5) as kf:
+    async with KashFlow(sandbox.url, timeout=5, pdf_hosts=sandbox.pdf_hosts) as kf:
         numbers = [r.number for r in sandbox.invoices("demo")[:24]]
         pdfs = await fetch_pdfs(kf.account(DEMO), numbers, concurrency=3)
     assert len(pdfs) == 24

@@ -14,7 +14,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from kashflow.sandbox.records import (
-    Access,
     Company,
     CustomerRecord,
     InvoiceRecord,
@@ -43,12 +42,20 @@ def vat_for(quantity: Decimal, rate: Decimal, vat_rate: Decimal) -> Decimal:
 
 @dataclass(slots=True)
 class Account:
-    """One KashFlow account: its login, API settings, company and records."""
+    """One KashFlow account: its login, API settings, company and records.
+
+    The API settings are KashFlow's (Apps → API Settings): the API switched on, the
+    optional restriction to listed IP addresses, and the AutoAuth key with which a caller
+    may add its own address to that list (``AutoAuthIP``).
+    """
 
     username: str
     password: str = field(repr=False)
     company: Company
-    access: Access = Access.OPEN
+    api_enabled: bool = True
+    ip_restricted: bool = False
+    allowed_ips: set[str] = field(default_factory=set)
+    auto_auth_key: str = field(default="", repr=False)
     customers: dict[int, CustomerRecord] = field(default_factory=dict)
     invoices: dict[int, InvoiceRecord] = field(default_factory=dict)
     next_number: int = 1
@@ -62,15 +69,22 @@ class Account:
                 return customer
         return None
 
-    def customer_by_email(self, email: str) -> CustomerRecord | None:
-        # KashFlow's matching rules are not published: the sandbox matches any address in
-        # the (possibly multi-address) field, ignoring case; the lowest CustomerID wins.
-        wanted = email.strip().lower()
+    def ip_allowed(self, ip: str) -> bool:
+        return not self.ip_restricted or ip in self.allowed_ips
+
+    def customer_by_email(self, email: str, *, exact: bool = False) -> CustomerRecord | None:
+        # KashFlow's matching rules are not published. Loose (the default): any address in
+        # the (possibly multi-address) field, ignoring case. Exact: the whole field as
+        # stored. Either way the lowest CustomerID wins.
+        wanted = email.strip() if exact else email.strip().lower()
         if not wanted:
             return None
         for customer_id in sorted(self.customers):
             customer = self.customers[customer_id]
-            if wanted == customer.email.lower() or wanted in (e.lower() for e in customer.emails):
+            if exact:
+                if customer.email == wanted:
+                    return customer
+            elif wanted == customer.email.lower() or wanted in (e.lower() for e in customer.emails):
                 return customer
         return None
 
@@ -161,9 +175,7 @@ class Ledger:
 
     def sign_in(self, username: str, password: str) -> Account | None:
         account = self.accounts.get(username)
-        if account is None or not secrets.compare_digest(
-            account.password.encode(), password.encode()
-        ):
+        if account is None or not password_matches(account, password):
             return None
         return account
 
@@ -172,3 +184,7 @@ class Ledger:
             return self.accounts[username]
         except KeyError:
             raise KeyError(f"the sandbox has no account {username!r}") from None
+
+
+def password_matches(account: Account, password: str) -> bool:
+    return secrets.compare_digest(account.password.encode(), password.encode())

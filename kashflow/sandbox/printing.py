@@ -265,11 +265,14 @@ class PrintLinks:
         self.ttl_seconds = ttl_seconds
         self._jobs: dict[str, PrintJob] = {}
 
-    def issue(self, account: str, numbers: tuple[int, ...]) -> str:
+    def issue(
+        self, account: str, numbers: tuple[int, ...], *, ttl_seconds: float | None = None
+    ) -> str:
         now = time.monotonic()
         self._jobs = {k: j for k, j in self._jobs.items() if j.expires > now}
         key = secrets.token_urlsafe(24)
-        self._jobs[key] = PrintJob(account, numbers, now + self.ttl_seconds)
+        ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
+        self._jobs[key] = PrintJob(account, numbers, now + ttl)
         return key
 
     def find(self, key: str) -> PrintJob | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from enum import Enum
 
 PENNY = Decimal("0.01")
 
@@ -17,14 +16,6 @@ PENNY = Decimal("0.01")
 def money(value: Decimal) -> Decimal:
     """Round to pence the way KashFlow shows amounts (half up)."""
     return value.quantize(PENNY, rounding=ROUND_HALF_UP)
-
-
-class Access(Enum):
-    """Whether an account's API settings let a caller in."""
-
-    OPEN = "open"
-    API_DISABLED = "api-disabled"
-    IP_LOCKED = "ip-locked"
 
 
 @dataclass(frozen=True, slots=True)

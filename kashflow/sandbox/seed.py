@@ -15,12 +15,14 @@ from typing import Final
 
 from kashflow.models import Credentials
 from kashflow.sandbox.ledger import Account, Ledger, NewLine
-from kashflow.sandbox.records import Access, Company, CustomerRecord, money
+from kashflow.sandbox.records import Company, CustomerRecord, money
 
 DEMO: Final = Credentials("demo", "demo-api-pass")
 SECOND: Final = Credentials("second", "second-api-pass")
 NOAPI: Final = Credentials("noapi", "noapi-pass")
 IPLOCKED: Final = Credentials("iplocked", "iplocked-pass")
+#: The AutoAuth key KashFlow would show the ``iplocked`` account's owner (a public fixture).
+IPLOCKED_AUTO_AUTH_KEY: Final = "5A1B7C3D-0E2F-4A6B-8C9D-1E2F3A4B5C6D"
 
 STANDARD = Decimal("20")
 ZERO_RATED = Decimal("0")
@@ -210,8 +212,16 @@ def build_ledger(*, seed: int = 7, today: date | None = None) -> Ledger:
     ledger = Ledger()
     ledger.add(_demo_account(rng, today))
     ledger.add(_second_account(rng, today))
-    ledger.add(Account(NOAPI.username, NOAPI.password, _quiet_company(), Access.API_DISABLED))
-    ledger.add(Account(IPLOCKED.username, IPLOCKED.password, _locked_company(), Access.IP_LOCKED))
+    ledger.add(Account(NOAPI.username, NOAPI.password, _quiet_company(), api_enabled=False))
+    ledger.add(
+        Account(
+            IPLOCKED.username,
+            IPLOCKED.password,
+            _locked_company(),
+            ip_restricted=True,
+            auto_auth_key=IPLOCKED_AUTO_AUTH_KEY,
+        )
+    )
     return ledger
 
 

@@ -1,7 +1,8 @@
 """The sandbox KashFlow service: an aiohttp server speaking KashFlow's SOAP API over real HTTP.
 
-``Sandbox`` owns the seeded ledger, the fault switches and the record of calls; it serves
-the SOAP endpoint, the project's WSDL (``?WSDL``), the PDFs PrintInvoice links to and the
+``Sandbox`` owns the seeded ledger, the fault and variant switches and the record of
+calls; it serves the SOAP endpoint, the project's WSDL (``?WSDL``), the PDFs PrintInvoice
+links to (one invoice, or several in one document with ``InvoiceNumberList``) and the
 invoices' PermaLinks. Request bodies carry credentials, so nothing here logs them and the
 access log is off (PDF URLs are capabilities too).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,15 +20,16 @@ from datetime import date
 from decimal import Decimal
 from importlib import resources
 from typing import Final
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from kashflow.models import Credentials
 from kashflow.sandbox import wire
-from kashflow.sandbox.faults import PDF_FETCH, Call, Faults
-from kashflow.sandbox.ledger import Account, Ledger, NewLine
+from kashflow.sandbox.faults import DEFAULT_CHECK_ORDER, PDF_FETCH, Call, Check, Faults
+from kashflow.sandbox.ledger import Account, Ledger, NewLine, password_matches
 from kashflow.sandbox.printing import PdfCache, PrintLinks, document_title, render_invoices
-from kashflow.sandbox.records import Access, Company, CustomerRecord, InvoiceRecord
+from kashflow.sandbox.records import Company, CustomerRecord, InvoiceRecord
 from kashflow.sandbox.seed import build_ledger
 from kashflow.sandbox.texts import STATUS_TEXTS
 
@@ -74,7 +77,7 @@ class Sandbox:
         self._print_links = PrintLinks(print_ttl_seconds)
         self._pdfs = PdfCache()
         self._rendering: dict[tuple[object, ...], asyncio.Future[bytes]] = {}
-        self._invoice_xml: dict[tuple[str, int], tuple[InvoiceRecord, str]] = {}
+        self._invoice_xml: dict[tuple[str, int, bool], tuple[InvoiceRecord, str]] = {}
         self._customer_xml: dict[tuple[str, int], str] = {}
         self._new_call = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -137,6 +140,15 @@ class Sandbox:
     @property
     def wsdl_url(self) -> str:
         return self.url + "?WSDL"
+
+    @property
+    def pdf_hosts(self) -> str:
+        """The host its print URLs name: what a gateway's PDF host list must allow."""
+        return urlsplit(self.base_url).hostname or ""
+
+    def allowed_ips(self, account: str) -> frozenset[str]:
+        """The account's API allow-list (what AutoAuthIP adds to)."""
+        return frozenset(self._ledger.account(account).allowed_ips)
 
     # --- read-only views and changes for tests and the demo -------------------------------
 
@@ -243,6 +255,8 @@ class Sandbox:
             return _xml(wire.fault(fault.faultstring, fault.faultcode), status=500)
         self._record(call.operation, call.username, request)
         await self._delay()
+        if self.faults.take_throttle(call.operation):
+            return self._throttled()
         if self.faults.applies_to(call.operation):
             broken = await self._transport_fault(request)
             if broken is not None:
@@ -272,14 +286,38 @@ class Sandbox:
             return _xml(whole[: len(whole) // 2])
         return None
 
+    def _throttled(self) -> web.Response:
+        headers = {}
+        if self.faults.retry_after is not None:
+            headers["Retry-After"] = self.faults.retry_after
+        return web.Response(
+            status=self.faults.throttle_status, text=STATUS_TEXTS.throttled, headers=headers
+        )
+
+    def _refusal(self, account: Account | None, password: str, peer: str) -> str | None:
+        """Why KashFlow turns this caller away (None: it lets them in), checking in the
+        order the switch says; a check left out of the order is still made, last."""
+        order: tuple[Check, ...] = self.faults.check_order
+        order += tuple(c for c in DEFAULT_CHECK_ORDER if c not in order)
+        for check in order:
+            if check == "credentials":
+                if account is None or not password_matches(account, password):
+                    return STATUS_TEXTS.bad_credentials
+            elif account is None:
+                continue  # an unknown username has no API settings to check
+            elif check == "api" and not account.api_enabled:
+                return STATUS_TEXTS.api_disabled
+            elif check == "ip" and not account.ip_allowed(peer):
+                return STATUS_TEXTS.ip_not_allowed.format(ip=peer)
+        return None
+
     def _answer(self, call: wire.SoapRequest, peer: str) -> Answer:
-        account = self._ledger.sign_in(call.username, call.password)
-        if account is None:
-            return no(STATUS_TEXTS.bad_credentials)
-        if account.access is Access.API_DISABLED:
-            return no(STATUS_TEXTS.api_disabled)
-        if account.access is Access.IP_LOCKED:
-            return no(STATUS_TEXTS.ip_not_allowed.format(ip=peer))
+        if call.operation == "AutoAuthIP":
+            return self._auto_auth_ip(call, peer)
+        account = self._ledger.accounts.get(call.username)
+        refused = self._refusal(account, call.password, peer)
+        if refused is not None or account is None:
+            return no(refused or STATUS_TEXTS.bad_credentials)
         forced = self.faults.status_detail.get(call.operation)
         if forced is not None:
             return no(forced)
@@ -301,12 +339,14 @@ class Sandbox:
         return cached
 
     def _invoice_fields(self, account: Account, invoice: InvoiceRecord) -> str:
-        key = (account.username, invoice.number)
+        untyped = self.faults.untyped_lines
+        key = (account.username, invoice.number, untyped)
         cached = self._invoice_xml.get(key)
         if cached is not None and cached[0] is invoice:
             return cached[1]
         permalink = f"{self.base_url}/documents/invoice/{invoice.permalink_key}"
-        fields = wire.invoice_fields(invoice, invoice.customer_name, permalink)
+        customer = account.customers[invoice.customer_id]
+        fields = wire.invoice_fields(invoice, customer, permalink, untyped_lines=untyped)
         self._invoice_xml[key] = (invoice, fields)
         return fields
 
@@ -336,7 +376,8 @@ class Sandbox:
         )
 
     def _customer_by_email(self, account: Account, call: wire.SoapRequest) -> Answer:
-        found = account.customer_by_email(call.strings["CustomerEmail"])
+        exact = self.faults.email_match == "exact"
+        found = account.customer_by_email(call.strings["CustomerEmail"], exact=exact)
         if found is None:
             # The one lookup with a published not-found text: always Status NO.
             return no(STATUS_TEXTS.no_customer_with_email)
@@ -345,7 +386,10 @@ class Sandbox:
     def _all_customers(self, account: Account, call: wire.SoapRequest) -> Answer:
         ordered = sorted(account.customers.values(), key=lambda c: c.name.lower())
         fragments = (self._customer_fields(account, c) for c in ordered)
-        return Answer(wire.array("GetCustomersResult", "Customer", fragments))
+        return Answer(wire.array("GetCustomersResult", "Customer", fragments, **self._empty()))
+
+    def _empty(self) -> dict[str, bool]:
+        return {"absent_if_empty": self.faults.empty_result == "absent"}
 
     def _invoice(self, account: Account, call: wire.SoapRequest) -> Answer:
         found = account.invoices.get(call.ints["InvoiceNumber"])
@@ -357,11 +401,14 @@ class Sandbox:
 
     def _invoice_list(self, account: Account, name: str, rows: list[InvoiceRecord]) -> Answer:
         fragments = (self._invoice_fields(account, i) for i in rows)
-        return Answer(wire.array(name, "Invoice", fragments))
+        return Answer(wire.array(name, "Invoice", fragments, **self._empty()))
 
     def _invoices_for_customer(self, account: Account, call: wire.SoapRequest) -> Answer:
-        # An unknown CustID is simply a customer with no invoices.
-        rows = account.invoices_for(call.ints["CustID"])
+        customer_id = call.ints["CustID"]
+        if customer_id not in account.customers and self.faults.unknown_customer_id == "no":
+            return no(STATUS_TEXTS.no_customer_with_id)
+        # Otherwise an unknown CustID is simply a customer with no invoices.
+        rows = account.invoices_for(customer_id)
         return self._invoice_list(account, "GetInvoicesForCustomerResult", rows)
 
     def _unpaid(self, account: Account, call: wire.SoapRequest) -> Answer:
@@ -373,12 +420,40 @@ class Sandbox:
             if self.faults.not_found_variant == "zeroed":
                 return Answer("<PrintInvoiceResult />")
             return no(STATUS_TEXTS.no_invoice)
-        key = self._print_links.issue(account.username, numbers)
+        key = self._print_links.issue(
+            account.username, numbers, ttl_seconds=self.faults.pdf_expires_after
+        )
         return Answer(wire.el("PrintInvoiceResult", f"{self.base_url}/print/{key}.pdf"))
+
+    def _auto_auth_ip(self, call: wire.SoapRequest, peer: str) -> Answer:
+        # Not subject to the IP check: adding the caller's address is the point of it.
+        account = self._ledger.sign_in(call.username, call.password)
+        if account is None:
+            return no(STATUS_TEXTS.bad_credentials)
+        if not account.api_enabled:
+            return no(STATUS_TEXTS.api_disabled)
+        given = call.strings["AutoAuthKey"].strip().upper().encode()
+        wanted = account.auto_auth_key.upper().encode()
+        if not wanted or not secrets.compare_digest(given, wanted):
+            return no(STATUS_TEXTS.auto_auth_refused)
+        account.allowed_ips.add(peer)
+        return Answer(wire.el("AutoAuthIPResult", str(len(account.allowed_ips))))
 
     # --- documents --------------------------------------------------------------------------
 
     async def handle_print(self, request: web.Request) -> web.StreamResponse:
+        redirect = self.faults.pdf_redirect
+        if redirect != "none":
+            self._record(PDF_FETCH, "", request)
+            await self._delay()
+            path = f"/files/{request.match_info['key']}.pdf"
+            if redirect == "other-host":
+                # The same server under another name: a different host to a client.
+                path = f"http://localhost:{urlsplit(self.base_url).port}{path}"
+            raise web.HTTPFound(path)
+        return await self.handle_printed(request)
+
+    async def handle_printed(self, request: web.Request) -> web.StreamResponse:
         job = self._print_links.find(request.match_info["key"])
         account = self._ledger.accounts[job.account] if job else None
         numbers = job.numbers if job else ()
@@ -397,6 +472,8 @@ class Sandbox:
     ) -> web.StreamResponse:
         self._record(PDF_FETCH, account.username if account else "", request)
         await self._delay()
+        if self.faults.take_throttle(PDF_FETCH):
+            return self._throttled()
         if self.faults.bad_pdf == "404" or account is None:
             return web.Response(status=404, text=_NOT_FOUND_PAGE, content_type="text/html")
         if self.faults.bad_pdf == "html":
@@ -411,8 +488,8 @@ class Sandbox:
         )
         return web.Response(
             body=document,
-            content_type="application/pdf",
             headers={
+                "Content-Type": self.faults.pdf_content_type,
                 "Content-Disposition": f'inline; filename="{name}"',
                 "Cache-Control": "private, no-store",
             },
@@ -481,5 +558,6 @@ def create_app(sandbox: Sandbox) -> web.Application:
     app.router.add_post(SOAP_PATH, sandbox.handle_soap)
     app.router.add_get(SOAP_PATH, sandbox.handle_get)
     app.router.add_get("/print/{key}.pdf", sandbox.handle_print)
+    app.router.add_get("/files/{key}.pdf", sandbox.handle_printed)
     app.router.add_get("/documents/invoice/{key}", sandbox.handle_permalink)
     return app

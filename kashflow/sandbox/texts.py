@@ -21,7 +21,7 @@ class StatusTexts:
     ip_not_allowed: str = "The IP address of {ip} is not in the access list"
     # Assumed: no public source gives KashFlow's wording.
     api_disabled: str = (
-        "API access is not enabled for this account. Enable it in Settings > API Settings."
+        "API access is not enabled for this account. Enable it in Apps > API Settings."
     )
     # Exact substring special-cased by a 2025 client.
     no_customer_with_email: str = "There is no customer with that email address"
@@ -32,6 +32,10 @@ class StatusTexts:
     no_invoice: str = "There is no invoice with that number"
     # Assumed: the default text of the random-error fault switch.
     transient: str = "The service is temporarily unavailable, please try again later"
+    # Assumed: AutoAuthIP with a key that is not the account's, or with AutoAuth off.
+    auto_auth_refused: str = "The AutoAuth key is not valid for this account"
+    # Assumed: the body of an HTTP 429 (KashFlow publishes no rate limit).
+    throttled: str = "Too many requests. Please slow down."
 
     fault_unreadable: str = (
         "Server was unable to read request. ---> There is an error in XML document (0, 0)."

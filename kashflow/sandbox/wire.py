@@ -3,7 +3,9 @@
 Replies are built as strings (element order, empty elements and number formats matter to
 clients; string building from cached per-record fragments keeps 200 invoices cheap).
 Records are written with KashFlow's full, real field order, including fields the project's
-trimmed WSDL leaves out and, on some invoices, fields newer than any published WSDL.
+trimmed WSDL leaves out and, on some invoices, fields newer than any published WSDL. As on
+the live service, an invoice's ``Customer`` element holds the customer's code (the name is
+in ``CustomerName``) and amounts carry four decimals (``8.3300``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ OPERATIONS: Final[Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "GetInvoicesForCustomer": (("CustID",), ()),
     "GetInvoices_Unpaid": ((), ()),
     "PrintInvoice": (("InvoiceNumber",), ("InvoiceNumberList",)),
+    "AutoAuthIP": ((), ("appName", "AutoAuthKey")),
 }
 
 _PARSER: Final = etree.XMLParser(
@@ -150,8 +153,12 @@ def dt(value: date | datetime) -> str:
     return f"{value.isoformat()}T00:00:00"
 
 
+_FOUR_PLACES: Final = Decimal("0.0001")
+
+
 def dec(value: Decimal) -> str:
-    return format(value, "f")
+    """A decimal as KashFlow writes it: four places (``8.3300``, ``-1.0000``)."""
+    return format(value.quantize(_FOUR_PLACES), "f")
 
 
 def flag(value: bool) -> str:
@@ -174,8 +181,12 @@ def wrap(name: str, inner: str) -> str:
     return f"<{name}>{inner}</{name}>" if inner else f"<{name} />"
 
 
-def array(name: str, item: str, fragments: Iterable[str]) -> str:
-    return wrap(name, "".join(f"<{item}>{f}</{item}>" for f in fragments))
+def array(name: str, item: str, fragments: Iterable[str], *, absent_if_empty: bool = False) -> str:
+    """An array result; empty, it is ``<Name />`` or (``absent_if_empty``) left out."""
+    inner = "".join(f"<{item}>{f}</{item}>" for f in fragments)
+    if not inner and absent_if_empty:
+        return ""
+    return wrap(name, inner)
 
 
 def fault(faultstring: str, faultcode: str = "soap:Client") -> bytes:
@@ -239,7 +250,7 @@ def customer_fields(customer: CustomerRecord) -> str:
             el("Website", customer.website),
             f"<EC>{int(customer.country_code not in ('GB', ''))}</EC><OutsideEC>0</OutsideEC>",
             el("Notes", customer.notes),
-            "<Source>0</Source><Discount>0.00</Discount><ShowDiscount>false</ShowDiscount>",
+            "<Source>0</Source><Discount>0.0000</Discount><ShowDiscount>false</ShowDiscount>",
             f"<PaymentTerms>{customer.payment_terms}</PaymentTerms>",
             _EXTRA_TEXTS,
             _CHECKBOXES,
@@ -279,16 +290,26 @@ def line_fields(line: LineRecord, live: bool) -> str:
     return "".join(parts)
 
 
-def invoice_fields(invoice: InvoiceRecord, customer_name: str, permalink: str) -> str:
+def invoice_fields(
+    invoice: InvoiceRecord,
+    customer: CustomerRecord,
+    permalink: str,
+    *,
+    untyped_lines: bool = False,
+) -> str:
+    # KashFlow's own docs show each line as <anyType xsi:type="InvoiceLine">; a line
+    # without the attribute is a variant clients must survive.
+    opening = "<anyType>" if untyped_lines else '<anyType xsi:type="InvoiceLine">'
     lines = "".join(
-        f'<anyType xsi:type="InvoiceLine">{line_fields(line, invoice.live_fields)}</anyType>'
-        for line in invoice.lines
+        f"{opening}{line_fields(line, invoice.live_fields)}</anyType>" for line in invoice.lines
     )
+    customer_name = invoice.customer_name or customer.name
     parts = [
         f"<InvoiceDBID>{invoice.dbid}</InvoiceDBID>",
         f"<InvoiceNumber>{invoice.number}</InvoiceNumber>",
         f"<InvoiceDate>{dt(invoice.issued)}</InvoiceDate><DueDate>{dt(invoice.due)}</DueDate>",
-        el("Customer", customer_name),
+        # The live service writes the customer's code here, the name in CustomerName.
+        el("Customer", customer.code),
         f"<CustomerID>{invoice.customer_id}</CustomerID>",
         f"<Paid>{int(invoice.paid)}</Paid>",
         el("CustomerReference", invoice.reference),

@@ -103,7 +103,10 @@ async def web_rig(
     sandbox = Sandbox(latency_ms=latency_ms)
     await sandbox.start()
     # No retries by default: a test of "KashFlow is down" should see the failure at once.
-    kashflow = KashFlow(sandbox.url, **{"timeout": 5.0, "retries": 0, **(gateway or {})})
+    kashflow = KashFlow(
+        sandbox.url,
+        **{"timeout": 5.0, "retries": 0, "pdf_hosts": sandbox.pdf_hosts, **(gateway or {})},
+    )
     db = open_database(database_url, tmp_path)
     keyring = Keyring.generate()
     clock = ManualClock()
