@@ -1,4 +1,4 @@
-"""The ``kashflow-permalink`` command: demo, serve, link, keys and check."""
+"""The ``kashflow-permalink`` command: demo, serve, link, keys, revoke, check and probe."""
 
 from __future__ import annotations
 
@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-base-url")
     serve.add_argument("--database-url", help="postgresql://… (default: SQLite in the state dir)")
     serve.add_argument("--role", choices=["all", "web", "bot"], help="what this process runs")
+    serve.add_argument(
+        "--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)"
+    )
     serve.set_defaults(run=_serve)
 
     link = sub.add_parser(
@@ -84,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     link.add_argument("--state-dir")
     link.add_argument("--kashflow-url", help="KashFlow SOAP endpoint (default: the real one)")
     link.add_argument("--public-base-url")
+    link.add_argument(
+        "--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)"
+    )
     link.set_defaults(run=_link)
 
     keys = sub.add_parser("keys", help="create or rotate the server key")
@@ -101,7 +107,30 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="verify the configuration, KashFlow and the relays")
     check.add_argument("--state-dir")
     check.add_argument("--kashflow-url")
+    check.add_argument(
+        "--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)"
+    )
     check.set_defaults(run=_check)
+
+    probe = sub.add_parser(
+        "probe",
+        help="show how the configured KashFlow behaves, in shape only (no client data); "
+        "credentials from KASHFLOW_USERNAME / KASHFLOW_PASSWORD",
+    )
+    probe.add_argument("--customer", required=True, metavar="CODE", help="a customer's code")
+    probe.add_argument(
+        "--wait",
+        nargs="?",
+        type=float,
+        const=600.0,
+        metavar="SECONDS",
+        help="also re-open the PDF after SECONDS (600 when no number is given)",
+    )
+    probe.add_argument("--kashflow-url", help="KashFlow SOAP endpoint (default: the real one)")
+    probe.add_argument(
+        "--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)"
+    )
+    probe.set_defaults(run=_probe)
     return parser
 
 
@@ -149,7 +178,10 @@ def _link(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     settings = _settings(
-        args, kashflow_endpoint=args.kashflow_url, public_base_url=args.public_base_url
+        args,
+        kashflow_endpoint=args.kashflow_url,
+        public_base_url=args.public_base_url,
+        pdf_hosts=args.pdf_hosts,
     )
     credentials = _credentials_from_env()
     keyring = settings.keyring()
@@ -272,6 +304,7 @@ def _serve(args: argparse.Namespace) -> int:
         public_base_url=args.public_base_url,
         database_url=args.database_url,
         role=args.role,
+        pdf_hosts=args.pdf_hosts,
     )
     return asyncio.run(run_serve(settings, settings.keyring()))
 
@@ -279,8 +312,18 @@ def _serve(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from app.serve import run_check
 
-    settings = _settings(args, kashflow_endpoint=args.kashflow_url)
+    settings = _settings(args, kashflow_endpoint=args.kashflow_url, pdf_hosts=args.pdf_hosts)
     return asyncio.run(run_check(settings, settings.keyring()))
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from app.probe import run_probe
+
+    if args.wait is not None and not 0 <= args.wait <= 86_400:
+        raise ConfigError("--wait takes a number of seconds, up to a day")
+    settings = _settings(args, kashflow_endpoint=args.kashflow_url, pdf_hosts=args.pdf_hosts)
+    credentials = _credentials_from_env()
+    return asyncio.run(run_probe(settings, credentials, args.customer, wait=args.wait))
 
 
 if __name__ == "__main__":

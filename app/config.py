@@ -13,12 +13,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from kashflow.client import ENDPOINT
+from kashflow.pdfhosts import DEFAULT_PDF_HOSTS, PdfHosts
 from permalink.db import is_database_url
 from permalink.keyring import Keyring, KeyringError
 
 ENV_PREFIX = "KASHFLOW_PERMALINK_"
 ROLES = ("all", "web", "bot")
 KEY_FILE = "server.key"
+MAX_PDF_BATCH = 100
 
 
 class ConfigError(Exception):
@@ -40,6 +42,12 @@ class Settings:
     kashflow_endpoint: str = ENDPOINT
     kashflow_timeout: float = 20.0
     pdf_concurrency: int = 8
+    # Hosts the PDF a PrintInvoice URL points at may come from (comma list, *.domain for
+    # any host below it; plain http only for loopback hosts named here).
+    pdf_hosts: str = DEFAULT_PDF_HOSTS
+    # Invoices per PrintInvoice call (InvoiceNumberList) in a merged PDF; 0 or 1: one call
+    # per invoice. Only for accounts where `kashflow-permalink probe` shows one merged PDF.
+    pdf_batch: int = 0
     mail_domain: str = "localhost"
     # The receiving MTA's authserv-id (RFC 8601): when set, the bot answers only mail whose
     # From domain that server authenticated (DKIM or SPF aligned, or DMARC).
@@ -136,6 +144,12 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"{name} must be 0-65535, not {port}")
     if settings.pdf_concurrency < 1:
         raise ConfigError("pdf_concurrency must be at least 1")
+    try:
+        PdfHosts.parse(settings.pdf_hosts)
+    except ValueError as exc:
+        raise ConfigError(f"pdf_hosts: {exc}") from exc
+    if not 0 <= settings.pdf_batch <= MAX_PDF_BATCH:
+        raise ConfigError(f"pdf_batch must be 0 (off) to {MAX_PDF_BATCH}")
     if settings.bot_concurrency < 1:
         raise ConfigError("bot_concurrency must be at least 1")
     if settings.retry_base_seconds <= 0 or settings.lease_seconds < 1:

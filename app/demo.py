@@ -100,6 +100,7 @@ def _settings(
         smtp_host=HOST,
         smtp_port=smtp_port,
         kashflow_endpoint=sandbox.url,
+        pdf_hosts=sandbox.pdf_hosts,
         mail_domain=MAIL_DOMAIN,
         database_url=shape.database_url,
     )

@@ -66,7 +66,12 @@ def build_core(
     """The process's one core, from its settings (opens and migrates the database)."""
     db = open_database(settings.database_url, settings.state_dir)
     store = SqlStore(db, keyring, lease_s=settings.lease_seconds)
-    gateway = KashFlow(settings.kashflow_endpoint, timeout=settings.kashflow_timeout)
+    gateway = KashFlow(
+        settings.kashflow_endpoint,
+        timeout=settings.kashflow_timeout,
+        pdf_hosts=settings.pdf_hosts,
+        print_batch=settings.pdf_batch,
+    )
     config = CoreConfig(
         public_base_url=settings.public_base_url,
         mail_domain=settings.mail_domain,

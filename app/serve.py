@@ -85,7 +85,9 @@ async def _check_account(core: Core, name: str) -> bool:
         company = await core.kashflow(credentials).company_details()
         print(f"{name}: KashFlow OK ({company.name})")
     except KashFlowError as exc:
-        print(f"{name}: KashFlow FAILED: {exc.message}")
+        # KashFlow's own words (StatusDetail) say what to change; they hold no secret.
+        said = f' KashFlow said: "{exc.detail}"' if exc.detail else ""
+        print(f"{name}: KashFlow FAILED: {exc.message}{said}")
         ok = False
     try:
         relay = await core.relay(name)

@@ -171,6 +171,7 @@ async def fuzz(count: int, concurrency: int, seed: int) -> int:
                 state_dir=Path(tmp),
                 public_base_url="http://127.0.0.1:1",
                 kashflow_endpoint=sandbox.url,
+                pdf_hosts=sandbox.pdf_hosts,
             )
             core = build_core(settings, keyring, clock=clock)
             app = create_app(core, WebConfig(invalid_link_limit=LIMIT))

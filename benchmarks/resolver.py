@@ -24,7 +24,7 @@ from app.config import Settings
 from app.runtime import bind, build_core, close_core
 from kashflow.client import KashFlow
 from kashflow.documents import fetch_pdfs, merge_pdfs, merged_pdf
-from kashflow.sandbox import DEMO
+from kashflow.sandbox import DEMO, pdf_hosts_for
 from permalink.keyring import Keyring
 from permalink.scopes import Scope
 from tests.support.processes import sandbox_process
@@ -36,7 +36,7 @@ def ms(seconds: float) -> str:
 
 
 async def merged_pdf_figures(url: str, latency: float, concurrency: int, count: int) -> None:
-    async with KashFlow(url) as kf:
+    async with KashFlow(url, pdf_hosts=pdf_hosts_for(url)) as kf:
         account = kf.account(DEMO)
         customer = await account.customer_by_code("ACME01")
         numbers = [i.number for i in await account.invoices_for_customer(customer.id)][:count]
@@ -69,7 +69,12 @@ async def list_page_figures(url: str, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sock = bind("127.0.0.1", 0)
         base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        settings = Settings(state_dir=Path(tmp), public_base_url=base, kashflow_endpoint=url)
+        settings = Settings(
+            state_dir=Path(tmp),
+            public_base_url=base,
+            kashflow_endpoint=url,
+            pdf_hosts=pdf_hosts_for(url),
+        )
         core = build_core(settings, Keyring.generate())
         runner = web.AppRunner(create_app(core), access_log=None)
         await runner.setup()

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from app.config import Settings
 from app.runtime import build_core, close_core
-from kashflow.sandbox import DEMO
+from kashflow.sandbox import DEMO, pdf_hosts_for
 from permalink.core import Core
 from permalink.keyring import Keyring
 from permalink.scopes import Scope
@@ -37,6 +37,7 @@ async def serve(kashflow_url: str | None, customer: str) -> None:
                 state_dir=Path(tmp),
                 public_base_url="http://127.0.0.1:1",
                 kashflow_endpoint=kashflow_url,
+                pdf_hosts=pdf_hosts_for(kashflow_url),
             )
             core = build_core(settings, Keyring.generate())
             app = create_app(core)

@@ -121,6 +121,12 @@ def page_count(data: bytes) -> int:
         return 0
 
 
+def page_texts(data: bytes) -> list[str]:
+    """Each page's text, whitespace folded: enough to tell two documents' pages apart."""
+    reader = PdfReader(io.BytesIO(data), strict=False)
+    return [" ".join(page.extract_text().split()) for page in reader.pages]
+
+
 def batch_size(source: PdfSource, batch: int | None = None) -> int:
     """Invoices per PrintInvoice call: ``batch`` if given, else what the source says; 1
     (one call per invoice) for a source that cannot print several at once."""

@@ -10,7 +10,7 @@ from kashflow.sandbox.faults import PDF_FETCH, Call, Faults
 from kashflow.sandbox.ledger import NewLine
 from kashflow.sandbox.records import Company, CustomerRecord, InvoiceRecord, LineRecord
 from kashflow.sandbox.seed import DEMO, IPLOCKED, NOAPI, SECOND
-from kashflow.sandbox.server import SOAP_PATH, Sandbox, create_app
+from kashflow.sandbox.server import SOAP_PATH, Sandbox, create_app, pdf_hosts_for
 from kashflow.sandbox.texts import STATUS_TEXTS, StatusTexts
 
 __all__ = [
@@ -31,4 +31,5 @@ __all__ = [
     "Sandbox",
     "StatusTexts",
     "create_app",
+    "pdf_hosts_for",
 ]

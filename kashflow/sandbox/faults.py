@@ -30,6 +30,9 @@ UnknownCustomerId = Literal["empty", "no"]
 #: GetCustomerByEmail: any address of the field, ignoring case ("loose"), or only the
 #: whole field exactly as stored ("exact").
 EmailMatch = Literal["loose", "exact"]
+#: PrintInvoice with ``InvoiceNumberList``: one document of every invoice listed, or (as a
+#: service that ignored the list might) only the first.
+ListPrint = Literal["merged", "first"]
 #: What KashFlow checks about a caller, in the order it checks them.
 Check = Literal["credentials", "api", "ip"]
 DEFAULT_CHECK_ORDER: tuple[Check, ...] = ("credentials", "api", "ip")
@@ -71,6 +74,9 @@ class Faults:
     # own ``print_ttl_seconds``).
     pdf_expires_after: float | None = None
     untyped_lines: bool = False
+    list_print: ListPrint = "merged"
+    # Every answer sets a session cookie, as an ASP.NET site may (see ``Call.cookie``).
+    set_cookie: bool = False
     unknown_customer_id: UnknownCustomerId = "empty"
     email_match: EmailMatch = "loose"
     check_order: tuple[Check, ...] = DEFAULT_CHECK_ORDER
@@ -101,3 +107,4 @@ class Call:
     username: str
     at: float  # time.monotonic() when the request arrived
     peer: str = ""
+    cookie: bool = False  # whether the request carried a Cookie header

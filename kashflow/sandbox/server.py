@@ -144,7 +144,7 @@ class Sandbox:
     @property
     def pdf_hosts(self) -> str:
         """The host its print URLs name: what a gateway's PDF host list must allow."""
-        return urlsplit(self.base_url).hostname or ""
+        return pdf_hosts_for(self.url)
 
     def allowed_ips(self, account: str) -> frozenset[str]:
         """The account's API allow-list (what AutoAuthIP adds to)."""
@@ -229,7 +229,8 @@ class Sandbox:
     # --- HTTP -----------------------------------------------------------------------------
 
     def _record(self, operation: str, username: str, request: web.Request) -> None:
-        self.calls.append(Call(operation, username, time.monotonic(), request.remote or ""))
+        cookie = "Cookie" in request.headers
+        self.calls.append(Call(operation, username, time.monotonic(), request.remote or "", cookie))
         event, self._new_call = self._new_call, asyncio.Event()
         event.set()
 
@@ -420,6 +421,8 @@ class Sandbox:
             if self.faults.not_found_variant == "zeroed":
                 return Answer("<PrintInvoiceResult />")
             return no(STATUS_TEXTS.no_invoice)
+        if self.faults.list_print == "first":
+            numbers = numbers[:1]
         key = self._print_links.issue(
             account.username, numbers, ttl_seconds=self.faults.pdf_expires_after
         )
@@ -518,6 +521,12 @@ class Sandbox:
         return web.Response(text=wsdl, content_type=_XML)
 
 
+def pdf_hosts_for(url: str) -> str:
+    """The PDF host list that lets a gateway fetch the print URLs of the sandbox serving
+    ``url`` (they are on the same loopback host as its SOAP endpoint)."""
+    return urlsplit(url).hostname or ""
+
+
 def _print_numbers(number: int, number_list: str) -> tuple[int, ...]:
     if number:
         return (number,)
@@ -560,4 +569,11 @@ def create_app(sandbox: Sandbox) -> web.Application:
     app.router.add_get("/print/{key}.pdf", sandbox.handle_print)
     app.router.add_get("/files/{key}.pdf", sandbox.handle_printed)
     app.router.add_get("/documents/invoice/{key}", sandbox.handle_permalink)
+
+    async def session_cookie(request: web.Request, response: web.StreamResponse) -> None:
+        if sandbox.faults.set_cookie:
+            # What an ASP.NET site with sessions sends: a client must not carry it along.
+            response.set_cookie("ASP.NET_SessionId", secrets.token_hex(12), httponly=True)
+
+    app.on_response_prepare.append(session_cookie)
     return app

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kashflow.sandbox import DEMO
+from kashflow.sandbox import DEMO, pdf_hosts_for
 from permalink.db import open_database
 from permalink.keyring import Keyring
 from permalink.store import SqlStore
@@ -59,6 +59,7 @@ class ServeProcess:
             "PYTHONUNBUFFERED": "1",
             "KASHFLOW_PERMALINK_STATE_DIR": str(self.state),
             "KASHFLOW_PERMALINK_KASHFLOW_ENDPOINT": self.kashflow_url,
+            "KASHFLOW_PERMALINK_PDF_HOSTS": pdf_hosts_for(self.kashflow_url),
             "KASHFLOW_PERMALINK_PUBLIC_BASE_URL": self.public_base_url,
             "KASHFLOW_PERMALINK_MAIL_DOMAIN": MAIL_DOMAIN,
             "KASHFLOW_PERMALINK_HTTP_HOST": "127.0.0.1",

@@ -2,9 +2,12 @@
 
 Sign-in asks KashFlow itself (``GetCompanyDetails``) whether the API username and
 password work; each way it can say no gets its own page text telling the accountant what
-to change in KashFlow (:mod:`permalink.trouble`). Failed sign-ins are counted per client
-address, and per username *from that address*, in the store (so every web process sees
-them); past a few, the form answers 429 with Retry-After. Someone failing for a username
+to change in KashFlow (:mod:`permalink.trouble`). When KashFlow refuses the server's IP
+address the page names the address and offers AutoAuth: given the key KashFlow shows the
+account owner, the next sign-in first asks KashFlow (``AutoAuthIP``) to add the address
+itself; nothing does so unasked. Failed sign-ins (and refused AutoAuth keys) are counted
+per client address, and per username *from that address*, in the store (so every web
+process sees them); past a few, the form answers 429 with Retry-After. Someone failing for a username
 from elsewhere therefore cannot lock its real owner out.
 
 Each sign-in is recorded in the store (:mod:`permalink.sessions`); signing out ends the
@@ -20,12 +23,12 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from kashflow.errors import BadCredentials, KashFlowError
+from kashflow.errors import BadCredentials, IpNotAuthorised, KashFlowError, Rejected
 from kashflow.models import Credentials
 from permalink.accounts import account_key
 from permalink.core import Core
@@ -229,12 +232,14 @@ def _login_page(
     error: str = "",
     username: str = "",
     notice: str = "",
+    auto_auth_ip: str | None = None,
 ) -> web.Response:
+    """``auto_auth_ip`` (the address KashFlow refused, "" if unnamed) offers AutoAuth."""
     return render_page(
         request,
         "settings/login.html",
         session,
-        {"error": error, "username": username, "notice": notice},
+        {"error": error, "username": username, "notice": notice, "auto_auth_ip": auto_auth_ip},
         status=status,
     )
 
@@ -285,16 +290,37 @@ async def login(request: web.Request) -> web.StreamResponse:
     if wait > 0:
         return _too_many(request, wait)
     credentials = Credentials(username, password)
+    account = st.core.kashflow(credentials)
+    auto_auth_key = form.get("auto_auth_key")
+    auto_auth_key = auto_auth_key.strip() if isinstance(auto_auth_key, str) else ""
     try:
-        company = await st.core.kashflow(credentials).company_details()
+        if auto_auth_key and not await _auto_auth(account, auto_auth_key):
+            for key in keys:  # a key guessed at is a password guessed at
+                await throttles.hit(key, st.config.login_policy, now)
+            status, message = AUTO_AUTH_REFUSED
+            return _login_page(
+                request,
+                current,
+                status=status,
+                error=message,
+                username=username,
+                auto_auth_ip="",
+            )
+        company = await account.company_details()
     except KashFlowError as error:
         words = words_for(error, "sign_in")
         if isinstance(error, BadCredentials):
             for key in keys:
                 await throttles.hit(key, st.config.login_policy, now)
         log.info("sign-in refused by KashFlow: %s", type(error).__name__)
+        offer = error.ip if isinstance(error, IpNotAuthorised) else None
         return _login_page(
-            request, current, status=words.status, error=words.text, username=username
+            request,
+            current,
+            status=words.status,
+            error=words.text,
+            username=username,
+            auto_auth_ip=offer,
         )
     await throttles.reset(keys[-1])
     session_id = await st.core.store.sessions.start(
@@ -311,6 +337,37 @@ async def login(request: web.Request) -> web.StreamResponse:
     response = see_other(url(request, ROUTE_HOME))
     st.store(response, fresh)
     return response
+
+
+#: AutoAuthIP refused the key the accountant gave.
+AUTO_AUTH_REFUSED: Final = (
+    403,
+    "KashFlow did not accept that AutoAuth key. Copy it again from Apps → API Settings in "
+    "KashFlow, where AutoAuth must be switched on, or add this server's address to the "
+    "allowed addresses there yourself.",
+)
+
+
+@runtime_checkable
+class _AutoAuth(Protocol):
+    """A gateway account that can ask KashFlow to allow this server's address."""
+
+    async def auto_auth_ip(self, key: str) -> int: ...
+
+
+async def _auto_auth(account: KashFlowAccount, key: str) -> bool:
+    """Let KashFlow add this server's address to the account's allow-list (AutoAuthIP),
+    asked for by the accountant after an IP refusal; False if KashFlow refused the key
+    (or the gateway cannot ask)."""
+    if not isinstance(account, _AutoAuth):
+        return False
+    try:
+        await account.auto_auth_ip(key)
+    except Rejected:
+        log.info("sign-in: KashFlow refused the AutoAuth key")
+        return False
+    log.info("sign-in: KashFlow added this server's address by AutoAuth")
+    return True
 
 
 def _too_many(request: web.Request, wait: float) -> web.Response:

@@ -1,0 +1,138 @@
+"""The fields KashFlow's published WSDL declares for the records the product reads.
+
+The project's own WSDL (``kashflow/wsdl/``) lists only the fields the product uses; these
+are all the fields of KashFlow's published service description (the 2017 snapshot public
+clients ship), in its order. ``kashflow-permalink probe`` compares live replies with them,
+so fields KashFlow has added since (or stopped sending) show up by name.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+_EXTRA_TEXTS: Final = tuple(f"ExtraText{n}" for n in range(1, 21))
+_CHECKBOXES: Final = tuple(f"CheckBox{n}" for n in range(1, 21))
+
+PUBLISHED_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "CompanyDetails": (
+        "CompanyName",
+        "Address1",
+        "Address2",
+        "Address3",
+        "Address4",
+        "Postcode",
+        "PrimaryEmail",
+        "PrimaryContact",
+        "Telephone",
+        "Mobile",
+        "VatRegistered",
+        "VatRegistrationNumber",
+        "PaymentTerms",
+        "CurrencySymbol",
+        "CurrencyPosition",
+        "UsDate",
+        "CurrencyId",
+        "CurrencyName",
+        "BusinessType1",
+        "BusinessType2",
+        "BusinessType3",
+        "PaymentTermsType",
+        "BusinessType1Name",
+        "BusinessType2Name",
+        "BusinessType3Name",
+        "BusinessType",
+    ),
+    "Customer": (
+        "CustomerID",
+        "Code",
+        "Name",
+        "Contact",
+        "Telephone",
+        "Mobile",
+        "Fax",
+        "Email",
+        "Address1",
+        "Address2",
+        "Address3",
+        "Address4",
+        "CountryName",
+        "CountryCode",
+        "Postcode",
+        "Website",
+        "EC",
+        "OutsideEC",
+        "Notes",
+        "Source",
+        "Discount",
+        "ShowDiscount",
+        "PaymentTerms",
+        *_EXTRA_TEXTS,
+        *_CHECKBOXES,
+        "Created",
+        "Updated",
+        "CurrencyID",
+        "ContactTitle",
+        "ContactFirstName",
+        "ContactLastName",
+        "CustHasDeliveryAddress",
+        "DeliveryAddress1",
+        "DeliveryAddress2",
+        "DeliveryAddress3",
+        "DeliveryAddress4",
+        "DeliveryCountryName",
+        "DeliveryCountryCode",
+        "DeliveryPostcode",
+        "VATNumber",
+    ),
+    "Invoice": (
+        "InvoiceDBID",
+        "InvoiceNumber",
+        "InvoiceDate",
+        "DueDate",
+        "Customer",
+        "CustomerID",
+        "Paid",
+        "CustomerReference",
+        "EstimateCategory",
+        "SuppressTotal",
+        "ProjectID",
+        "CurrencyCode",
+        "ExchangeRate",
+        "ReadableString",
+        "Lines",
+        "NetAmount",
+        "VATAmount",
+        "AmountPaid",
+        "CustomerName",
+        "PermaLink",
+        "DeliveryAddress",
+        "UseCustomDeliveryAddress",
+    ),
+    "InvoiceLine": (
+        "Quantity",
+        "Description",
+        "Rate",
+        "ChargeType",
+        "VatRate",
+        "VatAmount",
+        "ProductID",
+        "Sort",
+        "ProjID",
+        "LineID",
+        "ValuesInCurrency",
+    ),
+}
+
+#: Decimal fields whose written form (how many places) the probe reports.
+DECIMAL_FIELDS: Final = frozenset(
+    {
+        "NetAmount",
+        "VATAmount",
+        "AmountPaid",
+        "ExchangeRate",
+        "Quantity",
+        "Rate",
+        "VatRate",
+        "VatAmount",
+    }
+)
