@@ -18,7 +18,7 @@ import pytest
 from app import config
 from app.config import ConfigError
 from bot.capture import CaptureServer
-from kashflow.sandbox import DEMO, Sandbox
+from kashflow.sandbox import DEMO, IPLOCKED, Sandbox
 from permalink.accounts import AccountSettings
 from permalink.db import open_database
 from permalink.keyring import Keyring
@@ -166,6 +166,8 @@ def test_link_without_credentials_or_key_explains_what_to_do(tmp_path: Path) -> 
         ({"KASHFLOW_PERMALINK_HTTP_PORT": "eighty"}, "HTTP_PORT"),
         ({"KASHFLOW_PERMALINK_SMTP_PORT": "70000"}, "smtp_port"),
         ({"KASHFLOW_PERMALINK_TLS_CERT": "/x.pem"}, "tls_cert and tls_key"),
+        ({"KASHFLOW_PERMALINK_PDF_HOSTS": "https://kashflow.com/x"}, "pdf_hosts"),
+        ({"KASHFLOW_PERMALINK_PDF_BATCH": "500"}, "pdf_batch"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(
@@ -268,3 +270,39 @@ async def test_check_tries_each_bots_kashflow_and_relay(tmp_path: Path, sandbox:
     down = await acli(*args)  # the relay has gone
     assert down.returncode == 1
     assert "demo: relay FAILED" in down.stdout
+
+
+async def test_check_prints_kashflows_own_words_when_it_refuses(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
+    db = Database(tmp_path / "state.sqlite3")
+    try:
+        accounts = AccountSettings(db, Keyring.load(tmp_path / "server.key"))
+        await accounts.set_bot_credentials("iplocked", IPLOCKED)
+        await accounts.update(
+            "iplocked",
+            request_address="in@lockwood.example",
+            relay_host="127.0.0.1",
+            relay_port=9,  # nothing listens: the relay fails too, after KashFlow
+            relay_security="none",
+            enabled=True,
+        )
+    finally:
+        db.close()
+    result = await acli("check", "--state-dir", str(tmp_path), "--kashflow-url", sandbox.url)
+    assert result.returncode == 1
+    assert (
+        "iplocked: KashFlow FAILED: KashFlow refused this server's IP address. KashFlow said: "
+        '"The IP address of 127.0.0.1 is not in the access list"'
+    ) in result.stdout
+    assert IPLOCKED.password not in result.stdout + result.stderr
+
+
+def test_an_unreadable_pdf_host_list_stops_a_command_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    result = cli("check", "--state-dir", str(tmp_path), "--pdf-hosts", "kashflow.com:443")
+    assert result.returncode == 2
+    assert "pdf_hosts" in result.stderr and "without a port" in result.stderr
+    assert "Traceback" not in result.stderr

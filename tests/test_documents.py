@@ -1,4 +1,5 @@
-"""Invoice documents: bounded-concurrency fetching and an in-order merge, read back."""
+"""Invoice documents: bounded-concurrency fetching and an in-order merge, read back; and
+merged documents fetched a batch of invoices per PrintInvoice call (InvoiceNumberList)."""
 
 from __future__ import annotations
 
@@ -98,3 +99,58 @@ def one_page_pdf() -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+# -- one PrintInvoice call per batch (InvoiceNumberList) -----------------------------------
+
+
+def prints(sandbox: Sandbox) -> int:
+    return len([c for c in sandbox.calls if c.operation == "PrintInvoice"])
+
+
+@pytest.mark.parametrize(("batch", "calls"), [(5, 3), (12, 1), (100, 1)])
+async def test_batched_merge_holds_the_same_pages_with_one_call_per_batch(
+    sandbox: Sandbox, batch: int, calls: int
+) -> None:
+    numbers = [r.number for r in sandbox.invoices("demo")[:12]][::-1]
+    async with KashFlow(sandbox.url, pdf_hosts=sandbox.pdf_hosts) as kf:
+        one_by_one = await merged_pdf(kf.account(DEMO), numbers)
+    per_invoice = prints(sandbox)
+    async with KashFlow(sandbox.url, pdf_hosts=sandbox.pdf_hosts, print_batch=batch) as kf:
+        batched = await merged_pdf(kf.account(DEMO), numbers)
+    assert per_invoice == 12 and prints(sandbox) - per_invoice == calls
+    assert invoice_numbers_per_page(batched) == invoice_numbers_per_page(one_by_one)
+    assert invoice_numbers_per_page(batched)[0] == numbers[0]
+
+
+async def test_a_batch_size_given_to_merged_pdf_overrides_the_gateways(
+    sandbox: Sandbox, demo_account: Account
+) -> None:
+    numbers = [r.number for r in sandbox.invoices("demo")[:6]]
+    seen: list[tuple[int, int]] = []
+    merged = await merged_pdf(
+        demo_account, numbers, batch=4, progress=lambda done, total: seen.append((done, total))
+    )
+    assert prints(sandbox) == 2
+    assert len(seen) == 2 and seen[-1] == (6, 6)  # once per batch, counted in invoices
+    assert sorted(set(invoice_numbers_per_page(merged))) == sorted(numbers)
+
+
+async def test_a_list_printed_as_only_its_first_invoice_is_fetched_one_by_one(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox.faults.list_print = "first"
+    numbers = [r.number for r in sandbox.invoices("demo", "IVY01")]
+    async with KashFlow(sandbox.url, pdf_hosts=sandbox.pdf_hosts, print_batch=25) as kf:
+        merged = await merged_pdf(kf.account(DEMO), numbers)
+    assert list(dict.fromkeys(invoice_numbers_per_page(merged))) == numbers
+    assert prints(sandbox) == 1 + len(numbers)
+    assert "too short to hold them" in caplog.text
+
+
+async def test_a_bad_batch_document_stops_the_merge(sandbox: Sandbox) -> None:
+    sandbox.faults.bad_pdf = "html"
+    numbers = [r.number for r in sandbox.invoices("demo")[:4]]
+    async with KashFlow(sandbox.url, pdf_hosts=sandbox.pdf_hosts, print_batch=2) as kf:
+        with pytest.raises(BadDocument):
+            await merged_pdf(kf.account(DEMO), numbers)

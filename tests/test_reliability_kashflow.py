@@ -224,6 +224,32 @@ async def test_an_outage_shorter_than_the_retries_is_invisible_to_the_visitor(
     assert len(calls(rig.sandbox, "GetCustomerByID")) == RETRIES + 1
 
 
+async def test_throttling_with_a_short_retry_after_is_invisible_to_the_visitor(
+    rig: WebRig, client: Client
+) -> None:
+    path = routes(rig)[0]
+    rig.sandbox.faults.throttle = 1
+    rig.sandbox.faults.retry_after = "1"
+    rig.sandbox.faults.operations = frozenset({"GetCustomerByID"})
+    seen = await visit(client, path)
+    assert seen.status == 200
+    first, second = calls(rig.sandbox, "GetCustomerByID")
+    assert second - first >= 1.0  # not asked again before KashFlow said
+
+
+async def test_throttling_for_longer_than_a_visitor_can_wait_is_explained_at_once(
+    rig: WebRig, client: Client
+) -> None:
+    rig.sandbox.faults.throttle = 100
+    rig.sandbox.faults.retry_after = "3600"
+    paths = routes(rig)
+    for seen in await visit_all(client, paths):
+        assert_not_answering_page(seen)
+    # Each route asked once and believed the hour it was told: nothing was retried (and so
+    # nobody was kept waiting for it).
+    assert len(rig.sandbox.calls) <= len(paths) * 3
+
+
 # -- KashFlow saying no --------------------------------------------------------------------
 
 _IP_REFUSAL = STATUS_TEXTS.ip_not_allowed.format(ip="127.0.0.1")

@@ -19,6 +19,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import pypdf
@@ -29,10 +30,12 @@ from zeep.exceptions import Fault, XMLParseError
 
 from kashflow.sandbox import DEMO, IPLOCKED, NOAPI, PDF_FETCH, SECOND, STATUS_TEXTS, Sandbox
 from kashflow.sandbox.ledger import NewLine
+from kashflow.sandbox.seed import IPLOCKED_AUTO_AUTH_KEY
 
 WSDL = Path(__file__).resolve().parent.parent / "kashflow" / "wsdl" / "kashflow.wsdl"
 NS = {"kf": "KashFlow", "soap": "http://schemas.xmlsoap.org/soap/envelope/"}
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 
 
 def zeep_client(*, strict: bool) -> zeep.Client:
@@ -551,6 +554,180 @@ async def test_permalink_serves_the_invoice_pdf(soap: Soap, sandbox: Sandbox) ->
     assert reply.content_type == "application/pdf"
     text = "\n".join(pdf_pages(reply.body))
     assert f"Invoice {record.number}" in text and "EUR" in text
+
+
+# --- the live service's variants ---------------------------------------------------------
+
+
+async def test_an_invoice_names_its_customer_by_code_with_four_decimal_amounts(
+    soap: Soap, sandbox: Sandbox
+) -> None:
+    record = next(r for r in sandbox.invoices("demo", "GRAN01") if len(r.lines) >= 2)
+    reply = await soap.raw("GetInvoice", InvoiceNumber=record.number)
+    invoice = reply.xml().find(".//kf:GetInvoiceResult", NS)
+    assert invoice is not None
+    assert invoice.findtext("kf:Customer", namespaces=NS) == "GRAN01"
+    assert invoice.findtext("kf:CustomerName", namespaces=NS) == "Granite Row Builders"
+    for path in ("kf:NetAmount", "kf:VATAmount", "kf:AmountPaid", "kf:ExchangeRate"):
+        assert re.fullmatch(r"-?\d+\.\d{4}", invoice.findtext(path, namespaces=NS) or "")
+    assert invoice.findtext("kf:NetAmount", namespaces=NS) == f"{record.net:.4f}"
+    for line in invoice.findall("kf:Lines/kf:anyType", NS):
+        assert re.fullmatch(r"-?\d+\.\d{4}", line.findtext("kf:Rate", namespaces=NS) or "")
+
+
+async def test_an_empty_list_can_be_left_out_altogether(soap: Soap, sandbox: Sandbox) -> None:
+    empty = next(c for c in sandbox.customers("demo") if not sandbox.invoices("demo", c.code))
+    sandbox.faults.empty_result = "absent"
+    reply = await soap.raw("GetInvoicesForCustomer", CustID=empty.id)
+    response = reply.xml().find(".//kf:GetInvoicesForCustomerResponse", NS)
+    assert response is not None
+    assert [etree.QName(c).localname for c in response] == ["Status", "StatusDetail"]
+    assert response.findtext("kf:Status", namespaces=NS) == "OK"
+
+
+async def test_lines_can_come_without_xsi_type(soap: Soap, sandbox: Sandbox) -> None:
+    sandbox.faults.untyped_lines = True
+    number = sandbox.invoices("demo", "ACME01")[0].number
+    reply = await soap.raw("GetInvoice", InvoiceNumber=number)
+    lines = reply.xml().findall(".//kf:Lines/kf:anyType", NS)
+    assert lines and all(line.get(XSI_TYPE) is None for line in lines)
+    assert all(line.find("kf:Rate", NS) is not None for line in lines)
+
+
+async def test_an_unknown_custid_can_be_answered_status_no(soap: Soap, sandbox: Sandbox) -> None:
+    assert (await soap.call("GetInvoicesForCustomer", CustID=999_999)).Status == "OK"
+    sandbox.faults.unknown_customer_id = "no"
+    refused = await soap.call("GetInvoicesForCustomer", CustID=999_999)
+    assert (refused.Status, refused.StatusDetail) == ("NO", STATUS_TEXTS.no_customer_with_id)
+    known = sandbox.customer("demo", "ACME01").id
+    assert (await soap.call("GetInvoicesForCustomer", CustID=known)).Status == "OK"
+
+
+async def test_email_matching_exact_needs_the_whole_field_as_stored(
+    soap: Soap, sandbox: Sandbox
+) -> None:
+    shared = next(c for c in sandbox.customers("demo") if ";" in c.email)
+    sandbox.faults.email_match = "exact"
+    assert (await soap.call("GetCustomerByEmail", CustomerEmail=shared.email)).Status == "OK"
+    for near in (shared.emails[0], shared.email.upper()):
+        found = await soap.call("GetCustomerByEmail", CustomerEmail=near)
+        assert (found.Status, found.StatusDetail) == ("NO", STATUS_TEXTS.no_customer_with_email)
+
+
+@pytest.mark.parametrize(
+    ("order", "detail"),
+    [
+        (("credentials", "api", "ip"), "Incorrect username or password"),
+        (("ip", "credentials", "api"), "The IP address of 127.0.0.1 is not in the access list"),
+    ],
+)
+async def test_the_order_of_the_checks_decides_which_refusal_is_heard(
+    soap: Soap, sandbox: Sandbox, order: Any, detail: str
+) -> None:
+    sandbox.faults.check_order = order
+    refused = await soap.call("GetCompanyDetails", type(DEMO)(IPLOCKED.username, "wrong"))
+    assert (refused.Status, refused.StatusDetail) == ("NO", detail)
+
+
+async def test_auto_auth_ip_adds_the_callers_address_with_the_right_key(
+    soap: Soap, sandbox: Sandbox
+) -> None:
+    wrong = await soap.call("AutoAuthIP", IPLOCKED, appName="Probe", AutoAuthKey="nope")
+    assert (wrong.Status, wrong.StatusDetail) == ("NO", STATUS_TEXTS.auto_auth_refused)
+    assert (await soap.call("AutoAuthIP", NOAPI, appName="x", AutoAuthKey="k")).Status == "NO"
+    assert (await soap.call("GetCompanyDetails", IPLOCKED)).Status == "NO"
+    added = await soap.call(
+        "AutoAuthIP", IPLOCKED, appName="KashFlow Permalink", AutoAuthKey=IPLOCKED_AUTO_AUTH_KEY
+    )
+    assert (added.Status, added.AutoAuthIPResult) == ("OK", 1)
+    assert sandbox.allowed_ips("iplocked") == {"127.0.0.1"}
+    company = (await soap.call("GetCompanyDetails", IPLOCKED)).GetCompanyDetailsResult
+    assert company.CompanyName == "Lockwood Joinery"
+
+
+async def test_throttling_answers_429_with_retry_after_then_recovers(
+    soap: Soap, sandbox: Sandbox
+) -> None:
+    sandbox.faults.throttle = 2
+    sandbox.faults.retry_after = "3"
+    for _ in range(2):
+        async with soap.http.post(
+            sandbox.url,
+            data=soap.envelope("GetCompanyDetails"),
+            headers={"SOAPAction": '"KashFlow/GetCompanyDetails"', "Content-Type": "text/xml"},
+        ) as resp:
+            assert (resp.status, resp.headers.get("Retry-After")) == (429, "3")
+    assert (await soap.call("GetCompanyDetails")).Status == "OK"
+    sandbox.faults.throttle, sandbox.faults.throttle_status = 1, 503
+    sandbox.faults.retry_after = None
+    reply = await soap.raw("GetCompanyDetails")
+    assert reply.status == 503
+
+
+async def print_url(soap: Soap, number: int = 1001, listed: str = "") -> str:
+    reply = await soap.call("PrintInvoice", InvoiceNumber=number, InvoiceNumberList=listed)
+    return str(reply.PrintInvoiceResult)
+
+
+async def test_the_pdf_can_be_served_as_octet_stream(soap: Soap, sandbox: Sandbox) -> None:
+    sandbox.faults.pdf_content_type = "application/octet-stream"
+    reply = await soap.get(await print_url(soap))
+    assert reply.content_type == "application/octet-stream" and reply.body.startswith(b"%PDF-")
+
+
+@pytest.mark.parametrize(
+    ("redirect", "host"), [("same-host", "127.0.0.1"), ("other-host", "localhost")]
+)
+async def test_the_pdf_can_sit_behind_a_redirect(
+    soap: Soap, sandbox: Sandbox, redirect: str, host: str
+) -> None:
+    sandbox.faults.pdf_redirect = redirect  # type: ignore[assignment]
+    url = await print_url(soap)
+    async with soap.http.get(url, allow_redirects=False) as first:
+        assert first.status == 302
+        location = first.headers["Location"]
+    target = urljoin(url, location)
+    assert urlsplit(target).hostname == host and "/files/" in target
+    if host == "127.0.0.1":
+        reply = await soap.get(target)
+        assert reply.status == 200 and reply.body.startswith(b"%PDF-")
+
+
+async def test_print_urls_can_expire_early(soap: Soap, sandbox: Sandbox) -> None:
+    sandbox.faults.pdf_expires_after = 60
+    lasting = await print_url(soap)
+    sandbox.faults.pdf_expires_after = 0
+    expired = await print_url(soap)
+    assert (await soap.get(lasting)).status == 200
+    assert (await soap.get(expired)).status == 404
+
+
+async def test_a_list_can_be_printed_as_its_first_invoice_only(
+    soap: Soap, sandbox: Sandbox
+) -> None:
+    numbers = [r.number for r in sandbox.invoices("demo", "IVY01")[:3]]
+    sandbox.faults.list_print = "first"
+    url = await print_url(soap, 0, ",".join(map(str, numbers)))
+    pages = pdf_pages((await soap.get(url)).body)
+    assert len(pages) == 1 and f"Invoice {numbers[0]}" in pages[0]
+
+
+async def test_answers_can_set_a_session_cookie_and_requests_record_cookies(
+    soap: Soap, sandbox: Sandbox
+) -> None:
+    sandbox.faults.set_cookie = True
+    sessions = []
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as keeping:
+        for _ in range(2):
+            async with keeping.post(
+                sandbox.url,
+                data=soap.envelope("GetCompanyDetails"),
+                headers={"SOAPAction": '"KashFlow/GetCompanyDetails"', "Content-Type": "text/xml"},
+            ) as resp:
+                sessions.append(resp.cookies["ASP.NET_SessionId"].value)
+    assert sessions[0] != sessions[1]
+    # A client that keeps cookies sends the first back with the second request.
+    assert [c.cookie for c in sandbox.calls] == [False, True]
 
 
 # --- changes, records, isolation ------------------------------------------------------

@@ -573,7 +573,9 @@ def create_app(sandbox: Sandbox) -> web.Application:
     async def session_cookie(request: web.Request, response: web.StreamResponse) -> None:
         if sandbox.faults.set_cookie:
             # What an ASP.NET site with sessions sends: a client must not carry it along.
-            response.set_cookie("ASP.NET_SessionId", secrets.token_hex(12), httponly=True)
+            # (A header, not set_cookie(): cookies are turned into headers before this hook.)
+            session = secrets.token_hex(12)
+            response.headers.add("Set-Cookie", f"ASP.NET_SessionId={session}; path=/; HttpOnly")
 
     app.on_response_prepare.append(session_cookie)
     return app
