@@ -8,6 +8,7 @@ import sys
 SCRIPTS = (
     "benchmarks.intent",
     "benchmarks.resolver",
+    "benchmarks.batching",
     "benchmarks.fuzz_links",
     "benchmarks.bot",
     "benchmarks.soak_mail",
