@@ -182,6 +182,25 @@ async def fetch_batched_pdfs(
     return [pdf for task in tasks for pdf in task.result()]
 
 
+async def fetch_documents(
+    source: PdfSource,
+    numbers: Sequence[int],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Callable[[int, int], None] | None = None,
+    batch: int | None = None,
+) -> list[bytes]:
+    """The PDFs that, merged in order, make the document of ``numbers``: one per invoice,
+    or with a batch size above 1 (``batch``, else the source's ``print_batch``) one per
+    batch of that many invoices."""
+    size = batch_size(source, batch)
+    if size > 1 and len(numbers) > 1 and isinstance(source, BatchPdfSource):
+        return await fetch_batched_pdfs(
+            source, numbers, batch=size, concurrency=concurrency, progress=progress
+        )
+    return await fetch_pdfs(source, numbers, concurrency=concurrency, progress=progress)
+
+
 async def merged_pdf(
     source: PdfSource,
     numbers: Sequence[int],
@@ -190,14 +209,9 @@ async def merged_pdf(
     progress: Callable[[int, int], None] | None = None,
     batch: int | None = None,
 ) -> bytes:
-    """One PDF of every invoice in ``numbers``, in order. With a batch size above 1
-    (``batch``, else the source's ``print_batch``) invoices are printed that many per
-    PrintInvoice call."""
-    size = batch_size(source, batch)
-    if size > 1 and len(numbers) > 1 and isinstance(source, BatchPdfSource):
-        pdfs = await fetch_batched_pdfs(
-            source, numbers, batch=size, concurrency=concurrency, progress=progress
-        )
-    else:
-        pdfs = await fetch_pdfs(source, numbers, concurrency=concurrency, progress=progress)
+    """One PDF of every invoice in ``numbers``, in order (fetched as
+    :func:`fetch_documents` does, merged on a worker thread)."""
+    pdfs = await fetch_documents(
+        source, numbers, concurrency=concurrency, progress=progress, batch=batch
+    )
     return await asyncio.to_thread(merge_pdfs, pdfs)
