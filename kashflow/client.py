@@ -144,18 +144,7 @@ class KashFlow:
     ) -> tuple[int, bytes]:
         """One round trip as it is, for ``kashflow-permalink probe``: the HTTP status and
         the reply body, with no retry and no Status check."""
-        body = self._envelope(credentials, operation, params)
-        try:
-            async with self._http().post(
-                self.endpoint, data=body, headers=_soap_headers(operation)
-            ) as resp:
-                return resp.status, await read_capped(resp, MAX_REPLY_BYTES)
-        except ReplyTooLarge:
-            raise Unavailable("reply too large") from None
-        except TimeoutError as exc:
-            raise Unavailable("timed out") from exc
-        except aiohttp.ClientError as exc:
-            raise Unavailable(type(exc).__name__) from exc
+        return await self._send(operation, self._envelope(credentials, operation, params))
 
     def _envelope(
         self, credentials: Credentials, operation: str, params: Mapping[str, Any]
@@ -173,25 +162,29 @@ class KashFlow:
             raise error(reply.detail)
         return reply
 
-    async def _post(self, operation: str, body: bytes, skip: frozenset[str]) -> Reply:
+    async def _send(
+        self, operation: str, body: bytes, *, busy_is_unavailable: bool = False
+    ) -> tuple[int, bytes]:
         try:
             async with self._http().post(
                 self.endpoint, data=body, headers=_soap_headers(operation)
             ) as resp:
-                status = resp.status
-                if status in BUSY:
+                if busy_is_unavailable and resp.status in BUSY:
                     # Rate limited or overloaded: worth another try, when KashFlow says.
                     raise Unavailable(
-                        f"HTTP {status}",
+                        f"HTTP {resp.status}",
                         retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
                     )
-                content = await read_capped(resp, MAX_REPLY_BYTES)
+                return resp.status, await read_capped(resp, MAX_REPLY_BYTES)
         except ReplyTooLarge:
             raise Unavailable("reply too large") from None
         except TimeoutError as exc:
             raise Unavailable("timed out") from exc
         except aiohttp.ClientError as exc:
             raise Unavailable(type(exc).__name__) from exc
+
+    async def _post(self, operation: str, body: bytes, skip: frozenset[str]) -> Reply:
+        status, content = await self._send(operation, body, busy_is_unavailable=True)
         try:
             if len(content) > _THREAD_READ_BYTES:
                 return await asyncio.to_thread(self._service.read, operation, content, skip=skip)
