@@ -72,9 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-base-url")
     serve.add_argument("--database-url", help="postgresql://… (default: SQLite in the state dir)")
     serve.add_argument("--role", choices=["all", "web", "bot"], help="what this process runs")
-    serve.add_argument(
-        "--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)"
-    )
+    serve.add_argument("--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)")
     serve.set_defaults(run=_serve)
 
     link = sub.add_parser(
@@ -87,9 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     link.add_argument("--state-dir")
     link.add_argument("--kashflow-url", help="KashFlow SOAP endpoint (default: the real one)")
     link.add_argument("--public-base-url")
-    link.add_argument(
-        "--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)"
-    )
+    link.add_argument("--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)")
     link.set_defaults(run=_link)
 
     keys = sub.add_parser("keys", help="create or rotate the server key")
@@ -107,9 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="verify the configuration, KashFlow and the relays")
     check.add_argument("--state-dir")
     check.add_argument("--kashflow-url")
-    check.add_argument(
-        "--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)"
-    )
+    check.add_argument("--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)")
     check.set_defaults(run=_check)
 
     probe = sub.add_parser(
@@ -127,9 +121,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also re-open the PDF after SECONDS (600 when no number is given)",
     )
     probe.add_argument("--kashflow-url", help="KashFlow SOAP endpoint (default: the real one)")
-    probe.add_argument(
-        "--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)"
-    )
+    probe.add_argument("--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)")
     probe.set_defaults(run=_probe)
     return parser
 

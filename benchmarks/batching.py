@@ -22,10 +22,10 @@ import statistics
 import time
 from collections.abc import Sequence
 
-from benchmarks.sandbox_process import SANDBOX_PDF_HOSTS, sandbox_process
 from kashflow.client import Account, KashFlow
 from kashflow.documents import fetch_batched_pdfs, fetch_pdfs, merge_pdfs, merged_pdf, page_count
-from kashflow.sandbox import DEMO
+from kashflow.sandbox import DEMO, pdf_hosts_for
+from tests.support.processes import sandbox_process
 
 
 def ms(seconds: float) -> str:
@@ -58,7 +58,7 @@ async def merge_cost(account: Account, numbers: Sequence[int], batch: int, c: in
 async def figures(
     url: str, latency: float, count: int, concurrency: int, batches: list[int], rounds: int
 ) -> None:
-    async with KashFlow(url, pdf_hosts=SANDBOX_PDF_HOSTS) as kf:
+    async with KashFlow(url, pdf_hosts=pdf_hosts_for(url)) as kf:
         account = kf.account(DEMO)
         customer = await account.customer_by_code("ACME01")
         invoices = await account.invoices_for_customer(customer.id, lines=False)

@@ -30,7 +30,13 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from kashflow.concurrent import calls_at_once
-from kashflow.documents import DEFAULT_CONCURRENCY, check_pdf, fetch_pdfs, merge_pdfs
+from kashflow.documents import (
+    DEFAULT_CONCURRENCY,
+    BatchPdfSource,
+    check_pdf,
+    fetch_documents,
+    merge_pdfs,
+)
 from kashflow.models import CompanyDetails, Credentials, Customer, Invoice
 from permalink.gateway import Gateway, KashFlowAccount
 from permalink.keyring import Keyring, KeyringSource, keyring_source
@@ -218,13 +224,23 @@ class Core:
     async def _build(self, credentials: Credentials, numbers: Sequence[int]) -> bytes:
         account = self.kashflow(credentials)
         gate = self._gate(credentials.username)
+        # A gateway that prints several invoices per call (PDF_BATCH) is asked a batch at
+        # a time; any other, an invoice at a time.
+        batcher = account if isinstance(account, BatchPdfSource) else None
 
         class Gated:
+            print_batch = batcher.print_batch if batcher is not None else 0
+
             async def invoice_pdf(self, number: int) -> bytes:
                 async with gate:
                     return await account.invoice_pdf(number)
 
-        pdfs = await fetch_pdfs(Gated(), numbers, concurrency=self.config.pdf_concurrency)
+            async def invoices_pdf(self, numbers: Sequence[int]) -> bytes:
+                assert batcher is not None  # asked only when print_batch is above 1
+                async with gate:
+                    return await batcher.invoices_pdf(numbers)
+
+        pdfs = await fetch_documents(Gated(), numbers, concurrency=self.config.pdf_concurrency)
         return await self.off_loop(merge_pdfs, pdfs)
 
     def _gate(self, username: str) -> asyncio.Semaphore:

@@ -276,7 +276,7 @@ async def test_check_prints_kashflows_own_words_when_it_refuses(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
     assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
-    db = Database(tmp_path / "state.sqlite3")
+    db = open_database(None, tmp_path)
     try:
         accounts = AccountSettings(db, Keyring.load(tmp_path / "server.key"))
         await accounts.set_bot_credentials("iplocked", IPLOCKED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from pypdf import PdfReader, PdfWriter
@@ -13,7 +14,10 @@ from kashflow.client import Account, KashFlow
 from kashflow.documents import fetch_pdfs, merge_pdfs, merged_pdf
 from kashflow.errors import BadDocument
 from kashflow.sandbox import DEMO, Sandbox
+from permalink.db import open_database
+from permalink.keyring import Keyring
 from tests.conftest import SandboxFactory
+from tests.support.core import make_core
 
 
 def invoice_numbers_per_page(pdf: bytes) -> list[int]:
@@ -154,3 +158,19 @@ async def test_a_bad_batch_document_stops_the_merge(sandbox: Sandbox) -> None:
     async with KashFlow(sandbox.url, pdf_hosts=sandbox.pdf_hosts, print_batch=2) as kf:
         with pytest.raises(BadDocument):
             await merged_pdf(kf.account(DEMO), numbers)
+
+
+async def test_the_cores_merged_document_is_fetched_a_batch_at_a_time(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    numbers = [r.number for r in sandbox.invoices("demo", "ACME01")[:30]]
+    db = open_database(None, tmp_path)
+    async with KashFlow(sandbox.url, pdf_hosts=sandbox.pdf_hosts, print_batch=25) as kf:
+        core = make_core(db, Keyring.generate(), kf)
+        try:
+            merged = await core.merged_document(DEMO, numbers)
+        finally:
+            core.close()
+            db.close()
+    assert prints(sandbox) == 2  # 25 + 5
+    assert list(dict.fromkeys(invoice_numbers_per_page(merged))) == numbers

@@ -17,9 +17,10 @@ from aiohttp.test_utils import TestClient
 from kashflow.client import KashFlow
 from kashflow.sandbox import IPLOCKED, Sandbox
 from kashflow.sandbox.seed import IPLOCKED_AUTO_AUTH_KEY
-from permalink.db import Database
+from permalink.db import open_database
 from permalink.keyring import Keyring
-from web.app import WebConfig, create_app
+from tests.support.core import make_core
+from web.app import create_app
 
 Client = TestClient[web.Request, web.Application]
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -29,14 +30,10 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 async def client(
     aiohttp_client: Callable[..., Awaitable[Client]], kashflow: KashFlow, tmp_path: Path
 ) -> AsyncIterator[Client]:
-    db = Database(tmp_path / "state.db")
-    app = create_app(
-        WebConfig(public_base_url="http://settings.test"),
-        kashflow=kashflow,
-        keyring=Keyring.generate(),
-        db=db,
-    )
-    yield await aiohttp_client(app)
+    db = open_database(None, tmp_path)
+    core = make_core(db, Keyring.generate(), kashflow, public_base_url="http://settings.test")
+    yield await aiohttp_client(create_app(core))
+    core.close()
     db.close()
 
 

@@ -1,13 +1,13 @@
 """Signing the accountant in and out, and the guard every other settings page stands behind.
 
-Sign-in asks KashFlow itself (``GetCompanyDetails``) whether the API username and
-password work; each way it can say no gets its own page text telling the accountant what
-to change in KashFlow (:mod:`permalink.trouble`). When KashFlow refuses the server's IP
-address the page names the address and offers AutoAuth: given the key KashFlow shows the
-account owner, the next sign-in first asks KashFlow (``AutoAuthIP``) to add the address
-itself; nothing does so unasked. Failed sign-ins (and refused AutoAuth keys) are counted
-per client address, and per username *from that address*, in the store (so every web
-process sees them); past a few, the form answers 429 with Retry-After. Someone failing for a username
+Sign-in asks KashFlow itself (``GetCompanyDetails``) whether the API username and password
+work; each way it can say no gets its own page text telling the accountant what to change
+in KashFlow (:mod:`permalink.trouble`). When KashFlow refuses the server's IP address the
+page names the address and offers AutoAuth: given the key KashFlow shows the account owner,
+the next sign-in first asks KashFlow (``AutoAuthIP``) to add the address itself; nothing
+does so unasked. Failed sign-ins (and refused AutoAuth keys) are counted per client
+address, and per username *from that address*, in the store (so every web process sees
+them); past a few, the form answers 429 with Retry-After. Someone failing for a username
 from elsewhere therefore cannot lock its real owner out.
 
 Each sign-in is recorded in the store (:mod:`permalink.sessions`); signing out ends the
