@@ -205,6 +205,7 @@ async def _start_child(
         "KASHFLOW_PERMALINK_STATE_DIR": str(settings.state_dir),
         "KASHFLOW_PERMALINK_PUBLIC_BASE_URL": settings.public_base_url,
         "KASHFLOW_PERMALINK_KASHFLOW_ENDPOINT": settings.kashflow_endpoint,
+        "KASHFLOW_PERMALINK_PDF_HOSTS": settings.pdf_hosts,
         "KASHFLOW_PERMALINK_MAIL_DOMAIN": settings.mail_domain,
         "KASHFLOW_PERMALINK_HTTP_HOST": HOST,
         "KASHFLOW_PERMALINK_HTTP_PORT": str(http_port),
