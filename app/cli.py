@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--bot-workers", type=int, default=1, help="bot processes to start (sharing one port)"
     )
+    demo.add_argument("--trusted-proxies", metavar="ADDRESSES", help=_PROXIES_HELP)
     demo.set_defaults(run=_demo)
 
     serve = sub.add_parser("serve", help="run the web resolver and the mail bot (production)")
@@ -72,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-base-url")
     serve.add_argument("--database-url", help="postgresql://… (default: SQLite in the state dir)")
     serve.add_argument("--role", choices=["all", "web", "bot"], help="what this process runs")
+    serve.add_argument("--trusted-proxies", metavar="ADDRESSES", help=_PROXIES_HELP)
+    serve.add_argument(
+        "--allow-relay",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="allow this relay although it is on a local or private network or an unusual "
+        "port (repeatable)",
+    )
     serve.set_defaults(run=_serve)
 
     link = sub.add_parser(
@@ -101,8 +110,15 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="verify the configuration, KashFlow and the relays")
     check.add_argument("--state-dir")
     check.add_argument("--kashflow-url")
+    check.add_argument("--allow-relay", action="append", metavar="HOST[:PORT]")
     check.set_defaults(run=_check)
     return parser
+
+
+_PROXIES_HELP = (
+    "comma list of reverse-proxy addresses or CIDRs whose X-Forwarded-For / Forwarded "
+    "headers name the client (default: none, the socket peer is the client)"
+)
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
@@ -246,6 +262,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise ConfigError("--web-replicas and --bot-workers are at least 1")
     if args.database_url is not None and not is_database_url(args.database_url):
         raise ConfigError("--database-url must be a postgresql:// URL")
+    settings = config.load(None, state_dir=args.state_dir, trusted_proxies=args.trusted_proxies)
     state, keyring = prepare(args.state_dir)
     shape = Shape(args.database_url, args.web_replicas, args.bot_workers)
     return asyncio.run(
@@ -256,6 +273,7 @@ def _demo(args: argparse.Namespace) -> int:
             smtp_port=args.smtp_port,
             latency_ms=args.kashflow_latency_ms,
             shape=shape,
+            trusted_proxies=settings.trusted_proxies,
         )
     )
 
@@ -272,6 +290,8 @@ def _serve(args: argparse.Namespace) -> int:
         public_base_url=args.public_base_url,
         database_url=args.database_url,
         role=args.role,
+        trusted_proxies=args.trusted_proxies,
+        allow_relay=",".join(args.allow_relay) if args.allow_relay else None,
     )
     return asyncio.run(run_serve(settings, settings.keyring()))
 
@@ -279,7 +299,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from app.serve import run_check
 
-    settings = _settings(args, kashflow_endpoint=args.kashflow_url)
+    settings = _settings(
+        args,
+        kashflow_endpoint=args.kashflow_url,
+        allow_relay=",".join(args.allow_relay) if args.allow_relay else None,
+    )
     return asyncio.run(run_check(settings, settings.keyring()))
 
 
