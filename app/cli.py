@@ -107,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--database-url")
     revoke.set_defaults(run=_revoke)
 
+    accounts = sub.add_parser("accounts", help="operator actions on an account")
+    accounts.add_argument("action", choices=["allow-domain"])
+    accounts.add_argument("account", help="the account's KashFlow API username")
+    accounts.add_argument("domain", help="the mail domain the account may use")
+    accounts.add_argument("--state-dir")
+    accounts.add_argument("--database-url")
+    accounts.set_defaults(run=_accounts)
+
     check = sub.add_parser("check", help="verify the configuration, KashFlow and the relays")
     check.add_argument("--state-dir")
     check.add_argument("--kashflow-url")
@@ -252,6 +260,31 @@ async def _revoke_one(settings: Settings, keyring: Keyring, ref: str) -> int:
             print(f"link {link_id} of {account} was already revoked")
     finally:
         await close_core(core)
+    return 0
+
+
+def _accounts(args: argparse.Namespace) -> int:
+    """``accounts allow-domain``: the operator vouches that an account controls a domain."""
+    settings = _settings(args, database_url=args.database_url)
+    return asyncio.run(_allow_domain(settings, settings.keyring(), args.account, args.domain))
+
+
+async def _allow_domain(settings: Settings, keyring: Keyring, account: str, domain: str) -> int:
+    from app.runtime import build_core, close_core
+    from permalink.accounts import account_key
+
+    try:
+        key = account_key(account)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    core = build_core(settings, keyring)
+    try:
+        proof = await core.store.domains.mark_proved(key, domain, "operator")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    finally:
+        await close_core(core)
+    print(f"{key} may now use addresses at {proof.domain}")
     return 0
 
 

@@ -102,6 +102,8 @@ async def harness(
     keyring = Keyring.generate()
     clock = Clock()
     core = make_core(db, keyring, kashflow, public_base_url=BASE, clock=clock, relay_timeout=5.0)
+    # The operator vouches for the demo firm's mail domain (`accounts allow-domain`).
+    await core.store.domains.mark_proved("demo", "northwind-studio.example", "operator")
     app = create_app(core)
     capture = CaptureServer(tmp_path / "outbox")
     await capture.start()
