@@ -266,9 +266,12 @@ class Core:
         missing: list[str] = []
         for address in addresses:
             domain = domain_of(address)
-            if domain and domain not in missing:
-                if not await self.store.domains.proved(account, domain):
-                    missing.append(domain)
+            if (
+                domain
+                and domain not in missing
+                and not await self.store.domains.proved(account, domain)
+            ):
+                missing.append(domain)
         return missing
 
     # -- mail -----------------------------------------------------------------------------

@@ -68,6 +68,8 @@ class SettingsConfig:
     login_max_delay_s: float = 300.0
     #: Rows per page on the links and activity pages.
     page_size: int = 25
+    #: Test emails an account may send in an hour (each connects to the relay it names).
+    test_emails_per_hour: int = 5
 
     @property
     def login_policy(self) -> ThrottlePolicy:

@@ -337,7 +337,12 @@ async def _send(
     activity = st.core.store.activity
     try:
         await st.core.send_for_account(session.account, message, recipients)
-    except (DeliveryFailure, RelayNotReady) as error:
+    except DeliveryFailure as error:
+        # The relay's own words (its banner, its reply text) stay in the server's log:
+        # anyone signed in can point the relay anywhere, so the page says only what failed.
+        log.warning("settings mail (%s) not sent: %s", kind, error)
+        reason = error.public_reason
+    except RelayNotReady as error:
         reason = str(error) or type(error).__name__
     except SecretUnreadable:
         reason = "the saved relay password can no longer be read; save it again"
@@ -644,6 +649,16 @@ async def test_email(request: web.Request, session: Session) -> web.StreamRespon
         problem = "Type the address the test should go to."
     elif not _valid_address(to):
         problem = f"{to!r} is not an email address."
+    elif not await st.core.store.limits.try_acquire(
+        f"{session.account}:test-email",
+        limit=st.config.test_emails_per_hour,
+        window_s=3600.0,
+        now=st.now(),
+    ):
+        problem = (
+            f"At most {st.config.test_emails_per_hour} test emails an hour can be sent; "
+            "please try again later."
+        )
     if not problem:
         sender = settings.sender or session.company_email or to
         message = compose_test_email(
