@@ -37,6 +37,9 @@ SECURITY_HEADERS: Final[Mapping[str, str]] = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
 }
 
+#: The settings pages' policy; permalink pages keep ``no-referrer``.
+SETTINGS_REFERRER_POLICY: Final = "same-origin"
+
 #: The Server header: the product, no library or version to fingerprint.
 SERVER_NAME: Final = "kashflow-permalink"
 
@@ -51,6 +54,11 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
     """``on_response_prepare`` hook: the capability-URL headers on every response."""
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
+    if request.path == "/settings" or request.path.startswith("/settings/"):
+        # The settings pages hold no capability in their URLs, and same-origin lets the
+        # browser name our origin on its own form posts, so the CSRF check can refuse
+        # "Origin: null" (a sandboxed frame or a data: page) there.
+        response.headers["Referrer-Policy"] = SETTINGS_REFERRER_POLICY
     # aiohttp would announce its name and version (and Python's) to every visitor.
     response.headers["Server"] = SERVER_NAME
 
@@ -206,6 +214,7 @@ __all__ = [
     "CONTENT_SECURITY_POLICY",
     "REDACTED_TOKEN",
     "SECURITY_HEADERS",
+    "SETTINGS_REFERRER_POLICY",
     "TRUSTED_PROXIES",
     "RedactingAccessLogger",
     "TrustedProxies",

@@ -37,6 +37,7 @@ from web.settings import forms
 from web.settings.auth import (
     ROUTE_LOGIN,
     ROUTE_LOGOUT,
+    SessionRefused,
     SettingsState,
     login,
     login_form,
@@ -90,6 +91,8 @@ def _trouble(error: KashFlowError) -> str:
 
 
 def _trouble_page(request: web.Request, session: Session, error: KashFlowError) -> web.Response:
+    if isinstance(error, BadCredentials):
+        raise SessionRefused  # the password changed since sign-in: the guard ends the session
     log.warning("KashFlow %s on the settings pages", type(error).__name__)
     words = words_for(error, "accountant")
     return render_page(
@@ -618,7 +621,12 @@ async def _save_secrets(st: SettingsState, session: Session, submitted: forms.Bo
     if candidate is not None:
         # Checked live before it is stored: a typo, or a password changed in KashFlow
         # since this session began, must never become the bot's.
-        await st.core.kashflow(candidate).company_details()
+        try:
+            await st.core.kashflow(candidate).company_details()
+        except BadCredentials:
+            if candidate is session.credentials:
+                raise SessionRefused from None  # stale: the session itself is over
+            raise
         await accounts.set_bot_credentials(session.account, candidate)
     if submitted.relay_password:
         await accounts.set_relay_password(session.account, submitted.relay_password)
