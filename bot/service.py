@@ -84,6 +84,7 @@ class BotService:
         if listener is not None:
             await listener.close()
         await self.worker.stop(timeout)
+        await self.context.reader.close()
 
     async def __aenter__(self) -> BotService:
         await self.start()
