@@ -188,6 +188,8 @@ def sandbox_process(latency_ms: float, *extra: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 __all__ = [
