@@ -23,6 +23,10 @@ log = logging.getLogger("kashflow_permalink")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the product writes (the state database and its journal, the key file,
+    # the demo's outbox and logs) holds secrets or clients' mail: owner only, whatever
+    # umask the process was started with.
+    os.umask(0o077)
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -138,6 +142,7 @@ def _keys(args: argparse.Namespace) -> int:
     path = settings.key_file
     try:
         if args.action == "create":
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             keyring = Keyring.create(path)
             print(f"created {path} (key {keyring.current_id}, mode 0600)")
         elif args.action == "rotate":

@@ -171,3 +171,30 @@ async def test_a_granted_domain_is_shown_as_granted(site: Site, accountant: Acco
     page = await accountant.get("/settings/bot")
     assert "acme-fab.example</strong>:\n      proved (granted by the server" in page.text
     assert "saved" in await save(accountant, request_address="invoices@acme-fab.example")
+
+
+def test_state_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """A real process started with a permissive umask still writes owner-only files."""
+    state = tmp_path / "state"
+    for command in (["keys", "create"], ["accounts", "allow-domain", "demo", "acme.example"]):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import os, sys; os.umask(0o022); from app.cli import main; sys.exit(main())",
+                *command,
+                "--state-dir",
+                str(state),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    written = [state, *state.rglob("*")]
+    assert {p.name for p in written} >= {"state", "server.key", "state.sqlite3"}
+    for path in written:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o700 if path.is_dir() else 0o600), (path.name, oct(mode))
