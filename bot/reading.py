@@ -135,6 +135,11 @@ class MailReader:
             )
         return self._proc
 
+    async def start(self) -> None:
+        """Start the worker now, so the first message does not wait for it."""
+        async with self._lock:
+            await self._worker()
+
     async def read(self, raw: bytes, envelope_sender: str | None) -> Request:
         """The parsed request; :class:`TooCostly` past the budget. The loop stays free."""
         header = json.dumps({"sender": envelope_sender, "cpu_s": self.cpu_s}).encode()

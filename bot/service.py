@@ -59,6 +59,7 @@ class BotService:
     async def start(self) -> None:
         if self.worker.running:
             return
+        await self.context.reader.start()
         self.worker.start()
         if self.settings is None:
             return
