@@ -23,6 +23,10 @@ log = logging.getLogger("kashflow_permalink")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the product writes (the state database and its journal, the key file,
+    # the demo's outbox and logs) holds secrets or clients' mail: owner only, whatever
+    # umask the process was started with.
+    os.umask(0o077)
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -61,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--bot-workers", type=int, default=1, help="bot processes to start (sharing one port)"
     )
+    demo.add_argument("--trusted-proxies", metavar="ADDRESSES", help=_PROXIES_HELP)
     demo.set_defaults(run=_demo)
 
     serve = sub.add_parser("serve", help="run the web resolver and the mail bot (production)")
@@ -73,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--database-url", help="postgresql://… (default: SQLite in the state dir)")
     serve.add_argument("--role", choices=["all", "web", "bot"], help="what this process runs")
     serve.add_argument("--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)")
+    serve.add_argument("--trusted-proxies", metavar="ADDRESSES", help=_PROXIES_HELP)
+    serve.add_argument(
+        "--allow-relay",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="allow this relay although it is on a local or private network or an unusual "
+        "port (repeatable)",
+    )
     serve.set_defaults(run=_serve)
 
     link = sub.add_parser(
@@ -100,10 +113,19 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--database-url")
     revoke.set_defaults(run=_revoke)
 
+    accounts = sub.add_parser("accounts", help="operator actions on an account")
+    accounts.add_argument("action", choices=["allow-domain"])
+    accounts.add_argument("account", help="the account's KashFlow API username")
+    accounts.add_argument("domain", help="the mail domain the account may use")
+    accounts.add_argument("--state-dir")
+    accounts.add_argument("--database-url")
+    accounts.set_defaults(run=_accounts)
+
     check = sub.add_parser("check", help="verify the configuration, KashFlow and the relays")
     check.add_argument("--state-dir")
     check.add_argument("--kashflow-url")
     check.add_argument("--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)")
+    check.add_argument("--allow-relay", action="append", metavar="HOST[:PORT]")
     check.set_defaults(run=_check)
 
     probe = sub.add_parser(
@@ -126,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PROXIES_HELP = (
+    "comma list of reverse-proxy addresses or CIDRs whose X-Forwarded-For / Forwarded "
+    "headers name the client (default: none, the socket peer is the client)"
+)
+
+
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
     return config.load(None, state_dir=getattr(args, "state_dir", None), **extra)
 
@@ -135,6 +163,7 @@ def _keys(args: argparse.Namespace) -> int:
     path = settings.key_file
     try:
         if args.action == "create":
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             keyring = Keyring.create(path)
             print(f"created {path} (key {keyring.current_id}, mode 0600)")
         elif args.action == "rotate":
@@ -263,6 +292,31 @@ async def _revoke_one(settings: Settings, keyring: Keyring, ref: str) -> int:
     return 0
 
 
+def _accounts(args: argparse.Namespace) -> int:
+    """``accounts allow-domain``: the operator vouches that an account controls a domain."""
+    settings = _settings(args, database_url=args.database_url)
+    return asyncio.run(_allow_domain(settings, settings.keyring(), args.account, args.domain))
+
+
+async def _allow_domain(settings: Settings, keyring: Keyring, account: str, domain: str) -> int:
+    from app.runtime import build_core, close_core
+    from permalink.accounts import account_key
+
+    try:
+        key = account_key(account)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    core = build_core(settings, keyring)
+    try:
+        proof = await core.store.domains.mark_proved(key, domain, "operator")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    finally:
+        await close_core(core)
+    print(f"{key} may now use addresses at {proof.domain}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from app.demo import Shape, prepare, run_demo
 
@@ -270,6 +324,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise ConfigError("--web-replicas and --bot-workers are at least 1")
     if args.database_url is not None and not is_database_url(args.database_url):
         raise ConfigError("--database-url must be a postgresql:// URL")
+    settings = config.load(None, state_dir=args.state_dir, trusted_proxies=args.trusted_proxies)
     state, keyring = prepare(args.state_dir)
     shape = Shape(args.database_url, args.web_replicas, args.bot_workers)
     return asyncio.run(
@@ -280,6 +335,7 @@ def _demo(args: argparse.Namespace) -> int:
             smtp_port=args.smtp_port,
             latency_ms=args.kashflow_latency_ms,
             shape=shape,
+            trusted_proxies=settings.trusted_proxies,
         )
     )
 
@@ -297,6 +353,8 @@ def _serve(args: argparse.Namespace) -> int:
         database_url=args.database_url,
         role=args.role,
         pdf_hosts=args.pdf_hosts,
+        trusted_proxies=args.trusted_proxies,
+        allow_relay=",".join(args.allow_relay) if args.allow_relay else None,
     )
     return asyncio.run(run_serve(settings, settings.keyring()))
 
@@ -304,7 +362,12 @@ def _serve(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from app.serve import run_check
 
-    settings = _settings(args, kashflow_endpoint=args.kashflow_url, pdf_hosts=args.pdf_hosts)
+    settings = _settings(
+        args,
+        kashflow_endpoint=args.kashflow_url,
+        pdf_hosts=args.pdf_hosts,
+        allow_relay=",".join(args.allow_relay) if args.allow_relay else None,
+    )
     return asyncio.run(run_check(settings, settings.keyring()))
 
 

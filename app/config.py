@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 from kashflow.client import ENDPOINT
 from kashflow.pdfhosts import DEFAULT_PDF_HOSTS, PdfHosts
 from permalink.db import is_database_url
+from permalink.egress import RelayAllowList
 from permalink.keyring import Keyring, KeyringError
+from web.security import TrustedProxies
 
 ENV_PREFIX = "KASHFLOW_PERMALINK_"
 ROLES = ("all", "web", "bot")
@@ -65,10 +67,27 @@ class Settings:
     # How long a bot worker's claim on a message lasts without renewal: after a worker
     # dies, another takes its messages over this long after it last renewed.
     lease_seconds: float = 60.0
+    # Reverse proxies in front of the web door, as a comma list of addresses or CIDRs
+    # ("10.0.0.5, 192.168.1.0/24"): only a request from one of them has its client address
+    # read from X-Forwarded-For or Forwarded; every other request's headers are ignored.
+    # The throttles, the sign-in lock and the logs key on that address.
+    trusted_proxies: str = ""
+    # Relays the operator allows although they are on a local or private network, or on a
+    # port other than 25/465/587/2525, as a comma list of HOST or HOST:PORT (the demo's
+    # capture relay on loopback). Every other relay must be a public address.
+    allow_relay: str = ""
 
     @property
     def key_file(self) -> Path:
         return self.state_dir / KEY_FILE
+
+    @property
+    def proxies(self) -> TrustedProxies:
+        return TrustedProxies.parse(self.trusted_proxies)
+
+    @property
+    def relay_allow_list(self) -> RelayAllowList:
+        return RelayAllowList.parse(self.allow_relay)
 
     @property
     def database(self) -> Path:
@@ -158,6 +177,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("tls_cert and tls_key go together")
     if settings.role not in ROLES:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {settings.role!r}")
+    try:
+        TrustedProxies.parse(settings.trusted_proxies)
+        RelayAllowList.parse(settings.allow_relay)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     if settings.database_url is not None and not is_database_url(settings.database_url):
         raise ConfigError(
             "database_url must be a postgresql:// URL (leave it out for SQLite in the state "

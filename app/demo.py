@@ -66,12 +66,13 @@ async def run_demo(
     smtp_port: int,
     latency_ms: float,
     shape: Shape = Shape(),
+    trusted_proxies: str = "",
 ) -> int:
     sandbox = Sandbox(latency_ms=latency_ms)
     await sandbox.start(HOST, 0)
     capture = CaptureServer(state / "outbox", host=HOST)
     await capture.start()
-    processes = Processes()
+    processes = Processes(trusted_proxies)
     try:
         async with stop_signal() as stopped:
             if shape.one_process:
@@ -91,7 +92,13 @@ async def run_demo(
 
 
 def _settings(
-    state: Path, sandbox: Sandbox, web_url: str, smtp_port: int, shape: Shape
+    processes: Processes,
+    state: Path,
+    sandbox: Sandbox,
+    capture: CaptureServer,
+    web_url: str,
+    smtp_port: int,
+    shape: Shape,
 ) -> Settings:
     return Settings(
         state_dir=state,
@@ -103,13 +110,17 @@ def _settings(
         pdf_hosts=sandbox.pdf_hosts,
         mail_domain=MAIL_DOMAIN,
         database_url=shape.database_url,
+        trusted_proxies=processes.trusted_proxies,
+        # The capture relay is on loopback: allowed by the operator, as any internal one.
+        allow_relay=f"{capture.host}:{capture.port}",
     )
 
 
 class Processes:
     """What the demo started besides the sandbox and the capture: stopped in reverse."""
 
-    def __init__(self) -> None:
+    def __init__(self, trusted_proxies: str = "") -> None:
+        self.trusted_proxies = trusted_proxies
         self.runtimes: list[Runtime] = []
         self.children: list[asyncio.subprocess.Process] = []
 
@@ -145,7 +156,9 @@ async def _one_process(
     http_socket = bind(HOST, http_port)
     web_url = f"http://{HOST}:{http_socket.getsockname()[1]}"
     runtime = Runtime(
-        _settings(state, sandbox, web_url, smtp_port, shape), keyring, http_socket=http_socket
+        _settings(processes, state, sandbox, capture, web_url, smtp_port, shape),
+        keyring,
+        http_socket=http_socket,
     )
     processes.runtimes.append(runtime)
     await runtime.start()
@@ -179,7 +192,7 @@ async def _many_processes(
     web_ports = [http_port or _free_port()] + [_free_port() for _ in range(shape.web_replicas - 1)]
     web_url = f"http://{HOST}:{web_ports[0]}"
     smtp_port = smtp_port or _free_port()
-    settings = _settings(state, sandbox, web_url, smtp_port, shape)
+    settings = _settings(processes, state, sandbox, capture, web_url, smtp_port, shape)
     # Migrated and configured before any child starts, so every child finds it ready.
     core = build_core(settings, keyring)
     try:
@@ -211,6 +224,8 @@ async def _start_child(
         "KASHFLOW_PERMALINK_HTTP_PORT": str(http_port),
         "KASHFLOW_PERMALINK_SMTP_HOST": HOST,
         "KASHFLOW_PERMALINK_SMTP_PORT": str(settings.smtp_port),
+        "KASHFLOW_PERMALINK_TRUSTED_PROXIES": settings.trusted_proxies,
+        "KASHFLOW_PERMALINK_ALLOW_RELAY": settings.allow_relay,
     }
     if settings.database_url:
         env["KASHFLOW_PERMALINK_DATABASE_URL"] = settings.database_url
@@ -271,6 +286,8 @@ async def _announce(
 
 async def _configure_bot(core: Core, capture: CaptureServer) -> None:
     accounts = core.store.accounts
+    # The demo's operator vouches for its own mail domain, as `accounts allow-domain` does.
+    await core.store.domains.mark_proved(DEMO.username, MAIL_DOMAIN, "operator")
     await accounts.set_bot_credentials(DEMO.username, DEMO)
     await accounts.update(
         DEMO.username,

@@ -81,7 +81,7 @@ def build_core(
         config,
         gateway=gateway,
         store=store,
-        mailer=SmtpMailer(),
+        mailer=SmtpMailer(settings.relay_allow_list),
         keyring=keyring,
         clock=clock or time.time,
     )
@@ -133,7 +133,7 @@ class Runtime:
 
     async def _start_web(self, core: Core) -> None:
         s = self.settings
-        app = create_app(core, WebConfig())
+        app = create_app(core, WebConfig(trusted_proxies=s.proxies))
         runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)

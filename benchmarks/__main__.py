@@ -13,6 +13,7 @@ SCRIPTS = (
     "benchmarks.bot",
     "benchmarks.soak_mail",
     "benchmarks.load",
+    "benchmarks.mime_bomb",
 )
 
 

@@ -24,7 +24,8 @@ from bot.compose import compose_reply, compose_unknown_sender, reply_subject
 from bot.guards import GuardContext, first_stop, refers_to_us, thread_root
 from bot.intent import Intent, read_intent
 from bot.language import NAMES, reply_language
-from bot.mailparse import Request, parse
+from bot.mailparse import Request
+from bot.reading import MailReader, TooCostly, too_complex
 from kashflow.errors import BadDocument, KashFlowError, NotFound
 from kashflow.models import CompanyDetails, Credentials, Customer
 from permalink.accounts import BotSettings
@@ -89,6 +90,8 @@ class Context:
     core: Core
     #: The receiving MTA's authserv-id: when set, only mail it authenticated is answered.
     trusted_authserv_id: str | None = None
+    #: Parses messages off the event loop, within a CPU budget.
+    reader: MailReader = field(default_factory=MailReader)
 
     @property
     def mail_domain(self) -> str:
@@ -181,7 +184,15 @@ async def already_replied(ctx: Context, job: Job) -> Outcome | None:
 
 
 async def read(ctx: Context, job: Job) -> Outcome | None:
-    job.request = parse(job.message.raw, envelope_sender=job.message.mail_from)
+    # Counted before anything is parsed: mail spooled before the listener refused such
+    # messages, or handed over by another door, is parked here unread.
+    refused = too_complex(job.message.raw)
+    if refused:
+        return Failed(f"message not read: {refused}")
+    try:
+        job.request = await ctx.reader.read(job.message.raw, job.message.mail_from)
+    except TooCostly as error:
+        return Failed(str(error))
     if not job.request.from_address:
         defects = ", ".join(job.request.defects[:3])
         return Ignored(f"no readable sender address ({defects})" if defects else "no sender")

@@ -59,6 +59,7 @@ class BotService:
     async def start(self) -> None:
         if self.worker.running:
             return
+        await self.context.reader.start()
         self.worker.start()
         if self.settings is None:
             return
@@ -84,6 +85,7 @@ class BotService:
         if listener is not None:
             await listener.close()
         await self.worker.stop(timeout)
+        await self.context.reader.close()
 
     async def __aenter__(self) -> BotService:
         await self.start()

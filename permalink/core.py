@@ -38,6 +38,8 @@ from kashflow.documents import (
     merge_pdfs,
 )
 from kashflow.models import CompanyDetails, Credentials, Customer, Invoice
+from permalink.dnsproof import Checked, TxtLookup, check
+from permalink.domains import domain_of
 from permalink.gateway import Gateway, KashFlowAccount
 from permalink.keyring import Keyring, KeyringSource, keyring_source
 from permalink.links import InvalidLink, Link, new_link, open_link, seal
@@ -68,6 +70,9 @@ class CoreConfig:
     relay_timeout: float = 30.0
     #: A PEM bundle relays are checked against instead of the system's (a private CA).
     relay_ca_file: str | None = None
+    #: Name servers asked for domain-proof TXT records (empty: the system's resolvers).
+    dns_nameservers: tuple[str, ...] = ()
+    dns_port: int = 53
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_base_url)
@@ -119,6 +124,7 @@ class Core:
         )
         self._building: dict[tuple[object, ...], asyncio.Future[bytes]] = {}
         self._account_gates: dict[str, asyncio.Semaphore] = {}
+        self.dns = TxtLookup(config.dns_nameservers, port=config.dns_port)
 
     @property
     def keyring(self) -> Keyring:
@@ -254,6 +260,35 @@ class Core:
         """PDF work on the core's bounded merge threads, never on the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._merge_pool, work, arg)
+
+    # -- domains --------------------------------------------------------------------------
+
+    async def prove_domain(self, account: str, domain: str) -> Checked:
+        """Look for the account's TXT record on ``domain`` and record the proof if found.
+
+        Raises ValueError for something that is not a domain name.
+        """
+        domains = self.store.domains
+        proof = await domains.challenge(account, domain)
+        if proof.proved:
+            return Checked(True)
+        found = await check(self.dns, proof)
+        if found.proved:
+            await domains.mark_proved(account, proof.domain, "dns")
+        return found
+
+    async def unproved_domains(self, account: str, *addresses: str) -> list[str]:
+        """The domains of ``addresses`` the account has not proved it controls."""
+        missing: list[str] = []
+        for address in addresses:
+            domain = domain_of(address)
+            if (
+                domain
+                and domain not in missing
+                and not await self.store.domains.proved(account, domain)
+            ):
+                missing.append(domain)
+        return missing
 
     # -- mail -----------------------------------------------------------------------------
 

@@ -16,6 +16,12 @@ Both carry the relay's reply code and text, and the SMTP stage that failed, so t
 settings page can say what happened. A failure with ``stage == "auth"`` (bad credentials,
 TLS required) is about the relay settings rather than the message: a worker may prefer to
 keep such messages for a retry once the settings are fixed instead of parking them.
+:attr:`DeliveryFailure.public_reason` says what failed without the relay's own words, for
+pages that anyone signed in can point at any relay.
+
+Every connection goes through :mod:`permalink.egress`: the relay's name is resolved once,
+checked (public addresses on mail ports only, unless the operator allowed the relay), and
+the connection made to the address that was checked.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Literal, get_args
 import aiosmtplib
 
 from permalink.accounts import BotSettings
+from permalink.egress import RelayAllowList, RelayNotAllowed, connect, pinned_addresses
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +84,38 @@ class DeliveryFailure(Exception):
 
     temporary: bool = True
 
-    def __init__(self, reason: str, *, code: int | None = None, stage: Stage = "other") -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        code: int | None = None,
+        stage: Stage = "other",
+        public: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
         self.stage = stage
+        self._public = public
+
+    @property
+    def public_reason(self) -> str:
+        """What failed, in our words only: never the relay's banner or reply text."""
+        if self._public is not None:
+            return self._public
+        what = _STAGE_WORDS[self.stage]
+        code = f" (SMTP {self.code})" if self.code is not None else ""
+        return f"the relay {what}{code}"
+
+
+_STAGE_WORDS: dict[Stage, str] = {
+    "connect": "could not be reached or did not accept the connection",
+    "auth": "did not accept the user name and password, or requires TLS",
+    "sender": "refused the sender address",
+    "recipient": "refused the recipient address",
+    "data": "refused the message",
+    "other": "did not take the message",
+}
 
 
 class TemporaryFailure(DeliveryFailure):
@@ -145,7 +179,12 @@ def classify(error: Exception) -> DeliveryFailure:
 
 
 async def send(
-    relay: Relay, message: EmailMessage, *, recipients: Sequence[str], sender: str
+    relay: Relay,
+    message: EmailMessage,
+    *,
+    recipients: Sequence[str],
+    sender: str,
+    allow: RelayAllowList | None = None,
 ) -> None:
     """Hand ``message`` to the relay for ``recipients`` only.
 
@@ -155,8 +194,8 @@ async def send(
     """
     if not recipients:
         raise PermanentFailure("no recipient for the reply", stage="recipient")
-    client = _client(relay)
     try:
+        client = await _client(relay, allow)
         async with client:
             refused, reply = await client.send_message(
                 message, sender=sender, recipients=list(recipients)
@@ -190,10 +229,20 @@ async def send(
     )
 
 
-def _client(relay: Relay) -> aiosmtplib.SMTP:
+async def _client(relay: Relay, allow: RelayAllowList | None) -> aiosmtplib.SMTP:
+    """A client on a socket already connected to the checked address of the relay.
+
+    Raises :class:`PermanentFailure` (stage ``connect``) for a relay the policy refuses.
+    """
+    try:
+        addresses = await pinned_addresses(relay.host, relay.port, allow or RelayAllowList())
+    except RelayNotAllowed as refused:
+        raise PermanentFailure(str(refused), stage="connect", public=str(refused)) from None
+    sock = await connect(addresses, relay.port, relay.timeout)
+    # The name, not the address, is what TLS checks the relay's certificate against.
     return aiosmtplib.SMTP(
         hostname=relay.host,
-        port=relay.port,
+        sock=sock,
         timeout=relay.timeout,
         use_tls=relay.security == "ssl",
         start_tls=relay.security == "starttls",
@@ -203,10 +252,10 @@ def _client(relay: Relay) -> aiosmtplib.SMTP:
     )
 
 
-async def probe(relay: Relay) -> None:
+async def probe(relay: Relay, allow: RelayAllowList | None = None) -> None:
     """Connect, secure and authenticate as ``send`` would, without sending anything."""
     try:
-        async with _client(relay) as client:
+        async with await _client(relay, allow) as client:
             await client.noop()
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
         raise classify(error) from error
@@ -232,15 +281,21 @@ def relay_for(
 
 
 class SmtpMailer:
-    """The :class:`permalink.mailer.Mailer` that speaks SMTP to the relay (aiosmtplib)."""
+    """The :class:`permalink.mailer.Mailer` that speaks SMTP to the relay (aiosmtplib).
+
+    ``allow`` lists the relays the operator allows outside the address rules.
+    """
+
+    def __init__(self, allow: RelayAllowList | None = None) -> None:
+        self.allow = allow or RelayAllowList()
 
     async def send(
         self, relay: Relay, message: EmailMessage, *, recipients: Sequence[str], sender: str
     ) -> None:
-        await send(relay, message, recipients=recipients, sender=sender)
+        await send(relay, message, recipients=recipients, sender=sender, allow=self.allow)
 
     async def probe(self, relay: Relay) -> None:
-        await probe(relay)
+        await probe(relay, self.allow)
 
 
 def backoff(

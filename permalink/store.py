@@ -3,7 +3,8 @@
 Links and revocations (:mod:`permalink.registry`), accounts and their sealed secrets
 (:mod:`permalink.accounts`), the mail spool with its leases (:mod:`permalink.spool`),
 activity (:mod:`permalink.activity`), rate limits and throttles (:mod:`permalink.limits`)
-and sign-in sessions (:mod:`permalink.sessions`). :class:`SqlStore` keeps them in a
+sign-in sessions (:mod:`permalink.sessions`) and the domains each account has proved
+(:mod:`permalink.domains`). :class:`SqlStore` keeps them in a
 :class:`~permalink.db.Database` — the SQLite file in the state directory by default, or
 PostgreSQL so several processes share one state. Nothing a request needs lives only in
 one process's memory; callers see the tables, never a driver.
@@ -18,6 +19,7 @@ from typing import Protocol
 from permalink.accounts import AccountSettings
 from permalink.activity import ActivityLog
 from permalink.db import Database
+from permalink.domains import DomainProofs
 from permalink.keyring import Keyring, KeyringSource
 from permalink.limits import RateLimiter, Throttles
 from permalink.registry import LinkRegistry
@@ -43,6 +45,8 @@ class Store(Protocol):
     @property
     def sessions(self) -> SessionRecords: ...
     @property
+    def domains(self) -> DomainProofs: ...
+    @property
     def description(self) -> str: ...
 
     def close(self) -> None: ...
@@ -67,6 +71,7 @@ class SqlStore:
         self.limits = RateLimiter(db)
         self.throttles = Throttles(db)
         self.sessions = SessionRecords(db)
+        self.domains = DomainProofs(db, clock=clock)
 
     @property
     def description(self) -> str:

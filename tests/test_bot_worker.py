@@ -12,6 +12,7 @@ import pytest
 
 from bot import pipeline
 from bot.mailparse import Request, parse
+from bot.reading import MailReader
 from kashflow.errors import (
     ApiDisabled,
     BadCredentials,
@@ -32,12 +33,12 @@ async def spool(rig: Rig, raw: bytes, *, mail_from: str = ACME) -> int:
 
 
 async def test_a_message_that_keeps_breaking_is_parked_while_the_queue_flows(rig: Rig) -> None:
-    def fragile(raw: bytes, *, envelope_sender: str | None = None) -> Request:
+    async def fragile(reader: MailReader, raw: bytes, envelope_sender: str | None) -> Request:
         if b"POISON" in raw:
             raise RuntimeError("parser bug")
         return parse(raw, envelope_sender=envelope_sender)
 
-    with mock.patch("bot.pipeline.parse", side_effect=fragile):
+    with mock.patch.object(MailReader, "read", fragile):
         await rig.send(request_mail("POISON"))
         await rig.send(request_mail())
         [reply] = await rig.capture.wait_for(1)

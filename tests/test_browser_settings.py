@@ -48,6 +48,8 @@ async def served(kashflow: KashFlow, tmp_path: Path) -> AsyncIterator[Served]:
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     db = open_database(None, tmp_path)
     core = make_core(db, Keyring.generate(), kashflow, public_base_url=base, relay_timeout=5.0)
+    # The operator vouches for the demo firm's mail domain (`accounts allow-domain`).
+    await core.store.domains.mark_proved("demo", "northwind-studio.example", "operator")
     app = create_app(core)
     capture = CaptureServer(tmp_path / "outbox")
     await capture.start()

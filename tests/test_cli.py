@@ -262,6 +262,7 @@ async def test_check_tries_each_bots_kashflow_and_relay(tmp_path: Path, sandbox:
         finally:
             db.close()
         args = ["check", "--state-dir", str(tmp_path), "--kashflow-url", sandbox.url]
+        args += ["--allow-relay", relay.host]  # the capture relay is on loopback
         healthy = await acli(*args)
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
         assert "demo: KashFlow OK (Northwind Studio Ltd)" in healthy.stdout

@@ -13,10 +13,13 @@ import pytest
 
 from bot.capture import CaptureServer, Credentials, self_signed_certificate
 from bot.listener import server_tls_context
+from permalink.egress import RelayAllowList
 from permalink.relay import PermanentFailure, Relay, TemporaryFailure, backoff, send
 
 CLIENT = "client@example.com"
 SECRET = "correct horse battery staple"
+#: The capture relay listens on loopback, which only an operator's allow-list lets through.
+LOOPBACK = RelayAllowList.parse("127.0.0.1, localhost")
 
 StartCapture = Callable[..., Awaitable[CaptureServer]]
 
@@ -57,7 +60,7 @@ async def test_reply_reaches_the_relay_for_the_given_recipient_only(
     capture = await start_capture()
     message = reply(to="Someone Else <forged@attacker.example>")
     message["Bcc"] = "another@attacker.example"
-    await send(plain(capture), message, recipients=[CLIENT], sender="")
+    await send(plain(capture), message, recipients=[CLIENT], sender="", allow=LOOPBACK)
     (captured,) = await capture.wait_for(1)
     assert captured.rcpt_tos == (CLIENT,)
     assert captured.mail_from == "<>"
@@ -72,7 +75,7 @@ async def test_451_is_a_temporary_failure_with_the_relay_text(
 ) -> None:
     capture = await start_capture(fail_with=(451, "4.7.1 Greylisted, try again later"))
     with pytest.raises(TemporaryFailure) as caught:
-        await send(plain(capture), reply(), recipients=[CLIENT], sender="")
+        await send(plain(capture), reply(), recipients=[CLIENT], sender="", allow=LOOPBACK)
     assert caught.value.code == 451
     assert caught.value.stage == "data"
     assert "Greylisted" in str(caught.value)
@@ -85,7 +88,9 @@ async def test_550_is_a_permanent_failure(
 ) -> None:
     capture = await start_capture(fail_with=(550, "5.7.1 Relaying denied"), fail_at=stage)
     with pytest.raises(PermanentFailure) as caught:
-        await send(plain(capture), reply(), recipients=[CLIENT], sender="bot@biz.example")
+        await send(
+            plain(capture), reply(), recipients=[CLIENT], sender="bot@biz.example", allow=LOOPBACK
+        )
     assert (caught.value.code, caught.value.stage) == (550, expected)
     assert "Relaying denied" in str(caught.value)
 
@@ -97,10 +102,10 @@ async def test_relay_down_is_a_temporary_failure_and_recovers(
     relay = plain(capture)
     await capture.close()
     with pytest.raises(TemporaryFailure) as caught:
-        await send(relay, reply(), recipients=[CLIENT], sender="")
+        await send(relay, reply(), recipients=[CLIENT], sender="", allow=LOOPBACK)
     assert caught.value.stage == "connect"
     await capture.start()
-    await send(relay, reply(), recipients=[CLIENT], sender="")
+    await send(relay, reply(), recipients=[CLIENT], sender="", allow=LOOPBACK)
     assert len(await capture.wait_for(1)) == 1
 
 
@@ -115,7 +120,7 @@ async def test_relay_that_never_answers_is_a_temporary_failure() -> None:
     try:
         relay = Relay(host="127.0.0.1", port=port, security="none", timeout=0.3)
         with pytest.raises(TemporaryFailure, match="in time"):
-            await send(relay, reply(), recipients=[CLIENT], sender="")
+            await send(relay, reply(), recipients=[CLIENT], sender="", allow=LOOPBACK)
     finally:
         server.close()
         for writer in accepted:
@@ -146,7 +151,7 @@ async def test_starttls_and_auth_with_the_configured_credentials(
         password=SECRET,
         ca_file=str(cert),
     )
-    await send(relay, reply(), recipients=[CLIENT], sender="bot@biz.example")
+    await send(relay, reply(), recipients=[CLIENT], sender="bot@biz.example", allow=LOOPBACK)
     (captured,) = await capture.wait_for(1)
     assert captured.rcpt_tos == (CLIENT,)
 
@@ -159,7 +164,7 @@ async def test_starttls_and_auth_with_the_configured_credentials(
         ca_file=str(cert),
     )
     with pytest.raises(PermanentFailure) as caught:
-        await send(wrong, reply(), recipients=[CLIENT], sender="bot@biz.example")
+        await send(wrong, reply(), recipients=[CLIENT], sender="bot@biz.example", allow=LOOPBACK)
     assert (caught.value.code, caught.value.stage) == (535, "auth")
     assert SECRET not in str(caught.value) and SECRET not in repr(wrong)
 
@@ -173,7 +178,7 @@ async def test_relay_demanding_starttls_is_reported_as_a_settings_problem(
         credentials=Credentials("bot", SECRET),
     )
     with pytest.raises(PermanentFailure) as caught:
-        await send(plain(capture), reply(), recipients=[CLIENT], sender="")
+        await send(plain(capture), reply(), recipients=[CLIENT], sender="", allow=LOOPBACK)
     assert (caught.value.code, caught.value.stage) == (530, "auth")
     assert "STARTTLS" in str(caught.value)
 
@@ -185,7 +190,7 @@ async def test_untrusted_certificate_is_a_temporary_failure(
     capture = await start_capture(tls_context=server_tls_context(str(cert), str(key)))
     relay = Relay(host="localhost", port=capture.port, security="starttls")
     with pytest.raises(TemporaryFailure) as caught:
-        await send(relay, reply(), recipients=[CLIENT], sender="")
+        await send(relay, reply(), recipients=[CLIENT], sender="", allow=LOOPBACK)
     assert caught.value.stage == "connect"
     assert capture.messages == []
 

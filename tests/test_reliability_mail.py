@@ -20,6 +20,7 @@ from unittest import mock
 
 from bot.listener import server_tls_context
 from bot.mailparse import Request
+from bot.reading import MailReader
 from tests.support.bot import ACME, Rig, request_mail
 from tests.support.listener import REQUEST, OpenRaw, StartBot, deliver
 
@@ -143,10 +144,10 @@ async def test_commands_pipelined_before_starttls_do_not_run_inside_tls(
 async def test_a_message_parked_as_poison_is_answered_once_when_sent_again(rig: Rig) -> None:
     message = request_mail(message_id="<poison-then-fixed@client.example>")
 
-    def broken(raw: bytes, *, envelope_sender: str | None = None) -> Request:
+    async def broken(reader: MailReader, raw: bytes, envelope_sender: str | None) -> Request:
         raise RuntimeError("parser bug")
 
-    with mock.patch("bot.pipeline.parse", side_effect=broken):
+    with mock.patch.object(MailReader, "read", broken):
         await rig.send(message)
         settled = await rig.service.worker.wait_for(lambda s: any(x.state == "parked" for x in s))
     assert [s.state for s in settled] == ["retry", "retry", "parked"]

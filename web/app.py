@@ -26,7 +26,12 @@ from permalink.core import Core
 from permalink.limits import ThrottlePolicy
 from web.errors import error_middleware
 from web.resolver import Resolver
-from web.security import RedactingAccessLogger, add_security_headers
+from web.security import (
+    TRUSTED_PROXIES,
+    RedactingAccessLogger,
+    TrustedProxies,
+    add_security_headers,
+)
 from web.settings import SettingsConfig, setup_settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,8 @@ class WebConfig:
 
     #: Invalid-token requests one address may make per minute before it gets 429s.
     invalid_link_limit: int = 20
+    #: Reverse proxies whose X-Forwarded-For / Forwarded name the client (none: the peer).
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     settings: SettingsConfig = field(default_factory=SettingsConfig)
 
     def __post_init__(self) -> None:
@@ -63,6 +70,7 @@ def create_app(core: Core, config: WebConfig | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     app[CONFIG] = config
     app[CORE] = core
+    app[TRUSTED_PROXIES] = config.trusted_proxies
 
     aiohttp_jinja2.setup(
         app,

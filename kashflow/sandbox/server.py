@@ -182,6 +182,10 @@ class Sandbox:
     def invoice(self, account: str, number: int) -> InvoiceRecord:
         return self._ledger.account(account).invoices[number]
 
+    def change_password(self, account: str, password: str) -> None:
+        """The account's API password changes, as the accountant would do it in KashFlow."""
+        self._ledger.account(account).password = password
+
     def add_invoice(
         self,
         account: str,

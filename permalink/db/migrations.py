@@ -166,6 +166,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX sessions_by_expiry ON sessions (expires)",
         ),
     ),
+    Migration(
+        3,
+        "request-address domains proved per account",
+        (
+            # One row per account and domain: the TXT challenge to publish, and once it is
+            # seen (or the operator grants the domain), when and how it was proved.
+            """CREATE TABLE account_domains (
+    account  TEXT NOT NULL,
+    domain   TEXT NOT NULL,
+    token    TEXT NOT NULL,
+    created  {float} NOT NULL,
+    verified {float},
+    how      TEXT,
+    PRIMARY KEY (account, domain)
+)""",
+            "CREATE INDEX account_domains_by_domain ON account_domains (domain)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

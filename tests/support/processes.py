@@ -64,6 +64,8 @@ class ServeProcess:
             "KASHFLOW_PERMALINK_MAIL_DOMAIN": MAIL_DOMAIN,
             "KASHFLOW_PERMALINK_HTTP_HOST": "127.0.0.1",
             "KASHFLOW_PERMALINK_SMTP_HOST": "127.0.0.1",
+            # The capture relay listens on loopback, which only an operator can allow.
+            "KASHFLOW_PERMALINK_ALLOW_RELAY": "127.0.0.1",
         }
         port = (
             "KASHFLOW_PERMALINK_SMTP_PORT"
@@ -187,6 +189,8 @@ def sandbox_process(latency_ms: float, *extra: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 __all__ = [

@@ -11,7 +11,10 @@ them); past a few, the form answers 429 with Retry-After. Someone failing for a 
 from elsewhere therefore cannot lock its real owner out.
 
 Each sign-in is recorded in the store (:mod:`permalink.sessions`); signing out ends the
-record, so the old cookie stops working at once, in every process.
+record, so the old cookie stops working at once, in every process. A changed KashFlow
+password ends sessions too: whenever KashFlow refuses a session's credentials (on any page
+that asks it, and at least every few minutes on every page) the session is ended and the
+sign-in page says why (:class:`SessionRefused`).
 
 :func:`signed_in` wraps a view: no live session → the sign-in page; a POST without the
 session's CSRF token or from a foreign ``Origin`` → a 403 page. Nothing else reaches a view.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
 import aiohttp_jinja2
@@ -71,6 +74,11 @@ class SettingsConfig:
     login_max_delay_s: float = 300.0
     #: Rows per page on the links and activity pages.
     page_size: int = 25
+    #: How often a session's credentials are asked of KashFlow again on pages that do
+    #: not otherwise call it (seconds): a changed password ends the session within this.
+    recheck_s: float = 300.0
+    #: Test emails an account may send in an hour (each connects to the relay it names).
+    test_emails_per_hour: int = 5
 
     @property
     def login_policy(self) -> ThrottlePolicy:
@@ -90,6 +98,10 @@ class SettingsConfig:
             raise ValueError("page_size must be between 1 and 500")
 
 
+class SessionRefused(Exception):
+    """KashFlow no longer accepts the session's credentials (its password changed)."""
+
+
 @dataclass(slots=True)
 class SettingsState:
     """Everything the settings views use, shared under one app key."""
@@ -97,6 +109,26 @@ class SettingsState:
     config: SettingsConfig
     core: Core
     codec: SessionCodec
+    #: When each session's credentials were last accepted by KashFlow, in this process.
+    checked: dict[str, float] = field(default_factory=dict)
+
+    async def recheck(self, session: Session) -> None:
+        """Ask KashFlow again if it has been a while; :class:`SessionRefused` if it says no.
+
+        KashFlow being down is not a reason to end anyone's session: only a refusal is.
+        """
+        now = self.now()
+        if now - self.checked.get(session.session_id, -math.inf) < self.config.recheck_s:
+            return
+        try:
+            await self.account(session).company_details()
+        except BadCredentials:
+            raise SessionRefused from None
+        except KashFlowError:
+            return
+        if len(self.checked) > 10_000:
+            self.checked.clear()  # bounded: a forgotten entry only means one more check
+        self.checked[session.session_id] = now
 
     @property
     def public_base_url(self) -> str:
@@ -202,9 +234,19 @@ def signed_in(view: SessionView) -> Handler:
             response = see_other(url(request, ROUTE_LOGIN) + "?notice=expired")
             sessions.clear_cookie(response, secure=state(request).secure_cookie)
             return response
-        if request.method == "POST" and not await form_accepted(request, current):
-            return forbidden(request)
-        return await view(request, current)
+        st = state(request)
+        try:
+            await st.recheck(current)
+            if request.method == "POST" and not await form_accepted(request, current):
+                return forbidden(request)
+            return await view(request, current)
+        except SessionRefused:
+            log.info("KashFlow refused a session's credentials: session ended")
+            await st.core.store.sessions.end(current.session_id, st.now())
+            st.checked.pop(current.session_id, None)
+            response = see_other(url(request, ROUTE_LOGIN) + "?notice=password_changed")
+            sessions.clear_cookie(response, secure=st.secure_cookie)
+            return response
 
     guarded.__name__ = view.__name__
     guarded.__doc__ = view.__doc__
@@ -247,6 +289,8 @@ def _login_page(
 _NOTICES: Final = {
     "signed_out": "You are signed out.",
     "expired": "Your session ended; please sign in again.",
+    "password_changed": "KashFlow no longer accepts the password you signed in with (was "
+    "it changed?), so you were signed out. Please sign in with the current API password.",
 }
 
 
@@ -334,6 +378,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         company_name=company.name,
         company_email=company.email,
     )
+    st.checked[session_id] = now  # KashFlow has just said yes
     response = see_other(url(request, ROUTE_HOME))
     st.store(response, fresh)
     return response
@@ -399,6 +444,7 @@ __all__ = [
     "ROUTE_LOGOUT",
     "SETTINGS",
     "Session",
+    "SessionRefused",
     "SettingsConfig",
     "SettingsState",
     "form_accepted",

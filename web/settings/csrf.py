@@ -5,8 +5,8 @@ Two independent checks, both required for a POST:
 * the form carries the session's CSRF secret in a hidden field (``csrf``), compared in
   constant time — a page on another site cannot read it, because the cookie holding it
   is sealed, HttpOnly and SameSite=Strict;
-* when the browser names an ``Origin``, it must be the configured public origin (the
-  address clients use), never whatever the request's Host claims.
+* when the browser sends an ``Origin``, it must be the configured public origin (the
+  address clients use), never whatever the request's Host claims, and never ``null``.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ def public_origin(public_base_url: str) -> str:
 
 
 def origin_allowed(origin: str | None, expected: str) -> bool:
-    """A named origin must be the public one; no header, or ``null``, leaves it to the token.
+    """No ``Origin`` header leaves it to the token; a named origin must be the public one.
 
-    Every page is sent with ``Referrer-Policy: no-referrer`` (links are capabilities), and
-    under that policy browsers send ``Origin: null`` with their own same-origin form posts;
-    refusing ``null`` would refuse every genuine form, so the token alone decides then.
+    The settings pages are sent with ``Referrer-Policy: same-origin``, under which browsers
+    name our origin on their own form posts; ``Origin: null`` comes from a sandboxed frame,
+    a ``data:`` page or a redirect chain through another site, never from our own form.
     """
-    if origin is None or origin.strip() == "null":
+    if origin is None:
         return True
     return hmac.compare_digest(origin.strip().lower().encode(), expected.encode())
 

@@ -37,6 +37,7 @@ from web.settings import forms
 from web.settings.auth import (
     ROUTE_LOGIN,
     ROUTE_LOGOUT,
+    SessionRefused,
     SettingsState,
     login,
     login_form,
@@ -61,6 +62,7 @@ ROUTE_REVOKE: Final = "settings.revoke"
 ROUTE_REVOKE_ALL: Final = "settings.revoke_all"
 ROUTE_BOT: Final = "settings.bot"
 ROUTE_TEST_EMAIL: Final = "settings.test_email"
+ROUTE_PROVE_DOMAIN: Final = "settings.prove_domain"
 ROUTE_ACTIVITY: Final = "settings.activity"
 
 NO_SUCH_CUSTOMER: Final = ErrorPage(
@@ -80,6 +82,7 @@ DONE: Final[Mapping[str, str]] = {
     "revoked_all": "Every link of this account made before now is revoked.",
     "saved": "The bot settings are saved.",
     "test_sent": "The test email was handed to the relay. Check the inbox it was sent to.",
+    "domain_proved": "The domain is proved: addresses at it can now be saved.",
 }
 
 
@@ -88,6 +91,8 @@ def _trouble(error: KashFlowError) -> str:
 
 
 def _trouble_page(request: web.Request, session: Session, error: KashFlowError) -> web.Response:
+    if isinstance(error, BadCredentials):
+        raise SessionRefused  # the password changed since sign-in: the guard ends the session
     log.warning("KashFlow %s on the settings pages", type(error).__name__)
     words = words_for(error, "accountant")
     return render_page(
@@ -335,7 +340,12 @@ async def _send(
     activity = st.core.store.activity
     try:
         await st.core.send_for_account(session.account, message, recipients)
-    except (DeliveryFailure, RelayNotReady) as error:
+    except DeliveryFailure as error:
+        # The relay's own words (its banner, its reply text) stay in the server's log:
+        # anyone signed in can point the relay anywhere, so the page says only what failed.
+        log.warning("settings mail (%s) not sent: %s", kind, error)
+        reason = error.public_reason
+    except RelayNotReady as error:
         reason = str(error) or type(error).__name__
     except SecretUnreadable:
         reason = "the saved relay password can no longer be read; save it again"
@@ -459,6 +469,7 @@ async def _bot_page(
     error: str = "",
     test_error: str = "",
     test_to: str = "",
+    domain_error: str = "",
     status: int = 200,
 ) -> web.Response:
     st = state(request)
@@ -478,6 +489,8 @@ async def _bot_page(
             "preview": preview_reply(wording, company_name=session.company_name),
             "wording": wording,
             "stuck": await _stuck_mail(st, settings),
+            "domains": await st.core.store.domains.list(session.account),
+            "domain_error": domain_error,
             "error": error,
             "test_error": test_error,
             "test_to": test_to,
@@ -505,6 +518,16 @@ async def save_bot(request: web.Request, session: Session) -> web.StreamResponse
         return await _bot_page(request, session, settings=current, values=form)
     try:
         submitted = forms.bot_form(form, current)
+        unproved = await _unproved(st, session, current, submitted)
+        if unproved:
+            return await _bot_page(
+                request,
+                session,
+                settings=current,
+                values=form,
+                error=unproved,
+                status=400,
+            )
         await _save_secrets(st, session, submitted)
         await accounts.update(session.account, **submitted.changes)
     except (forms.FormError, ValueError) as error:
@@ -526,6 +549,50 @@ async def save_bot(request: web.Request, session: Session) -> web.StreamResponse
             status=400,
         )
     return see_other(url(request, ROUTE_BOT) + "?done=saved")
+
+
+async def _unproved(
+    st: SettingsState, session: Session, current: BotSettings, submitted: forms.BotForm
+) -> str:
+    """Why a new request or reply-from address cannot be saved yet ("" if it can).
+
+    An address at a domain the account has not proved it controls would route (or speak
+    for) another firm's mail; the page shows the DNS record that proves it.
+    """
+    changed = [
+        str(submitted.changes.get(name, "")).strip()
+        for name, now in (
+            ("request_address", current.request_address),
+            ("reply_from", current.reply_from),
+        )
+        if str(submitted.changes.get(name, "")).strip().lower() != now.lower()
+    ]
+    missing = await st.core.unproved_domains(session.account, *[a for a in changed if a])
+    if not missing:
+        return ""
+    proof = await st.core.store.domains.challenge(session.account, missing[0])
+    return (
+        f"Nothing was saved: first prove that this account controls {proof.domain}. "
+        f"Publish a DNS TXT record named {proof.record_name} with the text "
+        f"{proof.record_value}, then press “Check the domain” below."
+    )
+
+
+@signed_in
+async def prove_domain(request: web.Request, session: Session) -> web.StreamResponse:
+    """Look for the account's proof record in DNS for the typed domain."""
+    st = state(request)
+    form = await request.post()
+    domain = forms.text(form, "domain").strip()
+    try:
+        found = await st.core.prove_domain(session.account, domain)
+    except ValueError as error:
+        return await _bot_page(request, session, domain_error=str(error), status=400)
+    if not found.proved:
+        return await _bot_page(
+            request, session, domain_error=f"Not proved yet: {found.problem}.", status=400
+        )
+    return see_other(url(request, ROUTE_BOT) + "?done=domain_proved")
 
 
 def _bot_login_trouble(error: KashFlowError) -> str:
@@ -554,7 +621,12 @@ async def _save_secrets(st: SettingsState, session: Session, submitted: forms.Bo
     if candidate is not None:
         # Checked live before it is stored: a typo, or a password changed in KashFlow
         # since this session began, must never become the bot's.
-        await st.core.kashflow(candidate).company_details()
+        try:
+            await st.core.kashflow(candidate).company_details()
+        except BadCredentials:
+            if candidate is session.credentials:
+                raise SessionRefused from None  # stale: the session itself is over
+            raise
         await accounts.set_bot_credentials(session.account, candidate)
     if submitted.relay_password:
         await accounts.set_relay_password(session.account, submitted.relay_password)
@@ -585,6 +657,16 @@ async def test_email(request: web.Request, session: Session) -> web.StreamRespon
         problem = "Type the address the test should go to."
     elif not _valid_address(to):
         problem = f"{to!r} is not an email address."
+    elif not await st.core.store.limits.try_acquire(
+        f"{session.account}:test-email",
+        limit=st.config.test_emails_per_hour,
+        window_s=3600.0,
+        now=st.now(),
+    ):
+        problem = (
+            f"At most {st.config.test_emails_per_hour} test emails an hour can be sent; "
+            "please try again later."
+        )
     if not problem:
         sender = settings.sender or session.company_email or to
         message = compose_test_email(
@@ -639,6 +721,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/settings/bot", bot, name=ROUTE_BOT)
     router.add_post("/settings/bot", save_bot, name="settings.save_bot")
     router.add_post("/settings/bot/test-email", test_email, name=ROUTE_TEST_EMAIL)
+    router.add_post("/settings/bot/domain", prove_domain, name=ROUTE_PROVE_DOMAIN)
     router.add_get("/settings/activity", activity, name=ROUTE_ACTIVITY)
 
 
