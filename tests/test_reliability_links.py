@@ -431,7 +431,7 @@ async def test_no_token_password_or_key_reaches_any_log_record(
             await access_lines.reached.wait()
 
     logged = everything_logged(caplog.records)
-    assert "aiohttp.access" in logged and "web.resolver" in logged
+    assert "aiohttp.access" in logged and "web.opening" in logged
     secrets = [token, single, expired, stale, tampered, DEMO.password, wrong_password.password]
     secrets += [entry.split(":", 1)[1] for entry in rig.keyring.to_env().split(",")]
     for secret in secrets:

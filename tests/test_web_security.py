@@ -223,8 +223,10 @@ async def test_pages_load_nothing_from_elsewhere_and_nothing_inline(
     assert "<style" not in html
     assert " style=" not in html
     assert re.search(r"\son[a-z]+=", html) is None  # no inline event handlers
+    # The calendar subscription is the link itself under the webcal:// scheme.
+    webcal = "webcal://" + PUBLIC_BASE_URL.split("://", 1)[1] + "/l/"
     for url in re.findall(r'(?:src|href)="([^"]*)"', html):
-        assert url.startswith(("/", "#", "mailto:", PUBLIC_BASE_URL + "/l/")), url
+        assert url.startswith(("/", "#", "mailto:", PUBLIC_BASE_URL + "/l/", webcal)), url
 
 
 # -- throttling ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The web application factory: configuration, the core under a typed key, and routes.
 
-:func:`create_app` wires the resolver, the settings pages, the security headers, the
-error pages and the templates onto one :class:`aiohttp.web.Application` around the
+:func:`create_app` wires the resolver, the link's feeds (calendar and JSON), the settings
+pages, the security headers, the error pages and the templates onto one
+:class:`aiohttp.web.Application` around the
 :class:`~permalink.core.Core` the composition root built (shared with the mail bot when
 both run in one process). The app owns nothing the core does not: closing the core is the
 root's job.
@@ -25,6 +26,7 @@ import permalink
 from permalink.core import Core
 from permalink.limits import ThrottlePolicy
 from web.errors import error_middleware
+from web.feeds import Feeds
 from web.resolver import Resolver
 from web.security import (
     TRUSTED_PROXIES,
@@ -87,6 +89,8 @@ def create_app(core: Core, config: WebConfig | None = None) -> web.Application:
 
     app.router.add_get("/healthz", healthz, name="healthz")
     app.router.add_static("/static/", STATIC, name="static", append_version=False)
+    # The feeds first: the page's route would otherwise take /l/<token>.json.
+    Feeds(core, invalid_link_policy=config.invalid_link_policy).add_routes(app.router)
     resolver.add_routes(app.router)
     setup_settings(app, core, config.settings)
     return app

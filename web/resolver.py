@@ -6,8 +6,8 @@ raised after the link was made appear) and renders the page. The PDF routes chec
 same things, then stream one invoice's PDF or every invoice in scope merged into one.
 
 The resolver stores no credentials: each request opens the token, calls KashFlow and
-forgets. Token failures from one address are counted; past the configured limit the
-address is answered 429 for a while, which makes guessing hopeless.
+forgets. Token failures from one address are counted (:mod:`web.opening`); past the
+configured limit the address is answered 429 for a while, which makes guessing hopeless.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from permalink.activity import LINK_OPENED, PDF_DOWNLOADED
 from permalink.core import Core
 from permalink.db import StoreError
 from permalink.limits import ThrottlePolicy
-from permalink.links import InvalidLink, Link
+from permalink.links import Link
 from permalink.presentation import (
     document_filename,
     format_date,
@@ -37,8 +37,8 @@ from permalink.presentation import (
     scope_heading,
 )
 from permalink.scopes import MAX_KASHFLOW_ID, Scope, Statement
-from web.errors import LinkNotValid, TooManyAttempts
-from web.security import client_address
+from web.errors import LinkNotValid
+from web.opening import LinkOpener
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Resolver:
         self._core = core
         self._base_url = core.config.public_base_url
         self._secure_cookie = self._base_url.startswith("https://")
-        self._invalid_link_policy = invalid_link_policy
+        self._opener = LinkOpener(core, invalid_link_policy)
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         # aiohttp's default segment pattern excludes braces, which would send a mangled
@@ -222,24 +222,8 @@ class Resolver:
     # -- opening a link ---------------------------------------------------------------------
 
     async def _open(self, request: web.Request, now: float) -> Link:
-        """The link in the URL, or LinkNotValid / TooManyAttempts.
-
-        A token that opens is never refused: only failures are counted (per client
-        address, in the store, so every web process counts them together), and only a
-        client past its allowance of failures is answered 429 instead of "not valid".
-        """
-        try:
-            return await self._core.open_link(request.match_info["token"], now)
-        except InvalidLink as exc:
-            reason = exc.reason
-        address = client_address(request)
-        wait = await self._core.store.throttles.hit(
-            f"invalid-link:{address}", self._invalid_link_policy, now
-        )
-        log.info("link not valid (%s) from %s", reason, address)
-        if wait > 0:
-            raise TooManyAttempts(wait)
-        raise LinkNotValid
+        """The link in the URL, or LinkNotValid / TooManyAttempts (see :mod:`web.opening`)."""
+        return await self._opener.open(request, now)
 
     # -- what happened ----------------------------------------------------------------------
 

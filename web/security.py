@@ -46,8 +46,9 @@ SERVER_NAME: Final = "kashflow-permalink"
 #: What a link token is replaced with in anything written down.
 REDACTED_TOKEN: Final = "…"  # noqa: S105 - a placeholder, not a secret
 
-# Anything after /l/ up to the next slash is (or claims to be) a token.
-_LINK_PATH = re.compile(r"/l/[^/?#]*")
+# Anything after /l/ up to the next slash is (or claims to be) a token; a final ".json"
+# (the link's JSON view) is kept, since a token never holds a dot.
+_LINK_PATH = re.compile(r"/l/[^/?#]*?(?=(?:\.json)?(?:[/?#]|$))")
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
