@@ -76,6 +76,11 @@ class Settings:
     # port other than 25/465/587/2525, as a comma list of HOST or HOST:PORT (the demo's
     # capture relay on loopback). Every other relay must be a public address.
     allow_relay: str = ""
+    # The IMAP door: a PEM bundle to trust for mailbox servers instead of the system's,
+    # the longest IDLE before looking again, and the pause between looks without IDLE.
+    imap_ca_file: Path | None = None
+    imap_idle_seconds: float = 300.0
+    imap_poll_seconds: float = 60.0
 
     @property
     def key_file(self) -> Path:
@@ -173,6 +178,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("bot_concurrency must be at least 1")
     if settings.retry_base_seconds <= 0 or settings.lease_seconds < 1:
         raise ConfigError("retry_base_seconds must be positive and lease_seconds at least 1")
+    if settings.imap_idle_seconds <= 0 or settings.imap_poll_seconds <= 0:
+        raise ConfigError("imap_idle_seconds and imap_poll_seconds must be positive")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ConfigError("tls_cert and tls_key go together")
     if settings.role not in ROLES:

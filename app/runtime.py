@@ -22,6 +22,7 @@ from aiohttp import web
 
 from app.config import Settings
 from bot.listener import ListenerSettings, server_tls_context
+from bot.mailbox import MailboxPolicy
 from bot.service import BotService
 from bot.worker import RetryPolicy
 from kashflow.client import KashFlow
@@ -159,6 +160,14 @@ class Runtime:
             concurrency=s.bot_concurrency,
             retry=RetryPolicy(base_delay=s.retry_base_seconds),
             trusted_authserv_id=s.trusted_authserv_id,
+            mailboxes=MailboxPolicy(
+                idle_s=s.imap_idle_seconds,
+                poll_s=s.imap_poll_seconds,
+                lease_s=s.lease_seconds,
+                retry_s=min(15.0, s.retry_base_seconds),
+                ca_file=None if s.imap_ca_file is None else str(s.imap_ca_file),
+                max_message_bytes=s.max_message_bytes,
+            ),
         )
         await bot.start()
         self._stack.push_async_callback(bot.stop)

@@ -4,9 +4,11 @@
 accepts mail for the request address of any account whose bot is on — asked of the store
 at every ``RCPT``, so a change made on the settings page counts at once — files it under
 that account in the spool and wakes the worker, which answers through each account's own
-relay. Any number of bot processes can share one store: the spool hands each message to
-one worker by lease, and a process that dies leaves its messages to the others. ``stop``
-stops accepting first, then lets the worker finish what it holds.
+relay. The IMAP door (:mod:`bot.mailbox`), when asked for, reads the accounts' mailboxes
+into the same spool. Any number of bot processes can share one store: the spool hands
+each message to one worker by lease (and each mailbox to one reader), and a process that
+dies leaves its messages to the others. ``stop`` stops accepting first, then lets the
+worker finish what it holds.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 
 from bot import pipeline
 from bot.listener import ListenerSettings, SMTPServer, create_listener
+from bot.mailbox import MailboxDoor, MailboxPolicy
 from bot.worker import RetryPolicy, Worker
 from permalink.core import Core
 
@@ -33,13 +36,20 @@ class BotService:
         retry: RetryPolicy | None = None,
         trusted_authserv_id: str | None = None,
         idle_s: float = 5.0,
+        mailboxes: MailboxPolicy | None = None,
     ) -> None:
-        """``settings`` None runs a worker only (another process accepts the mail)."""
+        """``settings`` None runs a worker only (another process accepts the mail);
+        ``mailboxes`` runs the IMAP door too (see :mod:`bot.mailbox`)."""
         self.core = core
         self.settings = settings
         self.context = pipeline.Context(core=core, trusted_authserv_id=trusted_authserv_id)
         self.worker = Worker(self.context, concurrency=concurrency, retry=retry, idle_s=idle_s)
         self._listener: SMTPServer | None = None
+        self.door: MailboxDoor | None = None
+        if mailboxes is not None:
+            self.door = MailboxDoor(
+                core, wake=self.worker.wake, policy=mailboxes, owner=self.worker.owner
+            )
 
     @property
     def port(self) -> int:
@@ -61,6 +71,8 @@ class BotService:
             return
         await self.context.reader.start()
         self.worker.start()
+        if self.door is not None:
+            self.door.start()
         if self.settings is None:
             return
         self._listener = create_listener(
@@ -70,6 +82,8 @@ class BotService:
             await self._listener.start()
         except BaseException:
             self._listener = None
+            if self.door is not None:
+                await self.door.stop()
             await self.worker.stop()
             raise
         log.info(
@@ -84,6 +98,8 @@ class BotService:
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
+        if self.door is not None:
+            await self.door.stop()
         await self.worker.stop(timeout)
         await self.context.reader.close()
 

@@ -26,6 +26,8 @@ class Retention:
     activity_days: float = 180
     settled_mail_days: float = 30
     rate_hits_days: float = 2  # the longest limit window is a day (replies in one thread)
+    # Well past the fortnight an IMAP reader looks back (bot.mailbox.LOOK_BACK_DAYS).
+    mailbox_keys_days: float = 60
 
 
 async def tidy(store: Store, now: float, retention: Retention = Retention()) -> dict[str, int]:
@@ -36,6 +38,9 @@ async def tidy(store: Store, now: float, retention: Retention = Retention()) -> 
         "rate-limit hits": await store.limits.prune(now - retention.rate_hits_days * DAY),
         "throttle counts": await store.throttles.prune(now),
         "sessions": await store.sessions.prune(now),
+        "mailbox message keys": await store.mailboxes.prune(
+            now - retention.mailbox_keys_days * DAY
+        ),
     }
     if any(removed.values()):
         log.info("housekeeping removed %s", ", ".join(f"{n} {what}" for what, n in removed.items()))

@@ -147,6 +147,40 @@ def _message(row: Row) -> SpooledMessage:
     return SpooledMessage(**_fields(row), raw=bytes(row["raw"]))
 
 
+def insert_message(
+    conn: Conn,
+    now: float,
+    *,
+    peer: str,
+    mail_from: str,
+    rcpt_tos: Iterable[str],
+    raw: bytes,
+    message_id: str = "",
+    account: str = "",
+) -> int:
+    """Queue one accepted message on ``conn``; returns its id. For a door that must spool
+    a message in the same transaction as its own record of it (:mod:`permalink.mailboxes`);
+    everyone else calls :meth:`Spool.enqueue`."""
+    return int(
+        conn.value(
+            "INSERT INTO spool (received_at, peer, mail_from, rcpt_tos, raw, size,"
+            " message_id, state, updated_at, account)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id",
+            (
+                now,
+                peer,
+                mail_from,
+                json.dumps(list(rcpt_tos)),
+                raw,
+                len(raw),
+                message_id,
+                now,
+                account,
+            ),
+        )
+    )
+
+
 class Spool:
     """The spool tables of one :class:`~permalink.db.Database`."""
 
@@ -175,16 +209,18 @@ class Spool:
     ) -> int:
         """Store an accepted message durably; returns its id (ids grow with arrival)."""
         now = self._clock()
-        rcpts = json.dumps(list(rcpt_tos))
+        rcpts = list(rcpt_tos)
 
         def insert(conn: Conn) -> int:
-            return int(
-                conn.value(
-                    "INSERT INTO spool (received_at, peer, mail_from, rcpt_tos, raw, size,"
-                    " message_id, state, updated_at, account)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) RETURNING id",
-                    (now, peer, mail_from, rcpts, raw, len(raw), message_id, now, account),
-                )
+            return insert_message(
+                conn,
+                now,
+                peer=peer,
+                mail_from=mail_from,
+                rcpt_tos=rcpts,
+                raw=raw,
+                message_id=message_id,
+                account=account,
             )
 
         return await self._db.run(insert)
@@ -475,4 +511,5 @@ __all__ = [
     "SpooledMessage",
     "State",
     "UnknownSpoolId",
+    "insert_message",
 ]

@@ -3,8 +3,9 @@
 Links and revocations (:mod:`permalink.registry`), accounts and their sealed secrets
 (:mod:`permalink.accounts`), the mail spool with its leases (:mod:`permalink.spool`),
 activity (:mod:`permalink.activity`), rate limits and throttles (:mod:`permalink.limits`)
-sign-in sessions (:mod:`permalink.sessions`) and the domains each account has proved
-(:mod:`permalink.domains`). :class:`SqlStore` keeps them in a
+sign-in sessions (:mod:`permalink.sessions`), the domains each account has proved
+(:mod:`permalink.domains`) and the IMAP mailboxes the bot reads (:mod:`permalink.mailboxes`).
+:class:`SqlStore` keeps them in a
 :class:`~permalink.db.Database` — the SQLite file in the state directory by default, or
 PostgreSQL so several processes share one state. Nothing a request needs lives only in
 one process's memory; callers see the tables, never a driver.
@@ -22,6 +23,7 @@ from permalink.db import Database
 from permalink.domains import DomainProofs
 from permalink.keyring import Keyring, KeyringSource
 from permalink.limits import RateLimiter, Throttles
+from permalink.mailboxes import Mailboxes
 from permalink.registry import LinkRegistry
 from permalink.sessions import SessionRecords
 from permalink.spool import DEFAULT_LEASE_S, Spool
@@ -46,6 +48,7 @@ class Store(Protocol):
     def sessions(self) -> SessionRecords: ...
     @property
     def domains(self) -> DomainProofs: ...
+    def mailboxes(self) -> Mailboxes: ...
     @property
     def description(self) -> str: ...
 
@@ -72,6 +75,7 @@ class SqlStore:
         self.throttles = Throttles(db)
         self.sessions = SessionRecords(db)
         self.domains = DomainProofs(db, clock=clock)
+        self.mailboxes = Mailboxes(db, keyring, clock=clock)
 
     @property
     def description(self) -> str:

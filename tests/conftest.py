@@ -14,6 +14,7 @@ from kashflow.client import Account, KashFlow
 from kashflow.sandbox import DEMO, Sandbox
 from permalink.db import Database, open_database
 from tests.support.bot import MakeRig, Rig, bot_rigs
+from tests.support.imap import MakeDovecot, dovecots
 from tests.support.listener import OpenRaw, StartBot, listener_bots, raw_clients
 from tests.support.stores import DATABASE_KINDS, DatabaseKind, database_url
 
@@ -139,3 +140,14 @@ async def open_raw() -> AsyncIterator[OpenRaw]:
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate and key for localhost."""
     return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+# -- IMAP -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_dovecot() -> Iterator[MakeDovecot]:
+    """Start Dovecot IMAP servers on loopback (each in a directory of its own); all are
+    stopped, and their directories removed, afterwards."""
+    with dovecots() as make:
+        yield make

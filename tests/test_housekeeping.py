@@ -64,6 +64,7 @@ async def test_tidy_keeps_what_is_recent_or_unsettled(open_db: OpenDb) -> None:
         "rate-limit hits": 1,
         "throttle counts": 1,
         "sessions": 1,
+        "mailbox message keys": 0,
     }
     assert [e.id for e in await activity.page("demo")] == [recent_event.id]
     kept = {entry.id for entry in await Spool(db).list(("done", "parked", "queued"), 100, None)}
@@ -74,5 +75,6 @@ async def test_tidy_keeps_what_is_recent_or_unsettled(open_db: OpenDb) -> None:
     assert await store.sessions.live(live, "demo", NOW)
     assert not await store.sessions.live(gone, "demo", NOW)
     assert await tidy(store, NOW, retention) == {
-        "activity": 0, "settled mail": 0, "rate-limit hits": 0, "throttle counts": 0, "sessions": 0
+        "activity": 0, "settled mail": 0, "rate-limit hits": 0, "throttle counts": 0, "sessions": 0,
+        "mailbox message keys": 0,
     }  # fmt: skip

@@ -184,6 +184,38 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX account_domains_by_domain ON account_domains (domain)",
         ),
     ),
+    Migration(
+        6,
+        "the bot reads requests from IMAP mailboxes",
+        (
+            """CREATE TABLE mailboxes (
+    account     TEXT PRIMARY KEY,
+    host        TEXT NOT NULL,
+    port        INTEGER NOT NULL,
+    security    TEXT NOT NULL,
+    username    TEXT NOT NULL,
+    password    {bytes},
+    folder      TEXT NOT NULL,
+    done_folder TEXT NOT NULL,
+    updated     {float} NOT NULL,
+    lease_owner TEXT NOT NULL DEFAULT '',
+    lease_until {float},
+    status      TEXT NOT NULL DEFAULT '',
+    status_at   {float}
+)""",
+            """CREATE TABLE mailbox_messages (
+    account     TEXT NOT NULL,
+    mailbox     TEXT NOT NULL,
+    uidvalidity {bigint} NOT NULL,
+    uid         {bigint} NOT NULL,
+    spool_id    {bigint},
+    marked      INTEGER NOT NULL DEFAULT 0,
+    taken_at    {float} NOT NULL,
+    PRIMARY KEY (account, mailbox, uidvalidity, uid)
+)""",
+            "CREATE INDEX mailbox_messages_by_age ON mailbox_messages (taken_at)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

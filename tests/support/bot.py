@@ -128,7 +128,8 @@ async def bot_rigs(
     tmp_path: Path, sandbox: Sandbox, kashflow: KashFlow, *, database_url: str | None = None
 ) -> AsyncIterator[MakeRig]:
     """Start bots for the sandbox's ``demo`` account; keyword arguments are bot settings
-    (plus ``trusted_authserv_id``, ``credentials`` and ``lease_s``)."""
+    (plus ``trusted_authserv_id``, ``credentials``, ``lease_s`` and ``mailboxes``, the IMAP
+    door's policy)."""
     started: list[tuple[BotService, CaptureServer, Database]] = []
 
     async def make(**bot_settings: Any) -> Rig:
@@ -153,6 +154,7 @@ async def bot_rigs(
             # No idle polling: a test's worker looks at the spool when woken, or when a
             # retry or a lease falls due, never at a moment the test did not choose.
             idle_s=3600,
+            mailboxes=bot_settings.pop("mailboxes", None),
         )
         accounts = core.store.accounts
         await accounts.set_bot_credentials("demo", bot_settings.pop("credentials", DEMO))
