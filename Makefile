@@ -26,7 +26,8 @@ $(TEST_VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages the tests drive for real: chromium (browser tests), qpdf (PDF checks),
-# the CPython email test corpus (real-world mail), postgresql (the shared store).
+# the CPython email test corpus (real-world mail), postgresql (the shared store),
+# dovecot-imapd (the IMAP door's mailbox).
 system-packages:
 	scripts/system-packages
 

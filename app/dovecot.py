@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
@@ -203,12 +204,15 @@ namespace inbox {{
         client.login(user, self.users[user])
         return client
 
-    def append(self, user: str, *messages: bytes, folder: str = "INBOX") -> None:
-        """Deliver ``messages`` into ``folder``, in order (as a mail server would)."""
+    def append(
+        self, user: str, *messages: bytes, folder: str = "INBOX", when: datetime | None = None
+    ) -> None:
+        """Deliver ``messages`` into ``folder``, in order (as a mail server would), as
+        having arrived ``when`` (now by default)."""
         client = self.client(user)
         try:
             for raw in messages:
-                status, said = client.append(folder, "", None, raw)
+                status, said = client.append(folder, "", when, raw)
                 if status != "OK":
                     raise RuntimeError(f"APPEND refused: {said!r}")
         finally:

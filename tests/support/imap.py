@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from app.dovecot import HOST, Dovecot
-from permalink.core import Core
-from permalink.mailboxes import MailboxSettings
+from permalink.mailboxes import Mailboxes, MailboxSettings
 
 USER = "invoices"
 PASSWORD = "imap-Pass-4-tests"
@@ -41,7 +40,7 @@ def dovecots() -> Iterator[MakeDovecot]:
 
 
 async def configure_mailbox(
-    core: Core,
+    mailboxes: Mailboxes,
     server: Dovecot,
     *,
     account: str = "demo",
@@ -49,7 +48,6 @@ async def configure_mailbox(
     done_folder: str = "",
     password: str = PASSWORD,
 ) -> MailboxSettings:
-    mailboxes = core.store.mailboxes
     await mailboxes.set_password(account, password)
     return await mailboxes.update(
         account,
@@ -88,6 +86,14 @@ async def append(server: Dovecot, *messages: bytes, **options: Any) -> None:
     await asyncio.to_thread(server.append, USER, *messages, **options)
 
 
+async def until(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
+    """Wait, at most ``within`` seconds, for ``check`` to hold: for a state kept in a
+    mail server or a database, which nothing here can subscribe to."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 - no event exists for this state
+            await asyncio.sleep(0.05)
+
+
 __all__ = [
     "PASSWORD",
     "USER",
@@ -96,4 +102,5 @@ __all__ = [
     "configure_mailbox",
     "dovecots",
     "flags_of",
+    "until",
 ]
