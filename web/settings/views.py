@@ -48,6 +48,7 @@ from web.settings.auth import (
     state,
     url,
 )
+from web.settings.mailbox import mailbox_form, save_mailbox
 from web.settings.mailing import compose_test_email, preview_reply
 from web.settings.session import Session
 
@@ -491,6 +492,7 @@ async def _bot_page(
             "stuck": await _stuck_mail(st, settings),
             "domains": await st.core.store.domains.list(session.account),
             "domain_error": domain_error,
+            "mailbox": await st.core.store.mailboxes.get(session.account),
             "error": error,
             "test_error": test_error,
             "test_to": test_to,
@@ -528,8 +530,11 @@ async def save_bot(request: web.Request, session: Session) -> web.StreamResponse
                 error=unproved,
                 status=400,
             )
+        mailbox = mailbox_form(form)
         await _save_secrets(st, session, submitted)
         await accounts.update(session.account, **submitted.changes)
+        if mailbox is not None:
+            await save_mailbox(st.core.store.mailboxes, session.account, mailbox)
     except (forms.FormError, ValueError) as error:
         return await _bot_page(
             request,
