@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
         "--bot-workers", type=int, default=1, help="bot processes to start (sharing one port)"
     )
     demo.add_argument("--trusted-proxies", metavar="ADDRESSES", help=_PROXIES_HELP)
+    demo.add_argument(
+        "--imap",
+        action="store_true",
+        help="also read requests from an IMAP mailbox (Dovecot on loopback)",
+    )
     demo.set_defaults(run=_demo)
 
     serve = sub.add_parser("serve", help="run the web resolver and the mail bot (production)")
@@ -326,7 +331,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise ConfigError("--database-url must be a postgresql:// URL")
     settings = config.load(None, state_dir=args.state_dir, trusted_proxies=args.trusted_proxies)
     state, keyring = prepare(args.state_dir)
-    shape = Shape(args.database_url, args.web_replicas, args.bot_workers)
+    shape = Shape(args.database_url, args.web_replicas, args.bot_workers, imap=args.imap)
     return asyncio.run(
         run_demo(
             state,

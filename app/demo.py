@@ -2,8 +2,10 @@
 
 The sandbox stands in for KashFlow, a capture server for the outbound relay (each reply
 lands as an ``.eml`` file in the outbox), and the demo account's bot is configured to
-answer at ``invoices@northwind.example``. Restarted on the same state directory it
-resumes: the same key, settings, spooled mail and links.
+answer at ``invoices@northwind.example``. With ``--imap`` a Dovecot on loopback
+(:mod:`app.dovecot`) holds the request address's mailbox, and the bot reads it too.
+Restarted on the same state directory it resumes: the same key, settings, spooled mail
+and links (the IMAP mailbox itself starts empty each time).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
+from app.dovecot import HOST as IMAP_HOST
+from app.dovecot import Dovecot
 from app.runtime import Runtime, bind, build_core, close_core, load_or_create_keyring, stop_signal
 from bot.capture import CaptureServer
 from kashflow.sandbox import DEMO, Sandbox
@@ -32,6 +36,9 @@ from permalink.scopes import Scope
 log = logging.getLogger(__name__)
 
 REQUEST_ADDRESS = "invoices@northwind.example"
+#: The demo mailbox's user and password (a throwaway server on loopback).
+IMAP_USER = "invoices"
+IMAP_PASSWORD = "demo-imap-pass"  # noqa: S105 - the demo's own loopback mailbox
 MAIL_DOMAIN = "northwind.example"
 HOST = "127.0.0.1"
 #: How long a child process may take to say it is ready.
@@ -52,6 +59,8 @@ class Shape:
     database_url: str | None = None
     web_replicas: int = 1
     bot_workers: int = 1
+    #: Also read requests from an IMAP mailbox (a Dovecot on loopback).
+    imap: bool = False
 
     @property
     def one_process(self) -> bool:
@@ -73,19 +82,26 @@ async def run_demo(
     capture = CaptureServer(state / "outbox", host=HOST)
     await capture.start()
     processes = Processes(trusted_proxies)
+    mailbox = Dovecot(users={IMAP_USER: IMAP_PASSWORD}) if shape.imap else None
     try:
+        if mailbox is not None:
+            await asyncio.to_thread(mailbox.start)
         async with stop_signal() as stopped:
             if shape.one_process:
                 await _one_process(
-                    processes, state, keyring, sandbox, capture, http_port, smtp_port, shape
-                )
+                    processes, state, keyring, sandbox, capture, http_port, smtp_port, shape,
+                    mailbox,
+                )  # fmt: skip
             else:
                 await _many_processes(
-                    processes, state, keyring, sandbox, capture, http_port, smtp_port, shape
-                )
+                    processes, state, keyring, sandbox, capture, http_port, smtp_port, shape,
+                    mailbox,
+                )  # fmt: skip
             await stopped.wait()
     finally:
         await processes.stop()
+        if mailbox is not None:
+            await asyncio.to_thread(mailbox.stop)
         await capture.close()
         await sandbox.stop()
     return 0
@@ -99,6 +115,7 @@ def _settings(
     web_url: str,
     smtp_port: int,
     shape: Shape,
+    mailbox: Dovecot | None,
 ) -> Settings:
     return Settings(
         state_dir=state,
@@ -113,6 +130,9 @@ def _settings(
         trusted_proxies=processes.trusted_proxies,
         # The capture relay is on loopback: allowed by the operator, as any internal one.
         allow_relay=f"{capture.host}:{capture.port}",
+        # The demo mailbox's certificate is its own: trust it, and only for IMAP.
+        imap_ca_file=None if mailbox is None else mailbox.certificate,
+        imap_idle_seconds=60.0,
     )
 
 
@@ -152,14 +172,19 @@ async def _one_process(
     http_port: int,
     smtp_port: int,
     shape: Shape,
+    mailbox: Dovecot | None,
 ) -> None:
     http_socket = bind(HOST, http_port)
     web_url = f"http://{HOST}:{http_socket.getsockname()[1]}"
-    runtime = Runtime(
-        _settings(processes, state, sandbox, capture, web_url, smtp_port, shape),
-        keyring,
-        http_socket=http_socket,
-    )
+    settings = _settings(processes, state, sandbox, capture, web_url, smtp_port, shape, mailbox)
+    # The account is configured before the bot starts, so its IMAP door reads at once.
+    setup = build_core(settings, keyring)
+    try:
+        await _configure_bot(setup, capture)
+        await _configure_mailbox(setup, mailbox)
+    finally:
+        await close_core(setup)
+    runtime = Runtime(settings, keyring, http_socket=http_socket)
     processes.runtimes.append(runtime)
     await runtime.start()
     assert runtime.core is not None
@@ -167,7 +192,9 @@ async def _one_process(
         {"role": "web", "pid": os.getpid(), "url": web_url},
         {"role": "bot", "pid": os.getpid()},
     ]
-    await _announce(runtime.core, state, sandbox, capture, web_url, runtime.smtp_port, listed)
+    await _announce(
+        runtime.core, state, sandbox, capture, web_url, runtime.smtp_port, listed, mailbox
+    )
 
 
 def _free_port() -> int:
@@ -186,23 +213,25 @@ async def _many_processes(
     http_port: int,
     smtp_port: int,
     shape: Shape,
+    mailbox: Dovecot | None,
 ) -> None:
     """N web and M bot processes (``serve --role …``) on one database; the demo itself
     only configures the account and mints the customers' links."""
     web_ports = [http_port or _free_port()] + [_free_port() for _ in range(shape.web_replicas - 1)]
     web_url = f"http://{HOST}:{web_ports[0]}"
     smtp_port = smtp_port or _free_port()
-    settings = _settings(processes, state, sandbox, capture, web_url, smtp_port, shape)
+    settings = _settings(processes, state, sandbox, capture, web_url, smtp_port, shape, mailbox)
     # Migrated and configured before any child starts, so every child finds it ready.
     core = build_core(settings, keyring)
     try:
         await _configure_bot(core, capture)
+        await _configure_mailbox(core, mailbox)
         listed: list[dict[str, Any]] = []
         for port in web_ports:
             listed.append(await _start_child(processes, settings, "web", port, state))
         for _ in range(shape.bot_workers):
             listed.append(await _start_child(processes, settings, "bot", 0, state))
-        await _announce(core, state, sandbox, capture, web_url, smtp_port, listed)
+        await _announce(core, state, sandbox, capture, web_url, smtp_port, listed, mailbox)
     finally:
         await close_core(core)
 
@@ -229,6 +258,9 @@ async def _start_child(
     }
     if settings.database_url:
         env["KASHFLOW_PERMALINK_DATABASE_URL"] = settings.database_url
+    if settings.imap_ca_file is not None:
+        env["KASHFLOW_PERMALINK_IMAP_CA_FILE"] = str(settings.imap_ca_file)
+        env["KASHFLOW_PERMALINK_IMAP_IDLE_SECONDS"] = str(settings.imap_idle_seconds)
     log_path = logs / f"{role}-{len(processes.children)}.log"
     log_file = log_path.open("ab")
     proc = await asyncio.create_subprocess_exec(
@@ -264,10 +296,12 @@ async def _announce(
     web_url: str,
     smtp_port: int,
     processes: list[dict[str, Any]],
+    mailbox: Dovecot | None,
 ) -> None:
     await _configure_bot(core, capture)
     customers = await _customer_links(core, state / "demo.json", web_url)
-    info = {
+    first = customers[0]["links"]["all"]
+    info: dict[str, Any] = {
         "web": web_url,
         "smtp": {"host": HOST, "port": smtp_port},
         "request_address": REQUEST_ADDRESS,
@@ -279,7 +313,23 @@ async def _announce(
         },
         "processes": processes,
         "customers": customers,
+        "feeds": {
+            "customer": customers[0]["code"],
+            "calendar": f"{first}/due.ics",
+            "webcal": "webcal://" + f"{first}/due.ics".split("://", 1)[1],
+            "json": f"{first}.json",
+        },
     }
+    if mailbox is not None:
+        info["imap"] = {
+            "host": IMAP_HOST,
+            "port": mailbox.ssl_port,
+            "security": "ssl",
+            "username": IMAP_USER,
+            "password": IMAP_PASSWORD,
+            "folder": "INBOX",
+            "ca_file": str(mailbox.certificate),
+        }
     _write_json(state / "demo.json", info)
     _print_welcome(info, state / "demo.json")
 
@@ -297,6 +347,24 @@ async def _configure_bot(core: Core, capture: CaptureServer) -> None:
         relay_port=capture.port,
         relay_security="none",
         enabled=True,
+    )
+
+
+async def _configure_mailbox(core: Core, mailbox: Dovecot | None) -> None:
+    """Point the demo account's mailbox at the demo's Dovecot (or at nothing)."""
+    mailboxes = core.store.mailboxes
+    if mailbox is None:
+        await mailboxes.update(DEMO.username, host="")
+        return
+    await mailboxes.set_password(DEMO.username, IMAP_PASSWORD)
+    await mailboxes.update(
+        DEMO.username,
+        host=IMAP_HOST,
+        port=mailbox.ssl_port,
+        security="ssl",
+        username=IMAP_USER,
+        folder="INBOX",
+        done_folder="Answered",
     )
 
 
@@ -369,6 +437,26 @@ def _print_welcome(info: dict[str, Any], json_path: Path) -> None:
         lines.append(f"  {c['code']:<9} {c['name']}")
         lines.append(f"      all:    {c['links']['all']}")
         lines.append(f"      unpaid: {c['links']['unpaid']}")
+    feeds = info["feeds"]
+    lines += [
+        "",
+        f"Due dates and JSON of {feeds['customer']}'s link:",
+        f"  calendar:       {feeds['calendar']}",
+        f"  subscribe:      {feeds['webcal']}",
+        f"  JSON:           {feeds['json']}",
+    ]
+    imap = info.get("imap")
+    if imap is not None:
+        lines += [
+            "",
+            f"The bot also reads the mailbox {imap['username']} on imaps://{imap['host']}:"
+            f"{imap['port']} (password {imap['password']}); drop a request in it:",
+            '  python3 -c "import imaplib, ssl; c = imaplib.IMAP4_SSL('
+            f"'{imap['host']}', {imap['port']}, ssl_context=ssl.create_default_context("
+            f"cafile='{imap['ca_file']}')); c.login('{imap['username']}', "
+            f"'{imap['password']}'); c.append('INBOX', '', None, b'From: {first['email']}"
+            "\\r\\nSubject: my invoices\\r\\n\\r\\nPlease send me my invoices.\\r\\n')\"",
+        ]
     lines += [
         "",
         "Send a test request and find the reply in the outbox:",

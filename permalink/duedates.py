@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final
 from urllib.parse import urlsplit
 
-from icalendar import Alarm, Calendar, Event
+from icalendar import Alarm, Calendar, Event, vDuration
 
 from kashflow.models import Invoice
 from permalink.presentation import format_date, format_money
@@ -67,7 +67,7 @@ def due_calendar(
     calendar.add("name", name)
     calendar.add("x-wr-calname", name)
     calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
-    calendar.add("x-published-ttl", REFRESH)
+    calendar.add("x-published-ttl", vDuration(REFRESH))
     stamp = now.astimezone(UTC).replace(microsecond=0)
     for invoice in owed(found.invoices):
         calendar.add_component(_event(invoice, company, account, link_url, public_base_url, stamp))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import imaplib
 import json
 import os
 import signal
 import smtplib
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -120,3 +122,47 @@ async def test_demo_resumes_on_the_same_state_dir(
         link = second.info["customers"][0]["links"]["all"]
         async with aiohttp.ClientSession() as http, http.get(link) as resp:
             assert resp.status == 200
+
+
+def drop_in_mailbox(info: dict[str, Any], sender: str, text: str) -> None:
+    imap = info["imap"]
+    context = ssl.create_default_context(cafile=imap["ca_file"])
+    client = imaplib.IMAP4_SSL(imap["host"], imap["port"], ssl_context=context)
+    try:
+        client.login(imap["username"], imap["password"])
+        client.append(
+            imap["folder"],
+            "",
+            None,
+            (
+                f"From: {sender}\r\nTo: {info['request_address']}\r\nSubject: invoices\r\n"
+                f"Message-ID: <demo-imap@client.example>\r\n\r\n{text}\r\n"
+            ).encode(),
+        )
+    finally:
+        client.logout()
+
+
+async def test_demo_with_imap_answers_the_mailbox_and_prints_the_feeds(tmp_path: Path) -> None:
+    async with demo(tmp_path, "--http-port", "0", "--smtp-port", "0", "--imap") as running:
+        info = running.info
+        feeds = info["feeds"]
+        acme = next(c for c in info["customers"] if c["code"] == feeds["customer"])
+        assert feeds["json"] == acme["links"]["all"] + ".json"
+        assert feeds["webcal"] == "webcal://" + feeds["calendar"].split("://", 1)[1]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(feeds["json"]) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["customer"]["code"] == acme["code"]
+            async with http.get(feeds["calendar"]) as resp:
+                assert resp.status == 200
+                assert (await resp.text()).startswith("BEGIN:VCALENDAR")
+
+        await asyncio.to_thread(drop_in_mailbox, info, acme["email"], "Unpaid ones please.")
+        await running.wait_for_output("done (replied)")
+        (reply_file,) = Path(info["outbox"]).glob("*.eml")  # noqa: ASYNC240
+        reply = message_from_bytes(reply_file.read_bytes(), policy=policy.default)
+        assert reply["To"] == acme["email"]
+        assert reply["In-Reply-To"] == "<demo-imap@client.example>"
+    # The mailbox went with the demo: its directory is gone.
+    assert not Path(info["imap"]["ca_file"]).exists()  # noqa: ASYNC240

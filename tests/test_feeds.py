@@ -168,6 +168,9 @@ async def test_a_customer_with_nothing_to_pay_gets_an_empty_but_valid_calendar(
     calendar = Calendar.from_ical(body)
     assert str(calendar["X-WR-CALNAME"]) == "Invoices from Northwind Studio Ltd"
     assert str(calendar["VERSION"]) == "2.0"
+    # Subscribed calendars are asked to look again every few hours, in both dialects.
+    assert "REFRESH-INTERVAL;VALUE=DURATION:PT6H" in body.decode()
+    assert "X-PUBLISHED-TTL:PT6H" in body.decode()
 
 
 async def test_the_page_offers_the_calendar_as_a_subscription_and_a_download(
