@@ -8,6 +8,7 @@ import os
 
 from app.config import Settings
 from app.runtime import Runtime, build_core, close_core, stop_signal
+from bot.imap import MailboxError, Server, open_session
 from kashflow.errors import KashFlowError
 from permalink.core import Core, RelayNotReady
 from permalink.keyring import Keyring, SecretUnreadable
@@ -65,6 +66,7 @@ async def run_check(settings: Settings, keyring: Keyring) -> int:
             print("bot: no account has the mail bot switched on")
         for name in names:
             ok &= await _check_account(core, name)
+            ok &= await _check_mailbox(core, name, settings)
     finally:
         await close_core(core)
     return 0 if ok else 1
@@ -103,3 +105,38 @@ async def _check_account(core: Core, name: str) -> bool:
         print(f"{name}: relay FAILED: {exc}")
         ok = False
     return ok
+
+
+async def _check_mailbox(core: Core, name: str, settings: Settings) -> bool:
+    """Sign in to the account's IMAP mailbox, if it has one, and open its folder."""
+    mailbox = await core.store.mailboxes.get(name)
+    if not mailbox.host:
+        return True
+    try:
+        password = await core.store.mailboxes.password(name)
+    except SecretUnreadable:
+        print(f"{name}: the IMAP password no longer opens with the server key")
+        return False
+    if not password or not mailbox.username:
+        print(f"{name}: mailbox settings incomplete: a username and a password are needed")
+        return False
+    server = Server(
+        host=mailbox.host,
+        port=mailbox.port,
+        security=mailbox.security,
+        username=mailbox.username,
+        password=password,
+        timeout=10.0,
+        ca_file=None if settings.imap_ca_file is None else str(settings.imap_ca_file),
+    )
+    try:
+        session = await open_session(server)
+        try:
+            await session.select(mailbox.folder)
+        finally:
+            await session.close()
+    except MailboxError as exc:
+        print(f"{name}: mailbox FAILED: {exc}")
+        return False
+    print(f"{name}: mailbox {mailbox.username} on {mailbox.host}:{mailbox.port} OK")
+    return True

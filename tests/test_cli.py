@@ -23,6 +23,8 @@ from permalink.accounts import AccountSettings
 from permalink.db import open_database
 from permalink.keyring import Keyring
 from permalink.links import open_link
+from permalink.store import SqlStore
+from tests.support.imap import MakeDovecot, configure_mailbox
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -307,3 +309,37 @@ def test_an_unreadable_pdf_host_list_stops_a_command_with_a_clear_message(
     assert result.returncode == 2
     assert "pdf_hosts" in result.stderr and "without a port" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_check_signs_in_to_each_bots_mailbox(
+    tmp_path: Path, sandbox: Sandbox, make_dovecot: MakeDovecot
+) -> None:
+    server = make_dovecot()
+    assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
+    keyring = Keyring.load(tmp_path / "server.key")
+    async with CaptureServer(tmp_path / "outbox") as relay:
+        db = open_database(None, tmp_path)
+        try:
+            store = SqlStore(db, keyring)
+            await store.accounts.set_bot_credentials("demo", DEMO)
+            await store.accounts.update(
+                "demo",
+                request_address="invoices@northwind.example",
+                relay_host=relay.host,
+                relay_port=relay.port,
+                relay_security="none",
+                enabled=True,
+            )
+            await configure_mailbox(store.mailboxes, server)
+        finally:
+            db.close()
+        args = ["check", "--state-dir", str(tmp_path), "--kashflow-url", sandbox.url]
+        env = {"KASHFLOW_PERMALINK_IMAP_CA_FILE": str(server.certificate)}
+        healthy = await acli(*args, env=env)
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert f"demo: mailbox invoices on 127.0.0.1:{server.ssl_port} OK" in healthy.stdout
+
+        untrusted = await acli(*args)  # the server's certificate is not in the system's CAs
+        assert untrusted.returncode == 1
+        assert "demo: mailbox FAILED" in untrusted.stdout
+        assert "certificate is not trusted" in untrusted.stdout
