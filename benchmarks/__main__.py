@@ -12,6 +12,7 @@ SCRIPTS = (
     "benchmarks.fuzz_links",
     "benchmarks.bot",
     "benchmarks.soak_mail",
+    "benchmarks.imap",
     "benchmarks.load",
     "benchmarks.mime_bomb",
 )
