@@ -334,6 +334,7 @@ async def test_check_signs_in_to_each_bots_mailbox(
         finally:
             db.close()
         args = ["check", "--state-dir", str(tmp_path), "--kashflow-url", sandbox.url]
+        args += ["--allow-relay", relay.host]  # the capture relay is on loopback
         env = {"KASHFLOW_PERMALINK_IMAP_CA_FILE": str(server.certificate)}
         healthy = await acli(*args, env=env)
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr

@@ -52,6 +52,8 @@ IMAP_FORM = {
 async def rig(tmp_path: Path) -> AsyncIterator[WebRig]:
     # Plain http, as the settings harness: a secure cookie would not come back over it.
     async with web_rig(tmp_path, core_config={"public_base_url": "http://settings.test"}) as built:
+        # The operator vouches for the firm's mail domain (`accounts allow-domain`).
+        await built.core.store.domains.mark_proved("demo", "northwind-studio.example", "operator")
         yield built
 
 
