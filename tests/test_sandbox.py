@@ -320,6 +320,19 @@ async def test_accounts_that_cannot_get_in(
     assert (parsed.Status, parsed.StatusDetail) == ("NO", detail)
 
 
+async def test_changing_the_api_password_refuses_the_old_one(
+    soap: Soap, sandbox: Sandbox
+) -> None:
+    sandbox.set_api_password("demo", "new-api-pass")
+    old = await soap.call("GetCompanyDetails", DEMO)
+    new = await soap.call("GetCompanyDetails", type(DEMO)("demo", "new-api-pass"))
+    assert (old.Status, old.StatusDetail) == ("NO", "Incorrect username or password")
+    assert new.Status == "OK"
+    assert sandbox.credentials("demo").password == "new-api-pass"
+    with pytest.raises(ValueError, match="cannot be empty"):
+        sandbox.set_api_password("demo", "")
+
+
 async def test_unknown_records_answer_status_no(soap: Soap) -> None:
     by_code = await soap.call("GetCustomer", CustomerCode="NOPE99")
     by_id = await soap.call("GetCustomerByID", CustomerID=1)

@@ -219,6 +219,14 @@ class Sandbox:
         """Record a payment: by default the whole outstanding amount (``Paid`` becomes 1)."""
         self._ledger.account(account).mark_paid(number, amount)
 
+    def set_api_password(self, account: str, password: str) -> None:
+        """Change the account's API password, as its owner would in KashFlow's API settings:
+        from the next call on, only the new password signs in (links sealing the old one
+        stop opening)."""
+        if not password:
+            raise ValueError("an API password cannot be empty")
+        self._ledger.account(account).password = password
+
     async def wait_for_call(
         self, operation: str | None = None, *, count: int = 1, within: float = 5.0
     ) -> Call:
