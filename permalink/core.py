@@ -10,7 +10,8 @@ product's steps themselves:
   merging runs on the core's one pool of merge threads, one build per document at a time
   (a second request for the same document waits for the first), with the KashFlow calls
   in flight bounded per account across every link;
-* mint a link, registered with its account;
+* mint a link, registered with its account and a mark of the password it seals, and
+  write an existing link's URL again (for "copy") while that password is still current;
 * send a message through an account's own relay.
 
 The core knows KashFlow only as a :class:`~permalink.gateway.Gateway`, the state only as a
@@ -38,13 +39,14 @@ from kashflow.documents import (
     merge_pdfs,
 )
 from kashflow.models import CompanyDetails, Credentials, Customer, Invoice
+from permalink.accounts import account_key
 from permalink.dnsproof import Checked, TxtLookup, check
 from permalink.domains import domain_of
 from permalink.gateway import Gateway, KashFlowAccount
 from permalink.keyring import Keyring, KeyringSource, keyring_source
 from permalink.links import InvalidLink, Link, new_link, open_link, seal
 from permalink.mailer import Mailer
-from permalink.registry import MintedBy
+from permalink.registry import LinkRecord, MintedBy
 from permalink.relay import Relay, relay_for
 from permalink.scopes import Scope, Statement, invoice_in_scope, statement
 from permalink.store import Store
@@ -52,6 +54,9 @@ from permalink.store import Store
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: What a password mark is made for (with the account after it): see :meth:`Core.password_mark`.
+_PASSWORD_MARK = b"kashflow-permalink/api-password/v1\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +179,61 @@ class Core:
             created=issued,
             expires=link.expires,
             minted_by=minted_by,
+            customer_id=customer.id,
+            password_mark=self.password_mark(credentials),
         )
         return Minted(link, self.link_url(seal(link, self.keyring)))
+
+    def password_mark(self, credentials: Credentials) -> bytes:
+        """A keyed fingerprint of the account's API password, as the registry keeps it."""
+        return self.keyring.fingerprint(
+            credentials.password.encode("utf-8"), purpose=self._mark_purpose(credentials)
+        )
+
+    def made_with(self, record: LinkRecord, credentials: Credentials) -> bool | None:
+        """Whether the link was made with this password; None when that cannot be told (no
+        mark: a link from before marks were kept, or from a retired key)."""
+        if record.password_mark is None:
+            return None
+        return self.keyring.fingerprint_matches(
+            record.password_mark,
+            credentials.password.encode("utf-8"),
+            purpose=self._mark_purpose(credentials),
+        )
+
+    @staticmethod
+    def _mark_purpose(credentials: Credentials) -> bytes:
+        return _PASSWORD_MARK + account_key(credentials.username).encode("utf-8")
+
+    def url_again(
+        self, record: LinkRecord, credentials: Credentials, customer_id: int | None = None
+    ) -> str | None:
+        """A URL for a link already made, sealed again from its record and ``credentials``.
+
+        The token differs byte for byte but opens to the same link (same id, scope, issue
+        time and expiry), so revoking either stops both. Given only when the record says
+        the link was made with this very password (or, for a link from before marks were
+        kept, when the caller knows the customer): a link made with an older password is
+        broken and is re-issued instead, never quietly brought back.
+        """
+        if self.made_with(record, credentials) is False:
+            return None
+        customer = record.customer_id or customer_id
+        if customer is None or account_key(credentials.username) != record.account:
+            return None
+        try:
+            link = Link(
+                credentials=credentials,
+                customer_id=customer,
+                customer_code=record.customer_code,
+                scope=Scope.parse(record.scope),
+                issued=record.created,
+                expires=record.expires,
+                link_id=record.link_id,
+            )
+        except ValueError:
+            return None  # an id the registry made up (a link minted elsewhere)
+        return self.link_url(seal(link, self.keyring))
 
     # -- KashFlow -------------------------------------------------------------------------
 

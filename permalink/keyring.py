@@ -10,6 +10,12 @@ one envelope::
 with ``version | key id`` and the caller's ``purpose`` as associated data, so nobody can
 move a blob to another key or replay a secret sealed for one use as another.
 
+A keyring also makes *fingerprints*: ``version | key id | HMAC-SHA256(k, purpose, data)``
+cut to 16 bytes, where ``k`` is derived from a key with HKDF under its own label (never
+the sealing key itself). A fingerprint tells whether some later data is the same as
+before — whether a link was made with today's API password — without keeping the data or
+letting anyone without the keyring test guesses against it.
+
 Key file and environment form are the same text: entries ``<id>:<base64 of 32 bytes>``
 separated by newlines or commas (``#`` starts a comment line); **the last entry is the
 current key**. In the environment, e.g. ``KASHFLOW_PERMALINK_KEYS="1:<b64>,2:<b64>"``.
@@ -31,7 +37,9 @@ from types import MappingProxyType
 from typing import Literal
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 ENVELOPE_VERSION = 1
 KEY_BYTES = 32
@@ -40,6 +48,10 @@ TAG_BYTES = 16
 HEADER_BYTES = 2
 #: Bytes an envelope adds to what it seals.
 OVERHEAD = HEADER_BYTES + NONCE_BYTES + TAG_BYTES
+FINGERPRINT_VERSION = 1
+#: Bytes of HMAC kept in a fingerprint (after its two header bytes).
+FINGERPRINT_MAC_BYTES = 16
+_FINGERPRINT_LABEL = b"kashflow-permalink/fingerprint/v1"
 MIN_KEY_ID = 1
 MAX_KEY_ID = 255
 
@@ -78,7 +90,7 @@ class SecretUnreadable(Exception):
 class Keyring:
     """Immutable set of AES-256-GCM keys by id, one of them current. ``repr`` shows ids only."""
 
-    __slots__ = ("_ciphers", "_current_id", "_keys")
+    __slots__ = ("_ciphers", "_current_id", "_keys", "_mac_keys")
 
     def __init__(self, keys: Mapping[int, bytes], current_id: int) -> None:
         for key_id, key in keys.items():
@@ -91,6 +103,7 @@ class Keyring:
         self._current_id = current_id
         # AESGCM objects hold the expanded key; building them once keeps sealing cheap.
         self._ciphers = {key_id: AESGCM(key) for key_id, key in self._keys.items()}
+        self._mac_keys = {key_id: _mac_key(key) for key_id, key in self._keys.items()}
 
     # -- construction -------------------------------------------------------------------
 
@@ -268,6 +281,29 @@ class Keyring:
             raise SecretUnreadable("tag")
         return opened
 
+    # -- fingerprints -------------------------------------------------------------------
+
+    def fingerprint(self, data: bytes, *, purpose: bytes) -> bytes:
+        """A keyed fingerprint of ``data`` under the current key (see the module docstring)."""
+        return self._fingerprint(self._current_id, data, purpose)
+
+    def fingerprint_matches(self, mark: bytes, data: bytes, *, purpose: bytes) -> bool | None:
+        """Whether ``mark`` is the fingerprint of ``data``; None when it cannot be told (a
+        mark from a retired key, or not a fingerprint at all)."""
+        if len(mark) != HEADER_BYTES + FINGERPRINT_MAC_BYTES or mark[0] != FINGERPRINT_VERSION:
+            return None
+        if mark[1] not in self._mac_keys:
+            return None
+        return secrets.compare_digest(self._fingerprint(mark[1], data, purpose), mark)
+
+    def _fingerprint(self, key_id: int, data: bytes, purpose: bytes) -> bytes:
+        _check_purpose(purpose)
+        mac = hmac.HMAC(self._mac_keys[key_id], hashes.SHA256())
+        # The purpose is length-prefixed, so no (purpose, data) pair reads as another.
+        mac.update(len(purpose).to_bytes(4, "big") + purpose + data)
+        header = bytes((FINGERPRINT_VERSION, key_id))
+        return header + mac.finalize()[:FINGERPRINT_MAC_BYTES]
+
     # -- dunder -------------------------------------------------------------------------
 
     def __repr__(self) -> str:
@@ -279,6 +315,12 @@ class Keyring:
         return self._current_id == other._current_id and dict(self._keys) == dict(other._keys)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _mac_key(key: bytes) -> bytes:
+    # A key of its own for fingerprints: the sealing key is never used for anything else.
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_FINGERPRINT_LABEL)
+    return hkdf.derive(key)
 
 
 def _check_key_id(key_id: int) -> None:

@@ -2,7 +2,12 @@
 
 A row describes a link (customer, scope, expiry, who minted it, how often it was opened);
 it never holds the token or any credential, so the table is safe to show on the settings
-page. Revocation has two forms: one link by id, and a per-account "revoke everything
+page. Since migration 5 a row also keeps the customer's KashFlow id and a *password mark*:
+a keyed fingerprint of the API password the link seals (see
+:meth:`permalink.keyring.Keyring.fingerprint`), which tells which links a password change
+broke without the password being kept.
+
+Revocation has two forms: one link by id, and a per-account "revoke everything
 issued before T" cut-off, which also kills links the registry never saw (minted before it
 existed, or by an older deployment). The resolver asks :meth:`LinkRegistry.is_revoked` on
 every request; it is one query over two primary keys and is deliberately not cached,
@@ -14,6 +19,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -50,6 +56,10 @@ class LinkRecord:
     opens: int
     last_opened: int | None
     revoked_at: int | None
+    #: The customer's KashFlow id (None for links registered before it was kept).
+    customer_id: int | None = None
+    #: Fingerprint of the API password sealed in the link (None: made before it was kept).
+    password_mark: bytes | None = None
 
     @property
     def revoked(self) -> bool:
@@ -77,7 +87,14 @@ def _record(row: Row) -> LinkRecord:
         opens=row["opens"],
         last_opened=row["last_opened"],
         revoked_at=row["revoked_at"],
+        customer_id=row["customer_id"],
+        password_mark=None if row["password_mark"] is None else bytes(row["password_mark"]),
     )
+
+
+def _active(now: int) -> tuple[str, tuple[int]]:
+    """The condition (and its parameter) of a link that still opens, as far as rows say."""
+    return "revoked_at IS NULL AND (expires IS NULL OR expires > ?)", (now,)
 
 
 def _check_link_id(link_id: str) -> None:
@@ -102,6 +119,8 @@ class LinkRegistry:
         expires: int | None = None,
         minted_by: MintedBy,
         link_id: str | None = None,
+        customer_id: int | None = None,
+        password_mark: bytes | None = None,
     ) -> LinkRecord:
         """Record a minted link; ``link_id`` is the id sealed in its token (or a new one)."""
         record = LinkRecord(
@@ -116,6 +135,8 @@ class LinkRegistry:
             opens=0,
             last_opened=None,
             revoked_at=None,
+            customer_id=customer_id,
+            password_mark=password_mark,
         )
         _check_link_id(record.link_id)
         if scope != str(Scope.parse(scope)):
@@ -130,7 +151,8 @@ class LinkRegistry:
         def insert(conn: Conn) -> None:
             conn.execute(
                 "INSERT INTO links (link_id, account, customer_code, customer_name, scope, "
-                "created, expires, minted_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created, expires, minted_by, customer_id, password_mark) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.link_id,
                     record.account,
@@ -140,6 +162,8 @@ class LinkRegistry:
                     record.created,
                     record.expires,
                     record.minted_by,
+                    record.customer_id,
+                    record.password_mark,
                 ),
             )
 
@@ -168,6 +192,70 @@ class LinkRegistry:
         def select(conn: Conn) -> LinkRecord | None:
             row = conn.one("SELECT * FROM links WHERE link_id = ?", (link_id,))
             return None if row is None else _record(row)
+
+        return await self._db.run(select)
+
+    async def for_customer(
+        self, account: str, customer_code: str, *, limit: int = 20
+    ) -> list[LinkRecord]:
+        """One customer's links in the account, newest first."""
+        key = account_key(account)
+        limit = max(1, min(limit, MAX_PAGE))
+
+        def select(conn: Conn) -> list[LinkRecord]:
+            rows = conn.all(
+                "SELECT * FROM links WHERE account = ? AND customer_code = ? "  # noqa: S608
+                f"ORDER BY created DESC, {conn.dialect.insertion_order} DESC LIMIT ?",
+                (key, customer_code, limit),
+            )
+            return [_record(row) for row in rows]
+
+        return await self._db.run(select)
+
+    async def active_marks(self, account: str, now: int) -> dict[bytes | None, int]:
+        """How many of the account's live links carry each password mark (None: no mark)."""
+        key = account_key(account)
+        condition, params = _active(now)
+
+        def select(conn: Conn) -> dict[bytes | None, int]:
+            rows = conn.all(
+                "SELECT password_mark, count(*) AS n FROM links "  # noqa: S608 - fixed text
+                f"WHERE account = ? AND {condition} GROUP BY password_mark",
+                (key, *params),
+            )
+            return {
+                (None if row["password_mark"] is None else bytes(row["password_mark"])): int(
+                    row["n"]
+                )
+                for row in rows
+            }
+
+        return await self._db.run(select)
+
+    async def active_with_marks(
+        self, account: str, marks: Sequence[bytes | None], now: int
+    ) -> list[LinkRecord]:
+        """The account's live links carrying one of ``marks`` (None: links with no mark),
+        oldest first."""
+        key = account_key(account)
+        condition, params = _active(now)
+        known = [mark for mark in marks if mark is not None]
+        clauses = []
+        if known:
+            clauses.append("password_mark IN (" + ", ".join("?" for _ in known) + ")")
+        if None in marks:
+            clauses.append("password_mark IS NULL")
+        if not clauses:
+            return []
+
+        def select(conn: Conn) -> list[LinkRecord]:
+            rows = conn.all(
+                f"SELECT * FROM links WHERE account = ? AND {condition} "  # noqa: S608
+                f"AND ({' OR '.join(clauses)}) "
+                f"ORDER BY created, {conn.dialect.insertion_order}",
+                (key, *params, *known),
+            )
+            return [_record(row) for row in rows]
 
         return await self._db.run(select)
 
@@ -205,6 +293,40 @@ class LinkRegistry:
                 "UPDATE links SET revoked_at = ? "
                 "WHERE link_id = ? AND account = ? AND revoked_at IS NULL",
                 (at, link_id, key),
+            )
+            return cursor.rowcount == 1
+
+        return await self._db.run(update)
+
+    async def revoke_many(self, account: str, link_ids: Sequence[str], *, now: int) -> int:
+        """Revoke several of the account's links at once; returns how many were live."""
+        key = account_key(account)
+        if not link_ids:
+            return 0
+
+        def update(conn: Conn) -> int:
+            marks = ", ".join("?" for _ in link_ids)
+            cursor = conn.execute(
+                "UPDATE links SET revoked_at = ? "  # noqa: S608 - placeholders only
+                f"WHERE account = ? AND revoked_at IS NULL AND link_id IN ({marks})",
+                (int(now), key, *link_ids),
+            )
+            return cursor.rowcount
+
+        return await self._db.run(update)
+
+    async def restore(self, account: str, link_id: str, *, revoked_since: int) -> bool:
+        """Undo the revocation of one link, if it was revoked at ``revoked_since`` or later
+        and no revoke-all cut-off covers it; False otherwise (nothing changes)."""
+        key = account_key(account)
+
+        def update(conn: Conn) -> bool:
+            cursor = conn.execute(
+                "UPDATE links SET revoked_at = NULL "
+                "WHERE link_id = ? AND account = ? AND revoked_at >= ? AND NOT EXISTS "
+                "(SELECT 1 FROM link_cutoffs c WHERE c.account = links.account "
+                "AND links.created < c.revoked_before)",
+                (link_id, key, int(revoked_since)),
             )
             return cursor.rowcount == 1
 

@@ -203,3 +203,26 @@ def test_constructor_rejects_wrong_key_sizes_and_missing_current() -> None:
         Keyring({1: b"short"}, 1)
     with pytest.raises(ValueError, match="not in the keyring"):
         Keyring({1: KEY_A}, 2)
+
+
+def test_a_fingerprint_tells_the_same_password_from_another_and_hides_it() -> None:
+    keyring = Keyring.generate()
+    purpose = b"api-password\x00acme"
+    mark = keyring.fingerprint(b"old-pass", purpose=purpose)
+    assert keyring.fingerprint_matches(mark, b"old-pass", purpose=purpose) is True
+    assert keyring.fingerprint_matches(mark, b"new-pass", purpose=purpose) is False
+    # Bound to its purpose (the account), and to this keyring's keys.
+    assert keyring.fingerprint_matches(mark, b"old-pass", purpose=b"api-password\x00other") is False
+    assert b"old-pass" not in mark
+    assert Keyring.generate().fingerprint(b"old-pass", purpose=purpose) != mark
+
+
+def test_fingerprints_survive_a_rotation_until_their_key_is_retired() -> None:
+    keyring = Keyring.generate()
+    mark = keyring.fingerprint(b"pass", purpose=b"p")
+    rotated = keyring.rotated()
+    assert rotated.fingerprint_matches(mark, b"pass", purpose=b"p") is True
+    assert rotated.fingerprint(b"pass", purpose=b"p") != mark  # new marks use the new key
+    retired = rotated.retired(keyring.current_id)
+    assert retired.fingerprint_matches(mark, b"pass", purpose=b"p") is None
+    assert retired.fingerprint_matches(b"junk", b"pass", purpose=b"p") is None

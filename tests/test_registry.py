@@ -258,4 +258,82 @@ async def test_registry_holds_no_token_or_credential_columns(
         ]
     )
     assert "customer_code" in columns
-    assert not [c for c in columns if "token" in c or "password" in c or "secret" in c]
+    # password_mark is a keyed fingerprint, never the password (see test_password_marks).
+    kept = [c for c in columns if c != "password_mark"]
+    assert not [c for c in kept if "token" in c or "password" in c or "secret" in c]
+
+
+async def test_a_customers_links_are_listed_with_their_id_and_password_mark(
+    registry: LinkRegistry,
+) -> None:
+    other = await mint(registry, code="OTHER")
+    first = await registry.add(
+        "acme",
+        customer_code="DUNE01",
+        customer_name="Dunes & Daughters",
+        scope="unpaid",
+        created=T0,
+        minted_by="settings",
+        customer_id=42,
+        password_mark=b"\x01\x01" + bytes(16),
+    )
+    second = await mint(registry, code="DUNE01", created=T0 + 5)
+    links = await registry.for_customer("acme", "DUNE01")
+    assert [r.link_id for r in links] == [second, first.link_id]
+    assert (links[1].customer_id, links[1].password_mark) == (42, b"\x01\x01" + bytes(16))
+    assert (links[0].customer_id, links[0].password_mark) == (None, None)
+    assert other not in [r.link_id for r in links]
+    assert await registry.for_customer("beta", "DUNE01") == []
+
+
+async def _marked(registry: LinkRegistry, mark: bytes | None, **fields: object) -> str:
+    record = await registry.add(
+        "acme",
+        customer_code=str(fields.get("code", "C1")),
+        customer_name="C",
+        scope="all",
+        created=int(str(fields.get("created", T0))),
+        expires=fields.get("expires"),  # type: ignore[arg-type]
+        minted_by="bot",
+        password_mark=mark,
+    )
+    return record.link_id
+
+
+async def test_live_links_are_counted_and_found_by_password_mark(registry: LinkRegistry) -> None:
+    old, new = b"\x01\x01" + b"o" * 16, b"\x01\x01" + b"n" * 16
+    broken = [await _marked(registry, old, code=f"C{n}") for n in range(3)]
+    await _marked(registry, new)
+    unmarked = await _marked(registry, None)
+    gone = await _marked(registry, old)
+    await registry.revoke("acme", gone, now=T0 + 1)
+    await _marked(registry, old, expires=T0 + 10)  # expired by T0 + 20
+
+    assert await registry.active_marks("acme", T0 + 20) == {old: 3, new: 1, None: 1}
+    found = await registry.active_with_marks("acme", [old], T0 + 20)
+    assert [r.link_id for r in found] == broken
+    with_unmarked = await registry.active_with_marks("acme", [old, None], T0 + 20)
+    assert {r.link_id for r in with_unmarked} == {*broken, unmarked}
+    assert await registry.active_with_marks("acme", [], T0 + 20) == []
+
+    assert await registry.revoke_many("acme", [*broken, gone], now=T0 + 30) == 3
+    assert await registry.active_marks("acme", T0 + 40) == {new: 1, None: 1}
+    assert await registry.revoke_many("beta", [unmarked], now=T0 + 30) == 0
+
+
+async def test_a_revocation_can_be_undone_only_recently_and_not_past_a_cut_off(
+    registry: LinkRegistry,
+) -> None:
+    link_id = await mint(registry, created=T0)
+    await registry.revoke("acme", link_id, now=T0 + 100)
+    assert await registry.restore("acme", link_id, revoked_since=T0 + 101) is False
+    assert await registry.restore("beta", link_id, revoked_since=T0) is False
+    assert await registry.restore("acme", link_id, revoked_since=T0 + 50) is True
+    assert await registry.is_revoked(link_id, "acme", T0) is False
+    record = await registry.get("acme", link_id)
+    assert record is not None and record.status(T0 + 200) == "active"
+    # Revoke-all stops every older link whatever its row says: no undo brings one back.
+    await registry.revoke("acme", link_id, now=T0 + 300)
+    await registry.revoke_all("acme", T0 + 400)
+    assert await registry.restore("acme", link_id, revoked_since=T0 + 200) is False
+    assert await registry.is_revoked(link_id, "acme", T0) is True

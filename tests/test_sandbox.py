@@ -320,9 +320,7 @@ async def test_accounts_that_cannot_get_in(
     assert (parsed.Status, parsed.StatusDetail) == ("NO", detail)
 
 
-async def test_changing_the_api_password_refuses_the_old_one(
-    soap: Soap, sandbox: Sandbox
-) -> None:
+async def test_changing_the_api_password_refuses_the_old_one(soap: Soap, sandbox: Sandbox) -> None:
     sandbox.set_api_password("demo", "new-api-pass")
     old = await soap.call("GetCompanyDetails", DEMO)
     new = await soap.call("GetCompanyDetails", type(DEMO)("demo", "new-api-pass"))

@@ -185,6 +185,50 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        5,
+        "the accountant's pages: password marks on links, form submissions, re-issues",
+        (
+            # Which customer a link shows (so it can be re-sealed for "copy"), and a keyed
+            # fingerprint of the API password it was made with (never the password).
+            "ALTER TABLE links ADD COLUMN customer_id {bigint}",
+            "ALTER TABLE links ADD COLUMN password_mark {bytes}",
+            "CREATE INDEX links_by_customer ON links (account, customer_code, created DESC)",
+            """CREATE TABLE form_submissions (
+    form_key TEXT PRIMARY KEY,
+    owner    TEXT NOT NULL,
+    created  {float} NOT NULL,
+    location TEXT,
+    status   INTEGER NOT NULL DEFAULT 200,
+    message  TEXT NOT NULL DEFAULT '',
+    shown    INTEGER NOT NULL DEFAULT 0
+)""",
+            "CREATE INDEX form_submissions_by_age ON form_submissions (created)",
+            """CREATE TABLE reissues (
+    id          TEXT PRIMARY KEY,
+    account     TEXT NOT NULL,
+    created     {float} NOT NULL,
+    finished    {float},
+    lease_owner TEXT NOT NULL DEFAULT '',
+    lease_until {float}
+)""",
+            "CREATE INDEX reissues_by_account ON reissues (account, created)",
+            """CREATE TABLE reissue_items (
+    reissue_id    TEXT NOT NULL REFERENCES reissues (id) ON DELETE CASCADE,
+    position      INTEGER NOT NULL,
+    customer_code TEXT NOT NULL,
+    customer_name TEXT NOT NULL,
+    plan          TEXT NOT NULL,
+    state         TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'sending', 'done', 'failed')),
+    new_link_ids  TEXT NOT NULL DEFAULT '',
+    message_id    TEXT NOT NULL DEFAULT '',
+    emailed_to    TEXT NOT NULL DEFAULT '',
+    detail        TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (reissue_id, position)
+)""",
+        ),
+    ),
+    Migration(
         6,
         "the bot reads requests from IMAP mailboxes",
         (
