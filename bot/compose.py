@@ -1,8 +1,9 @@
 """Writing the bot's mail: the reply with invoices, and the neutral unknown-sender reply.
 
 Each message is an ``EmailMessage`` with a plain-text part and an HTML alternative rendered
-from the jinja2 templates in ``templates/mail/`` (see :mod:`permalink.mail`, shared with the
-settings pages), plus the merged PDF when there is one. Recipients are exactly the
+from the jinja2 templates in ``templates/mail/`` (see :mod:`permalink.mail`, which writes the
+reply's body for the bot and for the settings pages' preview alike), plus the merged PDF
+when there is one. Recipients are exactly the
 addresses the caller passes: the worker passes the address KashFlow has on file, never
 anything the request claims.
 """
@@ -18,11 +19,16 @@ from bot.intent import Intent
 from bot.language import DEFAULT_LANGUAGE, Language
 from bot.mailparse import Request
 from kashflow.models import CompanyDetails, Customer, Invoice
-from permalink.mail import Wording, company_context, message, one_line, phrases, render
-from permalink.presentation import invoice_rows, total_outstanding
+from permalink.mail import (
+    MAX_LISTED,
+    Wording,
+    company_context,
+    compose_invoices_mail,
+    message,
+    one_line,
+    render,
+)
 
-#: A reply lists at most this many invoices; the link shows the rest.
-MAX_LISTED = 50
 #: References kept when threading: RFC 5322 §3.6.4 allows trimming the middle of a long chain.
 MAX_REFERENCES = 20
 
@@ -75,47 +81,33 @@ def compose_reply(
 ) -> EmailMessage:
     """The answer to a customer's request: their invoices, the permalink and the merged PDF.
 
-    ``pdf`` is ``None`` when the merged PDF is over the size limit; the mail then says the
-    link does the work. Replies by the customer go to the company's own address.
-    ``language`` is the one the reply is to be written in (the request's, else the
-    customer's); the templates take it from the context, and write English until they
-    have catalogues for the others.
+    The message itself is :func:`permalink.mail.compose_invoices_mail` (the settings pages
+    preview the same one); this adds what makes it a reply: the subject, the thread and
+    the automatic-reply marks. ``language`` is the one the reply is to be written in (the
+    request's, else the customer's).
     """
-    wording = wording or Wording()
-    say = phrases()
-    name, count = one_line(company.name), len(invoices)
-    context = {
-        **company_context(company),
-        "greeting": str(say.greeting(wording.greeting, customer.contact or customer.name)),
-        "language": language,
-        "intro": str(say.intro(wording.intro, intent.kind, intent.numbers, name, count)),
-        "not_found": str(say.not_found(intent.not_found, intent.kind)),
-        "rows": invoice_rows(invoices[:MAX_LISTED], today),
-        "more": max(0, count - MAX_LISTED),
-        "total_outstanding": total_outstanding(invoices),
-        "link_lead": str(say.link_lead(intent.kind, count)),
-        "link_url": link_url,
-        "attachment_note": str(say.attachment(pdf is not None, pdf_filename, count)),
-        "hint": "" if intent.understood else str(say.hint()),
-        "sign_off": str(say.sign_off(wording.sign_off, name)),
-        "footer": str(say.footer(name, company.email, company.telephone)),
-    }
-    subject = reply_subject(request.subject) or f"Your invoices from {one_line(company.name)}"
-    text, html = render("reply", context)
-    msg = message(
+    msg = compose_invoices_mail(
         to=to,
         from_addr=from_addr,
-        subject=subject,
-        text=text,
-        html=html,
+        subject=reply_subject(request.subject) or f"Your invoices from {one_line(company.name)}",
+        company=company,
+        customer=customer,
+        invoices=invoices,
+        link_url=link_url,
+        pdf=pdf,
+        pdf_filename=pdf_filename,
+        kind=intent.kind,
+        numbers=intent.numbers,
+        not_found=intent.not_found,
+        understood=intent.understood,
         our_domain=our_domain,
+        today=today,
+        wording=wording,
+        language=language,
         now=now,
-        reply_to=company.email,
     )
     _thread(msg, request)
     _mark_automatic(msg)
-    if pdf is not None and invoices:
-        msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=pdf_filename)
     return msg
 
 
@@ -148,3 +140,6 @@ def compose_unknown_sender(
     _thread(msg, request)
     _mark_automatic(msg)
     return msg
+
+
+__all__ = ["MAX_LISTED", "compose_reply", "compose_unknown_sender", "reply_subject"]

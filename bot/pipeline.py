@@ -12,7 +12,6 @@ KashFlow errors are not caught here: :func:`kashflow_outcome` maps them once, fo
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ from permalink.accounts import BotSettings
 from permalink.core import Core, RelayNotReady
 from permalink.gateway import KashFlowAccount
 from permalink.keyring import SecretUnreadable
+from permalink.mail import sender
 from permalink.presentation import document_filename
 from permalink.relay import PermanentFailure, TemporaryFailure
 from permalink.scopes import DefaultScope, Scope, Statement
@@ -365,7 +365,7 @@ async def mint_link(ctx: Context, job: Job) -> Outcome | None:
 async def write_reply(ctx: Context, job: Job) -> Outcome | None:
     settings = job.bot
     assert job.company is not None
-    from_addr = email.utils.formataddr((job.company.name, settings.sender))
+    from_addr = sender(job.company.name, settings.sender)
     if job.customer is None:
         job.reply = compose_unknown_sender(
             request=job.request,

@@ -164,11 +164,22 @@ class Core:
         minted_by: MintedBy,
         expires_in: int | None = None,
         now: int | None = None,
+        link_id: str | None = None,
     ) -> Minted:
-        """Seal a new link, record it in the account's registry, give its URL."""
+        """Seal a new link, record it in the account's registry, give its URL.
+
+        ``link_id`` (from :func:`permalink.links.new_link_id`) lets a caller record the id
+        before the link exists; minting an id already registered raises ``ValueError``.
+        """
         issued = int(self.clock()) if now is None else now
         link = new_link(
-            credentials, customer.id, customer.code, scope, now=issued, expires_in=expires_in
+            credentials,
+            customer.id,
+            customer.code,
+            scope,
+            now=issued,
+            expires_in=expires_in,
+            link_id=link_id,
         )
         await self.store.links.add(
             credentials.username,
@@ -193,12 +204,14 @@ class Core:
     def made_with(self, record: LinkRecord, credentials: Credentials) -> bool | None:
         """Whether the link was made with this password; None when that cannot be told (no
         mark: a link from before marks were kept, or from a retired key)."""
-        if record.password_mark is None:
+        return self.mark_matches(record.password_mark, credentials)
+
+    def mark_matches(self, mark: bytes | None, credentials: Credentials) -> bool | None:
+        """Whether ``mark`` is this password's (None: no mark, or its key was retired)."""
+        if mark is None:
             return None
         return self.keyring.fingerprint_matches(
-            record.password_mark,
-            credentials.password.encode("utf-8"),
-            purpose=self._mark_purpose(credentials),
+            mark, credentials.password.encode("utf-8"), purpose=self._mark_purpose(credentials)
         )
 
     @staticmethod

@@ -2,7 +2,8 @@
 
 Activity is kept for the settings pages for a while, settled mail (with its body) for
 duplicate detection and the bot page, rate-limit hits only as long as a window lasts, and
-throttle counts and sign-in records only while they can still matter. Every process may
+throttle counts, sign-in records and settings form submissions only while they can still
+matter. Every process may
 run it; the deletes are idempotent, so several processes tidying one database agree.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from permalink.store import Store
+from permalink.submissions import KEEP_S
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ async def tidy(store: Store, now: float, retention: Retention = Retention()) -> 
         "mailbox message keys": await store.mailboxes.prune(
             now - retention.mailbox_keys_days * DAY
         ),
+        "form submissions": await store.submissions.prune(now - KEEP_S),
     }
     if any(removed.values()):
         log.info("housekeeping removed %s", ", ".join(f"{n} {what}" for what, n in removed.items()))

@@ -102,8 +102,10 @@ def new_link(
     *,
     now: int,
     expires_in: int | None = None,
+    link_id: str | None = None,
 ) -> Link:
-    """A link with a fresh random id, issued ``now``, expiring ``expires_in`` seconds later."""
+    """A link issued ``now``, expiring ``expires_in`` seconds later, with a fresh random id
+    (or ``link_id``, chosen earlier by :func:`new_link_id`)."""
     if expires_in is not None and expires_in <= 0:
         raise ValueError("expires_in must be a positive number of seconds")
     return Link(
@@ -113,8 +115,13 @@ def new_link(
         scope=scope,
         issued=now,
         expires=None if expires_in is None else now + expires_in,
-        link_id=secrets.token_bytes(_LINK_ID_BYTES).hex(),
+        link_id=link_id or new_link_id(),
     )
+
+
+def new_link_id() -> str:
+    """A random id for a link to be made (lower-case hex)."""
+    return secrets.token_bytes(_LINK_ID_BYTES).hex()
 
 
 def seal(link: Link, keyring: Keyring) -> str:

@@ -1,8 +1,9 @@
 """The product's outgoing mail, shared by both doors.
 
-The bot (replies) and the settings pages (emailed links, relay tests) write mail from the
-same jinja2 templates in ``templates/mail/`` (HTML autoescaped) with the stdlib ``email``
-package; pages and mail write money and dates the same way. Recipients are exactly the
+The bot (replies) and the settings pages (emailed links, re-issued links, relay tests, the
+preview of a reply) write mail from the same jinja2 templates in ``templates/mail/`` (HTML
+autoescaped) with the stdlib ``email`` package, under one sender identity per account
+(:func:`sender`: the business's name and its sender address). Recipients are exactly the
 addresses a caller passes. Money, dates and rows are written by :mod:`permalink.presentation`,
 as on the pages.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
@@ -20,12 +22,14 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from kashflow.models import CompanyDetails, Customer
+from kashflow.models import CompanyDetails, Customer, Invoice
 from permalink import TEMPLATES
-from permalink.presentation import format_date
+from permalink.presentation import format_date, invoice_rows, scope_text, total_outstanding
 from permalink.scopes import Scope
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+#: A reply lists at most this many invoices; the link shows the rest.
+MAX_LISTED = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,14 @@ class Wording:
 def one_line(value: str) -> str:
     """A header-safe single line (no CR/LF or other control characters)."""
     return _CONTROL.sub(" ", value).strip()
+
+
+def sender(company_name: str, address: str) -> str:
+    """The From of every mail sent for an account — the bot's replies and the settings
+    pages' mail alike: ``Northwind Studio Ltd <invoices@northwind.example>``."""
+    if not address:
+        return ""
+    return email.utils.formataddr((one_line(company_name), address))
 
 
 def _nl2br(value: str) -> Markup:
@@ -157,3 +169,129 @@ def compose_link_email(
         now=now,
         reply_to=company.email,
     )
+
+
+def compose_invoices_mail(
+    *,
+    to: str,
+    from_addr: str,
+    subject: str,
+    company: CompanyDetails,
+    customer: Customer,
+    invoices: Sequence[Invoice],
+    link_url: str,
+    pdf: bytes | None,
+    pdf_filename: str,
+    kind: str,
+    numbers: Sequence[int] = (),
+    not_found: Sequence[int] = (),
+    understood: bool = True,
+    our_domain: str | None,
+    today: date,
+    wording: Wording | None,
+    language: str = "en",
+    now: datetime | None = None,
+) -> EmailMessage:
+    """The mail that answers a request for invoices: their list, the link, the merged PDF.
+
+    The bot sends it as a reply (:func:`bot.compose.compose_reply` threads and marks it);
+    the bot page previews exactly this message. ``pdf`` is ``None`` when the merged PDF is
+    over the size limit: the mail then says the link does the work. ``numbers`` are the
+    invoices asked for by number, ``not_found`` those asked for that are not the client's.
+    ``language`` is the one to write in (the templates take it from the context, and write
+    English until they have catalogues for the others). Replies by the customer go to the
+    company's own address.
+    """
+    wording = wording or Wording()
+    say = phrases()
+    name, count = one_line(company.name), len(invoices)
+    context = {
+        **company_context(company),
+        "greeting": str(say.greeting(wording.greeting, customer.contact or customer.name)),
+        "language": language,
+        "intro": str(say.intro(wording.intro, kind, tuple(numbers), name, count)),
+        "not_found": str(say.not_found(tuple(not_found), kind)),
+        "rows": invoice_rows(invoices[:MAX_LISTED], today),
+        "more": max(0, count - MAX_LISTED),
+        "total_outstanding": total_outstanding(invoices),
+        "link_lead": str(say.link_lead(kind, count)),
+        "link_url": link_url,
+        "attachment_note": str(say.attachment(pdf is not None, pdf_filename, count)),
+        "hint": "" if understood else str(say.hint()),
+        "sign_off": str(say.sign_off(wording.sign_off, name)),
+        "footer": str(say.footer(name, company.email, company.telephone)),
+    }
+    text, html = render("reply", context)
+    msg = message(
+        to=to,
+        from_addr=from_addr,
+        subject=subject,
+        text=text,
+        html=html,
+        our_domain=our_domain,
+        now=now,
+        reply_to=company.email,
+    )
+    if pdf is not None and invoices:
+        msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=pdf_filename)
+    return msg
+
+
+@dataclass(frozen=True, slots=True)
+class NewLink:
+    """A link written into a re-issue mail: its URL, what it shows and until when."""
+
+    url: str
+    scope: Scope
+    expires: date | None = None
+
+
+def compose_reissue_email(
+    *,
+    to: str,
+    from_addr: str,
+    company: CompanyDetails,
+    customer: Customer,
+    links: Sequence[NewLink],
+    our_domain: str | None = None,
+    wording: Wording | None = None,
+    message_id: str = "",
+    now: datetime | None = None,
+) -> EmailMessage:
+    """The mail that gives a client their new link(s) after the business's KashFlow
+    password changed: the old link stopped working; here is what replaces it.
+
+    ``message_id`` is fixed by the caller so a mail sent again after an interruption is
+    the same message to the client's mail program.
+    """
+    wording = wording or Wording()
+    say = phrases()
+    name = one_line(company.name)
+    context = {
+        **company_context(company),
+        "greeting": str(say.greeting(wording.greeting, customer.contact or customer.name)),
+        "links": [
+            {
+                "url": link.url,
+                "shows": scope_text(link.scope),
+                "expires": format_date(link.expires) if link.expires else "",
+            }
+            for link in links
+        ],
+        "sign_off": str(say.sign_off(wording.sign_off, name)),
+    }
+    text, html = render("reissue", context)
+    plural = "s" if len(links) > 1 else ""
+    msg = message(
+        to=to,
+        from_addr=from_addr,
+        subject=f"Your new invoice link{plural} from {company.name}",
+        text=text,
+        html=html,
+        our_domain=our_domain,
+        now=now,
+        reply_to=company.email,
+    )
+    if message_id:
+        msg.replace_header("Message-ID", message_id)
+    return msg

@@ -2,10 +2,11 @@
 
 Links and revocations (:mod:`permalink.registry`), accounts and their sealed secrets
 (:mod:`permalink.accounts`), the mail spool with its leases (:mod:`permalink.spool`),
-activity (:mod:`permalink.activity`), rate limits and throttles (:mod:`permalink.limits`)
+activity (:mod:`permalink.activity`), rate limits and throttles (:mod:`permalink.limits`),
 sign-in sessions (:mod:`permalink.sessions`), the domains each account has proved
-(:mod:`permalink.domains`) and the IMAP mailboxes the bot reads (:mod:`permalink.mailboxes`).
-:class:`SqlStore` keeps them in a
+(:mod:`permalink.domains`), the IMAP mailboxes the bot reads (:mod:`permalink.mailboxes`),
+the settings forms' submissions (:mod:`permalink.submissions`) and password-change
+re-issues (:mod:`permalink.reissues`). :class:`SqlStore` keeps them in a
 :class:`~permalink.db.Database` — the SQLite file in the state directory by default, or
 PostgreSQL so several processes share one state. Nothing a request needs lives only in
 one process's memory; callers see the tables, never a driver.
@@ -25,8 +26,10 @@ from permalink.keyring import Keyring, KeyringSource
 from permalink.limits import RateLimiter, Throttles
 from permalink.mailboxes import Mailboxes
 from permalink.registry import LinkRegistry
+from permalink.reissues import Reissues
 from permalink.sessions import SessionRecords
 from permalink.spool import DEFAULT_LEASE_S, Spool
+from permalink.submissions import FormSubmissions
 
 
 class Store(Protocol):
@@ -50,6 +53,10 @@ class Store(Protocol):
     def domains(self) -> DomainProofs: ...
     @property
     def mailboxes(self) -> Mailboxes: ...
+    @property
+    def submissions(self) -> FormSubmissions: ...
+    @property
+    def reissues(self) -> Reissues: ...
     @property
     def description(self) -> str: ...
 
@@ -77,6 +84,8 @@ class SqlStore:
         self.sessions = SessionRecords(db)
         self.domains = DomainProofs(db, clock=clock)
         self.mailboxes = Mailboxes(db, keyring, clock=clock)
+        self.submissions = FormSubmissions(db)
+        self.reissues = Reissues(db, clock=clock)
 
     @property
     def description(self) -> str:

@@ -55,6 +55,9 @@ async def test_tidy_keeps_what_is_recent_or_unsettled(open_db: OpenDb) -> None:
     await store.throttles.hit("invalid-link:198.51.100.2", policy, NOW - 60)
     gone = await store.sessions.start("demo", now=NOW - 3 * DAY, ttl_s=3600)
     live = await store.sessions.start("demo", now=NOW - 60, ttl_s=3600)
+    forms = store.submissions
+    assert (await forms.claim("old-form-key-0123456789", "demo", NOW - 2 * DAY)).state == "new"
+    assert (await forms.claim("new-form-key-0123456789", "demo", NOW - 60)).state == "new"
 
     removed = await tidy(store, NOW, retention)
 
@@ -65,6 +68,7 @@ async def test_tidy_keeps_what_is_recent_or_unsettled(open_db: OpenDb) -> None:
         "throttle counts": 1,
         "sessions": 1,
         "mailbox message keys": 0,
+        "form submissions": 1,
     }
     assert [e.id for e in await activity.page("demo")] == [recent_event.id]
     kept = {entry.id for entry in await Spool(db).list(("done", "parked", "queued"), 100, None)}
@@ -74,7 +78,10 @@ async def test_tidy_keeps_what_is_recent_or_unsettled(open_db: OpenDb) -> None:
     assert not await limiter.try_acquire("demo:new", limit=1, window_s=3600, now=NOW)
     assert await store.sessions.live(live, "demo", NOW)
     assert not await store.sessions.live(gone, "demo", NOW)
+    # A form sent again within the day is still recognised; an older key is forgotten.
+    assert (await forms.claim("new-form-key-0123456789", "demo", NOW)).state == "running"
+    assert (await forms.claim("old-form-key-0123456789", "demo", NOW)).state == "new"
     assert await tidy(store, NOW, retention) == {
-        "activity": 0, "settled mail": 0, "rate-limit hits": 0, "throttle counts": 0, "sessions": 0,
-        "mailbox message keys": 0,
+        "activity": 0, "settled mail": 0, "rate-limit hits": 0, "throttle counts": 0,
+        "sessions": 0, "mailbox message keys": 0, "form submissions": 0,
     }  # fmt: skip
