@@ -30,6 +30,8 @@ LINK_EMAILED: Final = "link_emailed"
 TEST_EMAIL: Final = "test_email"
 LINK_MINTED: Final = "link_minted"
 LINK_REVOKED: Final = "link_revoked"
+LINK_RESTORED: Final = "link_restored"
+LINK_REISSUED: Final = "link_reissued"
 
 MAX_SUBJECT: Final = 200
 MAX_DETAIL: Final = 1000
@@ -190,6 +192,8 @@ __all__ = [
     "LINK_EMAILED",
     "LINK_MINTED",
     "LINK_OPENED",
+    "LINK_REISSUED",
+    "LINK_RESTORED",
     "LINK_REVOKED",
     "OUTCOMES",
     "PDF_DOWNLOADED",

@@ -129,6 +129,15 @@ def scope_heading(scope: Scope) -> str:
     return SCOPE_HEADINGS[scope.kind]
 
 
+def customer_label(name: str, code: str) -> str:
+    """A customer as the settings pages and the activity log write one:
+    ``Dunes & Daughters (DUNE01)``."""
+    name, code = name.strip(), code.strip()
+    if not name or name == code:
+        return code
+    return f"{name} ({code})" if code else name
+
+
 def scope_text(scope: Scope) -> str:
     """A scope in a few words, for the settings pages and the activity log."""
     if scope.kind == "invoice":
@@ -154,6 +163,7 @@ __all__ = [
     "SCOPE_HEADINGS",
     "STATUS_LABELS",
     "InvoiceRow",
+    "customer_label",
     "document_filename",
     "format_date",
     "format_money",

@@ -81,6 +81,8 @@ class Job:
     lease_owner: str
     lease_until: float | None
     items: tuple[Item, ...]
+    #: Why the last worker stopped early (KashFlow refused, say), for the page.
+    problem: str = ""
 
     def count(self, *states: ItemState) -> int:
         return sum(1 for item in self.items if item.state in states)
@@ -135,6 +137,7 @@ def _job(row: Row, items: list[Row]) -> Job:
         lease_owner=row["lease_owner"],
         lease_until=None if row["lease_until"] is None else float(row["lease_until"]),
         items=tuple(_item(item) for item in items),
+        problem=row["problem"],
     )
 
 
@@ -216,7 +219,8 @@ class Reissues:
         def update(conn: Conn) -> bool:
             return (
                 conn.execute(
-                    "UPDATE reissues SET lease_owner = ?, lease_until = ? WHERE id = ? "
+                    "UPDATE reissues SET lease_owner = ?, lease_until = ?, problem = '' "
+                    "WHERE id = ? "
                     "AND finished IS NULL AND (lease_until IS NULL OR lease_until <= ? "
                     "OR lease_owner = ?)",
                     (owner, now + lease_s, job_id, now, owner),
@@ -326,14 +330,14 @@ class Reissues:
 
         await self._db.run(update)
 
-    async def release(self, job_id: str, owner: str) -> None:
-        """Let go of the lease without finishing (the worker is stopping)."""
+    async def release(self, job_id: str, owner: str, *, problem: str = "") -> None:
+        """Let go of the lease without finishing (the worker stops; ``problem`` says why)."""
 
         def update(conn: Conn) -> None:
             conn.execute(
-                "UPDATE reissues SET lease_until = NULL WHERE id = ? AND lease_owner = ? "
-                "AND finished IS NULL",
-                (job_id, owner),
+                "UPDATE reissues SET lease_until = NULL, problem = ? WHERE id = ? "
+                "AND lease_owner = ? AND finished IS NULL",
+                (problem, job_id, owner),
             )
 
         await self._db.run(update)

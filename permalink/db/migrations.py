@@ -209,7 +209,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     created     {float} NOT NULL,
     finished    {float},
     lease_owner TEXT NOT NULL DEFAULT '',
-    lease_until {float}
+    lease_until {float},
+    problem     TEXT NOT NULL DEFAULT ''
 )""",
             "CREATE INDEX reissues_by_account ON reissues (account, created)",
             """CREATE TABLE reissue_items (
