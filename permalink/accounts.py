@@ -35,6 +35,15 @@ MAX_PER_CUSTOMER_LIMIT: Final = 1000
 MAX_GLOBAL_LIMIT: Final = 10_000
 
 
+class SettingError(ValueError):
+    """A setting the accountant must correct; ``field`` names it (one of :data:`FIELDS`,
+    or ``bot_credentials``) so a form can mark the field it came from."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def account_key(username: str) -> str:
     """The key every table files an account under: its KashFlow username, lower-cased."""
     key = username.strip().lower() if isinstance(username, str) else ""
@@ -229,15 +238,19 @@ def _check_together(values: dict[str, object], *, has_credentials: bool) -> None
     overall = values["global_limit"]
     assert isinstance(per_customer, int) and isinstance(overall, int)
     if per_customer > overall:
-        raise ValueError("The per-customer limit cannot be higher than the overall limit.")
+        raise SettingError(
+            "per_customer_limit", "The per-customer limit cannot be higher than the overall limit."
+        )
     if not values["enabled"]:
         return
     if not values["request_address"]:
-        raise ValueError("Set a request address before turning the bot on.")
+        raise SettingError("request_address", "Set a request address before turning the bot on.")
     if not values["relay_host"]:
-        raise ValueError("Set the outgoing mail relay before turning the bot on.")
+        raise SettingError("relay_host", "Set the outgoing mail relay before turning the bot on.")
     if not has_credentials:
-        raise ValueError("Save the bot's KashFlow credentials before turning the bot on.")
+        raise SettingError(
+            "bot_credentials", "Save the bot's KashFlow credentials before turning the bot on."
+        )
 
 
 # -- rows ---------------------------------------------------------------------------------
@@ -342,7 +355,12 @@ class AccountSettings:
         unknown = sorted(set(changes) - set(FIELDS))
         if unknown:
             raise TypeError("unknown bot settings: " + ", ".join(unknown))
-        clean = {name: _CLEANERS[name](value) for name, value in changes.items()}
+        clean = {}
+        for name, value in changes.items():
+            try:
+                clean[name] = _CLEANERS[name](value)
+            except ValueError as error:
+                raise SettingError(name, str(error)) from None
         now = int(time.time())
 
         def write(conn: Conn) -> BotSettings:
@@ -358,7 +376,7 @@ class AccountSettings:
                         (address, key),
                     ).fetchone()
                 ):
-                    raise ValueError(_DUPLICATE_ADDRESS)
+                    raise SettingError("request_address", _DUPLICATE_ADDRESS)
                 _write(conn, key, merged, now)
                 return _settings(key, _select(conn, key))
 
@@ -366,7 +384,7 @@ class AccountSettings:
             return await self._db.run(write)
         except Conflict:
             # Two accounts racing for one address: the UNIQUE index is the final word.
-            raise ValueError(_DUPLICATE_ADDRESS) from None
+            raise SettingError("request_address", _DUPLICATE_ADDRESS) from None
 
     async def account_for_address(self, address: str) -> str | None:
         """The account whose request address this is (bot on or off), else None."""
@@ -485,6 +503,7 @@ __all__ = [
     "BotSettings",
     "RelaySettings",
     "Security",
+    "SettingError",
     "UnknownSender",
     "Wording",
     "account_key",

@@ -110,6 +110,19 @@ class FormSubmissions:
 
         await self._db.run(update)
 
+    async def show_again(self, key: str, owner: str) -> None:
+        """Let the finished submission's message be shown once more (the form was sent
+        again: its sender should see what the first send led to)."""
+
+        def update(conn: Conn) -> None:
+            conn.execute(
+                "UPDATE form_submissions SET shown = 0 WHERE form_key = ? AND owner = ? "
+                "AND location IS NOT NULL",
+                (key, owner),
+            )
+
+        await self._db.run(update)
+
     async def release(self, key: str, owner: str) -> None:
         """Forget an unfinished claim (the work failed before it changed anything), so the
         same form can be sent again."""

@@ -107,9 +107,8 @@ _SIGN_IN: Final[Mapping[type[KashFlowError], Words]] = {
     ),
     IpNotAuthorised: Words(
         "KashFlow refused this server",
-        f"KashFlow refused this server's IP address. In KashFlow, open {API_SETTINGS} and "
-        "add this server's public IP address to the allowed addresses, or untick the IP "
-        "address restriction.",
+        f"KashFlow refused this server's IP address{{named}}. In KashFlow, open {API_SETTINGS} "
+        "and add {address} to the allowed addresses, or untick the IP address restriction.",
         403,
     ),
     Unavailable: Words(
@@ -141,8 +140,8 @@ _ACCOUNTANT: Final[Mapping[type[KashFlowError], Words]] = {
     ),
     IpNotAuthorised: Words(
         "KashFlow refused this server",
-        f"KashFlow refused this server's IP address. Add it in KashFlow under {API_SETTINGS}, "
-        "or untick the IP address restriction.",
+        f"KashFlow refused this server's IP address{{named}}. Add it in KashFlow under "
+        f"{API_SETTINGS}, or untick the IP address restriction.",
         502,
     ),
     Unavailable: Words(
@@ -179,12 +178,18 @@ _TABLES: Final[Mapping[Reader, Mapping[type[KashFlowError], Words]]] = {
 def words_for(error: KashFlowError, reader: Reader) -> Words:
     """What ``reader`` is told about ``error`` (the most specific entry that matches)."""
     table = _TABLES[reader]
+    # KashFlow's refusal names the address it saw: the advice names it too.
+    ip = error.ip if isinstance(error, IpNotAuthorised) else ""
     for cls in type(error).__mro__:
         found = table.get(cls)
         if found is not None:
             return Words(
                 found.title,
-                found.text.format(message=error.message),
+                found.text.format(
+                    message=error.message,
+                    named=f", {ip}" if ip else "",
+                    address=ip or "this server's public IP address",
+                ),
                 found.status,
                 found.temporary,
                 found.retry_after,

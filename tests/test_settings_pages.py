@@ -6,10 +6,12 @@ the sandbox KashFlow, with a capture SMTP server standing in for the outgoing re
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -23,8 +25,11 @@ from kashflow.sandbox import DEMO, IPLOCKED, NOAPI, SECOND, Sandbox
 from permalink.core import Core
 from permalink.db import Database, open_database
 from permalink.keyring import Keyring
+from permalink.presentation import invoice_row
+from permalink.scopes import Scope
 from tests.support.core import make_core
 from web.app import create_app
+from web.settings.auth import SETTINGS
 from web.settings.session import COOKIE
 
 BASE = "http://settings.test"
@@ -61,7 +66,9 @@ class Harness:
         assert match is not None, f"no CSRF field on {path}"
         return match.group(1)
 
-    async def sign_in(self, credentials: Credentials = DEMO) -> None:
+    async def sign_in(
+        self, credentials: Credentials = DEMO, *, lands: str = "/settings/customers"
+    ) -> None:
         self.client.session.cookie_jar.clear()
         token = await self.csrf()
         response = await self.client.post(
@@ -74,7 +81,7 @@ class Harness:
             allow_redirects=False,
         )
         assert response.status == 303, await response.text()
-        assert response.headers["Location"] == "/settings/customers"
+        assert response.headers["Location"] == lands
 
     async def post(self, path: str, data: dict[str, str], *, token: str | None = None) -> str:
         """POST a form from ``path``'s page with the session's token; returns the final page."""
@@ -92,6 +99,9 @@ class Harness:
         match = _LINK.search(await response.text())
         assert match is not None
         return match.group(1)
+
+    async def link_id(self, link: str) -> str:
+        return (await self.core.open_link(link.rsplit("/", 1)[1])).link_id
 
 
 @pytest.fixture
@@ -150,7 +160,7 @@ async def test_session_cookie_is_sealed_http_only_strict_and_scoped(harness: Har
     [
         (Credentials("demo", "wrong"), 401, "did not accept that username and password"),
         (NOAPI, 403, "tick “Enable SOAP API”"),
-        (IPLOCKED, 403, "public IP address to the allowed addresses"),
+        (IPLOCKED, 403, "add 127.0.0.1 to the allowed addresses"),
     ],
     ids=["wrong-password", "api-disabled", "ip-not-authorised"],
 )
@@ -190,7 +200,9 @@ async def test_repeated_wrong_passwords_are_slowed_down_with_429(harness: Harnes
     )
     assert response.status == 429
     assert int(response.headers["Retry-After"]) >= 1
-    assert "Too many sign-in attempts" in await response.text()
+    page = await response.text()
+    assert "Too many sign-ins with a wrong password" in page
+    assert 'value="demo"' in page  # the form is back, with the username kept
     # Once the wait is over, the right password works again.
     harness.clock.now += 3600
     fresh = {"csrf": await harness.csrf(), "username": "demo", "password": "demo-api-pass"}
@@ -314,7 +326,7 @@ async def test_make_open_revoke_and_the_resolver_refuses_at_once(harness: Harnes
     response = await harness.client.post(
         f"/settings/links/{link_id.group(1)}/revoke", data={"csrf": token.group(1)}
     )
-    assert "The link is revoked" in await response.text()
+    assert "Foxglove Interiors (FOX01) is revoked" in await response.text()
 
     refused = await harness.client.get(path_of(link))
     assert refused.status == 404
@@ -388,17 +400,30 @@ async def test_a_link_is_emailed_only_to_the_address_on_file(harness: Harness) -
     await harness.sign_in()
     await _save_bot(harness, relay_port=str(harness.capture.port))
     link = await harness.make_link("FOX01")
+    page = await (await harness.client.get("/settings/customers/FOX01")).text()
+    found = re.search(r"link=([0-9a-f]{16})", page)
+    assert found is not None
+    link_id = found.group(1)
     page_token = await harness.csrf("/settings/customers/FOX01")
     response = await harness.client.post(
-        "/settings/customers/FOX01/email", data={"csrf": page_token, "link": link}
+        "/settings/customers/FOX01/email", data={"csrf": page_token, "link": link_id}
     )
     assert "Emailed to ruth@foxglove.example." in await response.text()
     (mail,) = await harness.capture.wait_for(1)
     assert mail.rcpt_tos == ("ruth@foxglove.example",)
-    assert link in mail.parsed().get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert str(mail.parsed()["From"]) == (
+        "Northwind Studio Ltd <invoices@northwind-studio.example>"
+    )  # the business's name, as on the bot's replies
+    body = mail.parsed().get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    sent = re.search(r"https?://\S+/l/\S+", body)
+    assert sent is not None
+    opened = await harness.core.open_link(sent.group(0).rsplit("/", 1)[1])
+    assert (
+        opened.link_id == link_id == (await harness.core.open_link(link.rsplit("/", 1)[1])).link_id
+    )
     # Another customer's link, or a made-up one, is not sent.
     forged = await harness.client.post(
-        "/settings/customers/GRAN01/email", data={"csrf": page_token, "link": link}
+        "/settings/customers/GRAN01/email", data={"csrf": page_token, "link": link_id}
     )
     assert forged.status == 404
     assert len(harness.capture.messages) == 1
@@ -494,7 +519,7 @@ async def test_a_wrong_bot_password_is_refused_and_not_stored(harness: Harness) 
     assert not (await harness.core.store.accounts.get("demo")).has_bot_credentials
 
 
-async def test_preview_shows_the_wording_without_saving(harness: Harness) -> None:
+async def test_preview_shows_the_real_reply_without_saving(harness: Harness) -> None:
     await harness.sign_in()
     token = await harness.csrf("/settings/bot")
     response = await harness.client.post(
@@ -508,7 +533,20 @@ async def test_preview_shows_the_wording_without_saving(harness: Harness) -> Non
         },
     )
     page = await response.text()
-    assert 'data-part="greeting" data-default="Hello Alex Example,">Ahoy there,</p>' in page
+    # The text part of the real reply, as the client gets it: total, link, PDF, footer.
+    text = page[page.index('class="settings-mail-text"') :]
+    assert "Ahoy there," in text
+    assert "Total outstanding: £1,140.00" in text
+    assert "All of them are attached as one PDF" in text
+    assert "This is an automatic reply from Northwind Studio Ltd." in text
+    # Each empty field shows the words it stands for.
+    assert 'placeholder="Here are all your invoices from Northwind Studio Ltd."' in page
+    # The HTML part is framed from its own address, as the typed words make it.
+    frame = re.search(r'<iframe class="settings-mail-frame" src="([^"]+)"', page)
+    assert frame is not None
+    html = await harness.client.get(frame.group(1).replace("&amp;", "&"))
+    assert html.status == 200 and "Ahoy there," in await html.text()
+    assert "sandbox" in html.headers["Content-Security-Policy"]
     assert (
         await harness.core.store.accounts.get("demo")
     ).wording.greeting == ""  # a preview saves nothing: still the default words
@@ -594,3 +632,223 @@ async def test_activity_is_paged_newest_first_and_per_account(harness: Harness) 
     second = await (await harness.client.get(older.group(1))).text()
     assert "Customer 04" in second and "Customer 00" in second and "Customer 05" not in second
     assert "?before=" not in second  # the last page has no "older" link
+
+
+# -- no repeated actions, no dead ends ------------------------------------------------------
+
+_FRAME = re.compile(r'<iframe class="settings-mail-frame" src="([^"]+)"')
+
+
+async def test_a_form_answers_with_a_redirect_and_a_message_shown_once(harness: Harness) -> None:
+    await harness.sign_in()
+    form = {"csrf": await harness.csrf("/settings/customers/FOX01"), "once": "k" * 24}
+    first = await harness.client.post(
+        "/settings/customers/FOX01/links", data={**form, "scope": "unpaid"}, allow_redirects=False
+    )
+    assert first.status == 303
+    location = first.headers["Location"]
+    assert location.startswith("/settings/customers/FOX01?") and "/l/" not in location
+    page = await (await harness.client.get(location)).text()
+    assert "The link is made" in page and _LINK.search(page)
+    reloaded = await (await harness.client.get(location)).text()
+    assert "The link is made" not in reloaded  # the message was for once
+    assert _LINK.search(reloaded)  # the link is still there to copy
+    # The same form sent again (a double click, a resend) makes nothing new.
+    again = await harness.client.post(
+        "/settings/customers/FOX01/links", data={**form, "scope": "unpaid"}, allow_redirects=False
+    )
+    assert again.headers["Location"] == location
+    assert await harness.core.store.links.count("demo") == 1
+
+
+async def test_two_sends_at_once_of_one_form_email_the_client_once(harness: Harness) -> None:
+    await harness.sign_in()
+    await _save_bot(harness, relay_port=str(harness.capture.port))
+    link_id = await harness.link_id(await harness.make_link("FOX01"))
+    form = {
+        "csrf": await harness.csrf("/settings/customers/FOX01"),
+        "once": "e" * 24,
+        "link": link_id,
+    }
+    pages = await asyncio.gather(
+        *(harness.client.post("/settings/customers/FOX01/email", data=form) for _ in range(2))
+    )
+    # Both land on the same page; the browser shows the one it followed, with the result.
+    assert pages[0].url == pages[1].url
+    shown = [await response.text() for response in pages]
+    assert any("Emailed to ruth@foxglove.example." in page for page in shown)
+    await harness.capture.wait_for(1)
+    assert len(harness.capture.messages) == 1
+
+
+async def test_a_revoked_link_can_be_brought_back_for_a_while(harness: Harness) -> None:
+    await harness.sign_in()
+    link = await harness.make_link("FOX01")
+    link_id = await harness.link_id(link)
+    token = await harness.csrf("/settings/links")
+    revoked = await (
+        await harness.client.post(f"/settings/links/{link_id}/revoke", data={"csrf": token})
+    ).text()
+    assert f'action="/settings/links/{link_id}/restore"' in revoked
+    assert (await harness.client.get(path_of(link))).status == 404
+    undone = await (
+        await harness.client.post(f"/settings/links/{link_id}/restore", data={"csrf": token})
+    ).text()
+    assert "Foxglove Interiors (FOX01) works again" in undone
+    assert (await harness.client.get(path_of(link))).status == 200
+    # Past the few minutes an undo lasts, it is refused and the link stays revoked.
+    await harness.client.post(f"/settings/links/{link_id}/revoke", data={"csrf": token})
+    harness.clock.now += 11 * 60
+    late = await harness.client.post(f"/settings/links/{link_id}/restore", data={"csrf": token})
+    assert late.status == 409
+    assert "can no longer be brought back" in await late.text()
+    assert (await harness.client.get(path_of(link))).status == 404
+
+
+async def test_the_customer_page_shows_their_links_and_the_page_they_see(
+    harness: Harness,
+) -> None:
+    await harness.sign_in()
+    link = await harness.make_link("FOX01")
+    link_id = await harness.link_id(link)
+    assert (await harness.client.get(path_of(link))).status == 200  # the client opens it
+    page = await (await harness.client.get("/settings/customers/FOX01")).text()
+    assert "1 time" in page and "settings-status-active" in page and "all invoices" in page
+    seen = await harness.client.get(f"/settings/links/{link_id}/view")
+    text = await seen.text()
+    assert seen.status == 200
+    assert "Preview for you: this is the page Foxglove Interiors sees" in text
+    record = await harness.core.store.links.get("demo", link_id)
+    assert record is not None and record.opens == 1  # viewing it here is not an opening
+    # The email is previewed as it will leave: its HTML part framed, its text part shown.
+    shown = await (await harness.client.get(f"/settings/customers/FOX01?link={link_id}")).text()
+    assert "Northwind Studio Ltd has sent you a link to all your invoices." in shown
+    frame = _FRAME.search(shown)
+    assert frame is not None
+    html = await harness.client.get(frame.group(1))
+    assert html.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert "Open your invoices" in await html.text()
+    assert len(harness.capture.messages) == 0  # a preview sends nothing
+
+
+async def test_the_invoice_picker_writes_invoices_as_the_client_page_does(
+    harness: Harness,
+) -> None:
+    await harness.sign_in()
+    account = harness.core.kashflow(DEMO)
+    customer = await account.customer_by_code("FOX01")
+    invoice = (await account.invoices_for_customer(customer.id, lines=False))[0]
+    row = invoice_row(invoice, date.fromtimestamp(harness.clock.now))
+    label = f"{row.number} · {row.issued_text} · {row.total} · {row.status_label}"
+    page = await (await harness.client.get("/settings/customers/FOX01")).text()
+    assert f'<option value="{invoice.number}">{label}</option>' in page
+    # What the picker holds after choosing a suggestion makes that invoice's link.
+    link = await harness.make_link("FOX01", scope="invoice", invoice=label)
+    assert (await harness.core.open_link(link.rsplit("/", 1)[1])).scope == Scope(
+        "invoice", invoice.number
+    )
+
+
+async def test_a_refused_field_is_marked_and_tied_to_its_message(harness: Harness) -> None:
+    await harness.sign_in()
+    response = await harness.client.post(
+        "/settings/customers/FOX01/links",
+        data={
+            "csrf": await harness.csrf("/settings/customers/FOX01"),
+            "scope": "all",
+            "expires_days": "0",
+        },
+    )
+    page = await response.text()
+    assert response.status == 400
+    assert 'aria-invalid="true" aria-describedby="expires_days-error expires-help"' in page
+    assert '<span id="expires_days-error" class="settings-field-error">The expiry must' in page
+    assert 'tabindex="-1" data-focus' in page  # the result takes the focus
+    assert 'value="0"' in page  # what was typed is kept
+
+
+async def test_the_links_page_leads_with_the_customer_and_copies_and_resends(
+    harness: Harness,
+) -> None:
+    await harness.sign_in()
+    await _save_bot(harness, relay_port=str(harness.capture.port))
+    link_id = await harness.link_id(await harness.make_link("GRAN01", scope="unpaid"))
+    page = await (await harness.client.get("/settings/links")).text()
+    row = page[page.index("<tbody>") :]
+    assert row.index("Granite Row Builders") < row.index("unpaid invoices") < row.index("active")
+    assert link_id not in row.split("data-copy-value", 1)[0]  # no hex id leads the row
+    copied = re.search(r'data-copy-value="([^"]+)"', page)
+    assert copied is not None and (await harness.client.get(path_of(copied.group(1)))).status == 200
+    token = _CSRF.search(page)
+    assert token is not None
+    sent = await harness.client.post(
+        f"/settings/links/{link_id}/email", data={"csrf": token.group(1)}
+    )
+    assert "Emailed to office@graniterow.example." in await sent.text()
+    (mail,) = await harness.capture.wait_for(1)
+    assert mail.rcpt_tos == ("office@graniterow.example",)
+
+
+async def test_the_sign_in_page_stays_a_way_back_while_sign_in_is_paused(
+    harness: Harness,
+) -> None:
+    token = await harness.csrf()
+    for _ in range(7):
+        response = await harness.client.post(
+            "/settings/login", data={"csrf": token, "username": "demo", "password": "nope"}
+        )
+    assert response.status == 429
+    page = await response.text()
+    assert "KashFlow Permalink" in page and 'action="/settings/login"' in page
+    later = await (await harness.client.get("/settings/login")).text()
+    assert "Signing in from here is paused after too many wrong passwords" in later
+
+
+async def test_activity_writes_a_customer_one_way(harness: Harness) -> None:
+    await harness.sign_in()
+    link = await harness.make_link("DUNE01")
+    assert (await harness.client.get(path_of(link))).status == 200
+    number = harness.sandbox.invoices("demo", "DUNE01")[0].number
+    assert (await harness.client.get(path_of(link) + f"/invoice/{number}.pdf")).status == 200
+    events = await harness.core.store.activity.page("demo")
+    assert {e.kind for e in events} >= {"link_minted", "link_opened", "pdf_downloaded"}
+    assert {e.subject for e in events} == {"Dunes & Daughters (DUNE01)"}
+
+
+async def test_after_a_password_change_one_step_re_issues_and_updates_the_bot(
+    harness: Harness,
+) -> None:
+    await harness.sign_in()
+    await _save_bot(harness, relay_port=str(harness.capture.port))
+    old = [await harness.make_link("FOX01"), await harness.make_link("GRAN01", scope="unpaid")]
+    new = Credentials("demo", "new-api-pass")
+    harness.sandbox.set_api_password("demo", new.password)
+
+    await harness.sign_in(new, lands="/settings/reissue")
+    page = await (await harness.client.get("/settings/reissue")).text()
+    assert "2 links no longer open" in page
+    assert "Re-issue 2 links and email 2 clients" in page
+    assert "The mail bot still keeps the earlier password" in page
+    frame = _FRAME.search(page)
+    assert frame is not None
+    assert "has renewed the link" in await (await harness.client.get(frame.group(1))).text()
+
+    token = _CSRF.search(page)
+    assert token is not None
+    started = await harness.client.post(
+        "/settings/reissue", data={"csrf": token.group(1)}, allow_redirects=False
+    )
+    job_page = started.headers["Location"].split("?")[0]
+    workers = harness.client.app[SETTINGS].workers
+    await asyncio.wait_for(asyncio.gather(*workers), timeout=10)
+    done = await (await harness.client.get(job_page)).text()
+    assert "Finished: 2 of 2 clients done." in done
+    mails = await harness.capture.wait_for(2)
+    assert sorted(m.rcpt_tos for m in mails) == [
+        ("office@graniterow.example",),
+        ("ruth@foxglove.example",),
+    ]
+    for link in old:
+        assert (await harness.client.get(path_of(link))).status == 404
+    assert await harness.core.store.accounts.bot_credentials("demo") == new
+    assert "no longer open" not in await (await harness.client.get("/settings/links")).text()

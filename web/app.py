@@ -27,7 +27,7 @@ from permalink.core import Core
 from permalink.limits import ThrottlePolicy
 from web.errors import error_middleware
 from web.feeds import Feeds
-from web.resolver import Resolver
+from web.resolver import RESOLVER, Resolver
 from web.security import (
     TRUSTED_PROXIES,
     RedactingAccessLogger,
@@ -63,7 +63,6 @@ class WebConfig:
 
 CONFIG = web.AppKey("config", WebConfig)
 CORE = web.AppKey("core", Core)
-RESOLVER = web.AppKey("resolver", Resolver)
 
 
 def create_app(core: Core, config: WebConfig | None = None) -> web.Application:

@@ -30,6 +30,7 @@ from permalink.db import StoreError
 from permalink.limits import ThrottlePolicy
 from permalink.links import Link
 from permalink.presentation import (
+    customer_label,
     document_filename,
     format_date,
     invoice_row,
@@ -112,13 +113,23 @@ class Resolver:
             # The customer (or the link's one invoice) is gone: the link no longer works.
             raise LinkNotValid from None
         await self._record_open(link, found, now)
-        context = self._page_context(request, link, found, date.fromtimestamp(now))
+        context = self._page_context(
+            request, link, found, date.fromtimestamp(now), request.match_info["token"]
+        )
+        return aiohttp_jinja2.render_template(PAGE_TEMPLATE, request, context)
+
+    async def preview(self, request: web.Request, link: Link, token: str) -> web.Response:
+        """The page ``link``'s client sees, shown to the accountant ("view as the client"):
+        the same page, marked as a preview, and not counted as an opening."""
+        now = self._core.clock()
+        found = await self._core.statement(link.credentials, link.customer_id, link.scope)
+        context = self._page_context(request, link, found, date.fromtimestamp(now), token)
+        context["preview_of"] = found.customer.name
         return aiohttp_jinja2.render_template(PAGE_TEMPLATE, request, context)
 
     def _page_context(
-        self, request: web.Request, link: Link, found: Statement, today: date
+        self, request: web.Request, link: Link, found: Statement, today: date, token: str
     ) -> dict[str, object]:
-        token = request.match_info["token"]
         router = request.app.router
         # One route lookup for the page, not one per row: a long list has hundreds.
         page = str(router[ROUTE_PAGE].url_for(token=token))
@@ -235,23 +246,30 @@ class Resolver:
                 link.account,
                 kind=LINK_OPENED,
                 outcome="ok",
-                subject=f"{customer.code} {customer.name}",
+                subject=customer_label(customer.name, customer.code),
                 detail=f"scope {link.scope}, {len(found.invoices)} invoices shown",
                 at=now,
             ),
         )
 
     async def _record_download(self, link: Link, now: float, what: str) -> None:
-        await self._safely(
-            lambda: self._core.store.activity.record(
+        store = self._core.store
+
+        async def write() -> None:
+            # The token holds the customer's code only; the registry knows the name, so
+            # the activity page writes this customer as it does everywhere else.
+            record = await store.links.get(link.account, link.link_id)
+            name = record.customer_name if record is not None else ""
+            await store.activity.record(
                 link.account,
                 kind=PDF_DOWNLOADED,
                 outcome="ok",
-                subject=link.customer_code,
+                subject=customer_label(name, link.customer_code),
                 detail=what,
                 at=now,
             )
-        )
+
+        await self._safely(write)
 
     async def _safely(self, *writes: Callable[[], Awaitable[object]]) -> None:
         # The visitor came for their invoices: a failed bookkeeping write is logged, not
@@ -263,8 +281,12 @@ class Resolver:
                 log.warning("could not record link activity: %s", type(exc).__name__)
 
 
+RESOLVER = web.AppKey("resolver", Resolver)
+
+
 __all__ = [
     "DOWNLOAD_COOKIE",
+    "RESOLVER",
     "ROUTE_ALL_PDF",
     "ROUTE_INVOICE_PDF",
     "ROUTE_PAGE",

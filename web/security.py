@@ -8,6 +8,11 @@ indexing, no framing, a strict Content-Security-Policy), and the access log writ
 The client address the throttles, the sign-in lock and the logs use is the socket's peer,
 unless that peer is one of the operator's trusted reverse proxies
 (:class:`TrustedProxies`): only then is it read from ``X-Forwarded-For`` or ``Forwarded``.
+
+One kind of response is framed: a :class:`MailPreview`, the HTML part of an email shown
+inside a settings page exactly as the client will get it. It gets its own policy — the
+inline styles mail needs, and nothing else: no script, no request, no form, a sandbox,
+and framing by this site's own pages only.
 """
 
 from __future__ import annotations
@@ -25,7 +30,12 @@ from permalink.activity import redact
 
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+#: The policy of a :class:`MailPreview`.
+MAIL_PREVIEW_POLICY: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+    "frame-ancestors 'self'; base-uri 'none'; sandbox"
 )
 
 SECURITY_HEADERS: Final[Mapping[str, str]] = {
@@ -51,6 +61,13 @@ REDACTED_TOKEN: Final = "…"  # noqa: S105 - a placeholder, not a secret
 _LINK_PATH = re.compile(r"/l/[^/?#]*?(?=(?:\.json)?(?:[/?#]|$))")
 
 
+class MailPreview(web.Response):
+    """An email's HTML part, to be shown in a frame of a settings page (see the module)."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(text=html, content_type="text/html")
+
+
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare`` hook: the capability-URL headers on every response."""
     for name, value in SECURITY_HEADERS.items():
@@ -60,6 +77,9 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
         # browser name our origin on its own form posts, so the CSRF check can refuse
         # "Origin: null" (a sandboxed frame or a data: page) there.
         response.headers["Referrer-Policy"] = SETTINGS_REFERRER_POLICY
+    if isinstance(response, MailPreview):
+        response.headers["Content-Security-Policy"] = MAIL_PREVIEW_POLICY
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
     # aiohttp would announce its name and version (and Python's) to every visitor.
     response.headers["Server"] = SERVER_NAME
 
@@ -213,10 +233,12 @@ class RedactingAccessLogger(AbstractAccessLogger):
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
+    "MAIL_PREVIEW_POLICY",
     "REDACTED_TOKEN",
     "SECURITY_HEADERS",
     "SETTINGS_REFERRER_POLICY",
     "TRUSTED_PROXIES",
+    "MailPreview",
     "RedactingAccessLogger",
     "TrustedProxies",
     "add_security_headers",

@@ -12,7 +12,9 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from permalink.core import Core
+from web.settings import previews, reissue
 from web.settings.auth import SETTINGS, SettingsConfig, SettingsState
+from web.settings.once import FORMS, Forms, new_key
 from web.settings.session import SessionCodec
 from web.settings.timefmt import iso_time, local_time
 from web.settings.views import add_routes
@@ -23,10 +25,16 @@ def setup_settings(app: web.Application, core: Core, config: SettingsConfig) -> 
     app[SETTINGS] = SettingsState(
         config=config, core=core, codec=SessionCodec(lambda: core.keyring)
     )
+    app[FORMS] = Forms(core.store.submissions, core.clock)
     env = aiohttp_jinja2.get_env(app)
     env.filters["settings_time"] = local_time
     env.filters["settings_iso"] = iso_time
+    # Every form drawn gets a key of its own, so sending it twice does one thing.
+    env.globals["once_key"] = new_key
     add_routes(app.router)
+    previews.add_routes(app.router)
+    reissue.add_routes(app.router)
+    app.on_shutdown.append(reissue.stop_workers)
 
 
 __all__ = ["SettingsConfig", "setup_settings"]

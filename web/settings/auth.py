@@ -1,14 +1,18 @@
 """Signing the accountant in and out, and the guard every other settings page stands behind.
 
-Sign-in asks KashFlow itself (``GetCompanyDetails``) whether the API username and password
-work; each way it can say no gets its own page text telling the accountant what to change
-in KashFlow (:mod:`permalink.trouble`). When KashFlow refuses the server's IP address the
-page names the address and offers AutoAuth: given the key KashFlow shows the account owner,
-the next sign-in first asks KashFlow (``AutoAuthIP``) to add the address itself; nothing
-does so unasked. Failed sign-ins (and refused AutoAuth keys) are counted per client
-address, and per username *from that address*, in the store (so every web process sees
-them); past a few, the form answers 429 with Retry-After. Someone failing for a username
-from elsewhere therefore cannot lock its real owner out.
+Sign-in asks KashFlow itself (``GetCompanyDetails``) whether the API username and
+password work; each way it can say no gets its own page text telling the accountant what
+to change in KashFlow (:mod:`permalink.trouble`). When KashFlow refuses the server's IP
+address the page names the address and offers AutoAuth: given the key KashFlow shows the
+account owner, the next sign-in first asks KashFlow (``AutoAuthIP``) to add the address
+itself; nothing does so unasked. Like every settings form, a refused sign-in answers with
+a redirect back to the form and a one-time message (:mod:`web.settings.once`). Failed
+sign-ins (and refused AutoAuth keys) are counted per client address, and per username
+*from that address*, in the store (so every web process sees them); past a few, the form
+page answers 429 with Retry-After and says how long to wait, and says so again while the
+wait lasts. Someone failing for a username from elsewhere therefore cannot lock its real
+owner out. A sign-in that finds links broken by a KashFlow password change lands on the
+re-issue page (:mod:`web.settings.reissue`).
 
 Each sign-in is recorded in the store (:mod:`permalink.sessions`); signing out ends the
 record, so the old cookie stops working at once, in every process. A changed KashFlow
@@ -22,6 +26,7 @@ session's CSRF token or from a foreign ``Origin`` → a 403 page. Nothing else r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -37,10 +42,12 @@ from permalink.accounts import account_key
 from permalink.core import Core
 from permalink.gateway import KashFlowAccount
 from permalink.limits import ThrottlePolicy
+from permalink.reissue import survey
+from permalink.submissions import Outcome
 from permalink.trouble import words_for
 from web.errors import ErrorPage, render
 from web.security import client_address
-from web.settings import csrf
+from web.settings import csrf, once
 from web.settings import session as sessions
 from web.settings.session import Session, SessionCodec
 
@@ -52,6 +59,7 @@ SessionView = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 ROUTE_LOGIN: Final = "settings.login"
 ROUTE_LOGOUT: Final = "settings.logout"
 ROUTE_HOME: Final = "settings.customers"
+ROUTE_REISSUE: Final = "settings.reissue"
 
 FORM_EXPIRED: Final = ErrorPage(
     403,
@@ -130,6 +138,9 @@ class SettingsState:
             self.checked.clear()  # bounded: a forgotten entry only means one more check
         self.checked[session.session_id] = now
 
+    #: Re-issues this process is working on (cancelled, and so resumable, at shutdown).
+    workers: set[asyncio.Task[None]] = field(default_factory=set)
+
     @property
     def public_base_url(self) -> str:
         return self.core.config.public_base_url
@@ -176,9 +187,7 @@ def url(request: web.Request, name: str, **parts: str) -> str:
     return str(request.app.router[name].url_for(**parts))
 
 
-def see_other(location: str) -> web.Response:
-    """303 to ``location`` (a path from a route name): a POST is never repeated on reload."""
-    return web.Response(status=303, headers={"Location": location})
+see_other = once.see_other
 
 
 #: The navigation entry each page belongs to (marked ``aria-current``).
@@ -189,25 +198,41 @@ _SECTIONS: Final = {
     "settings/revoke_all.html": "settings.links",
     "settings/bot.html": "settings.bot",
     "settings/activity.html": "settings.activity",
+    "settings/reissue.html": "settings.links",
+    "settings/reissue_job.html": "settings.links",
 }
 
 
-def render_page(
+async def render_page(
     request: web.Request,
     template: str,
     session: Session,
     context: dict[str, Any],
     *,
     status: int = 200,
+    message: once.Message | None = None,
 ) -> web.Response:
-    """A settings page with what every page needs (the session's CSRF token, the company)."""
+    """A settings page with what every page needs (the session's CSRF token, the company)
+    and the one-time message a form left for it (taken here unless the view took it
+    first), shown once with the status it set."""
+    if message is None:
+        message = await once.take(request, session)
     base = {
         "session": session,
         "csrf_field": csrf.FIELD,
         "csrf_token": session.csrf,
+        "once_field": once.FIELD,
         "nav": _SECTIONS.get(template, ""),
+        "message": message,
+        "errors": message.errors,
     }
-    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
+    response = aiohttp_jinja2.render_template(
+        template, request, {**base, **context}, status=message.status if message else status
+    )
+    retry_after = message.extra.get("retry_after")
+    if isinstance(retry_after, int):
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def forbidden(request: web.Request) -> web.Response:
@@ -266,31 +291,12 @@ def _throttle_keys(request: web.Request, username: str) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def _login_page(
-    request: web.Request,
-    session: Session,
-    *,
-    status: int = 200,
-    error: str = "",
-    username: str = "",
-    notice: str = "",
-    auto_auth_ip: str | None = None,
-) -> web.Response:
-    """``auto_auth_ip`` (the address KashFlow refused, "" if unnamed) offers AutoAuth."""
-    return render_page(
-        request,
-        "settings/login.html",
-        session,
-        {"error": error, "username": username, "notice": notice, "auto_auth_ip": auto_auth_ip},
-        status=status,
-    )
-
-
 _NOTICES: Final = {
     "signed_out": "You are signed out.",
     "expired": "Your session ended; please sign in again.",
     "password_changed": "KashFlow no longer accepts the password you signed in with (was "
-    "it changed?), so you were signed out. Please sign in with the current API password.",
+    "it changed?), so you were signed out. Please sign in with the current API password: "
+    "the links made with the earlier one can then be re-issued in one step.",
 }
 
 
@@ -302,14 +308,21 @@ async def login_form(request: web.Request) -> web.StreamResponse:
         return see_other(url(request, ROUTE_HOME))
     fresh = current or sessions.anonymous(st.now())
     notice = _NOTICES.get(request.query.get("notice", ""), "")
-    response = _login_page(request, fresh, notice=notice)
+    wait = await st.core.store.throttles.delay(_throttle_keys(request, "")[0], st.now())
+    if wait > 0 and not notice:
+        # Said again after the refusal: the form is back, but sign-in waits a while yet.
+        notice = _wait_text(wait, paused=True)
+    response = await render_page(request, "settings/login.html", fresh, {"notice": notice})
     if current is None:
         st.store(response, fresh)
     return response
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    """Check the credentials live against KashFlow; on success start a signed-in session."""
+    """Check the credentials live against KashFlow; on success start a signed-in session.
+
+    Every answer is a redirect: to the customers page (or the re-issue page when the
+    password changed since links were made), or back to the form with a message."""
     st = state(request)
     current = st.cookie(request)
     if current is None or not await form_accepted(request, current):
@@ -319,20 +332,30 @@ async def login(request: web.Request) -> web.StreamResponse:
     password = form.get("password")
     username = username.strip() if isinstance(username, str) else ""
     password = password if isinstance(password, str) else ""
+    back = url(request, ROUTE_LOGIN)
+
+    def refused(text: str, status: int, field: str = "password", **extra: Any) -> Outcome:
+        return once.problem(
+            back,
+            text,
+            status=status,
+            errors={field: text},
+            values={"username": username},
+            **extra,
+        )
+
     if not username or not password:
-        return _login_page(
-            request,
-            current,
-            status=400,
-            error="Enter your KashFlow API username and password.",
-            username=username,
+        text = "Enter your KashFlow API username and password."
+        return await once.remember(
+            request, current, refused(text, 400, "password" if username else "username")
         )
     now = st.now()
     throttles = st.core.store.throttles
     keys = _throttle_keys(request, username)
     wait = max([await throttles.delay(key, now) for key in keys])
     if wait > 0:
-        return _too_many(request, wait)
+        outcome = refused(_wait_text(wait), 429, retry_after=max(1, math.ceil(wait)))
+        return await once.remember(request, current, outcome)
     credentials = Credentials(username, password)
     account = st.core.kashflow(credentials)
     auto_auth_key = form.get("auto_auth_key")
@@ -341,15 +364,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         if auto_auth_key and not await _auto_auth(account, auto_auth_key):
             for key in keys:  # a key guessed at is a password guessed at
                 await throttles.hit(key, st.config.login_policy, now)
-            status, message = AUTO_AUTH_REFUSED
-            return _login_page(
-                request,
-                current,
-                status=status,
-                error=message,
-                username=username,
-                auto_auth_ip="",
-            )
+            status, text = AUTO_AUTH_REFUSED
+            outcome = refused(text, status, "auto_auth_key", auto_auth_ip="")
+            return await once.remember(request, current, outcome)
         company = await account.company_details()
     except KashFlowError as error:
         words = words_for(error, "sign_in")
@@ -357,15 +374,11 @@ async def login(request: web.Request) -> web.StreamResponse:
             for key in keys:
                 await throttles.hit(key, st.config.login_policy, now)
         log.info("sign-in refused by KashFlow: %s", type(error).__name__)
+        field = "password" if isinstance(error, BadCredentials) else ""
+        # An IP refusal offers AutoAuth, naming the address KashFlow saw ("" if unnamed).
         offer = error.ip if isinstance(error, IpNotAuthorised) else None
-        return _login_page(
-            request,
-            current,
-            status=words.status,
-            error=words.text,
-            username=username,
-            auto_auth_ip=offer,
-        )
+        outcome = refused(words.text, words.status, field, auto_auth_ip=offer)
+        return await once.remember(request, current, outcome)
     await throttles.reset(keys[-1])
     session_id = await st.core.store.sessions.start(
         username, now=now, ttl_s=st.config.session_ttl_s
@@ -379,7 +392,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         company_email=company.email,
     )
     st.checked[session_id] = now  # KashFlow has just said yes
-    response = see_other(url(request, ROUTE_HOME))
+    changed = (await survey(st.core, credentials, int(now))).needed
+    response = see_other(url(request, ROUTE_REISSUE if changed else ROUTE_HOME))
     st.store(response, fresh)
     return response
 
@@ -415,17 +429,17 @@ async def _auto_auth(account: KashFlowAccount, key: str) -> bool:
     return True
 
 
-def _too_many(request: web.Request, wait: float) -> web.Response:
+def _wait_text(wait: float, *, paused: bool = False) -> str:
     minutes = max(1, math.ceil(wait / 60))
-    page = ErrorPage(
-        429,
-        "Too many sign-in attempts",
+    span = f"{minutes} minute{'s' if minutes != 1 else ''}"
+    if paused:
+        return (
+            f"Signing in from here is paused after too many wrong passwords. Try again in {span}."
+        )
+    return (
         "Too many sign-ins with a wrong password came from here or for this username. "
-        f"Please wait {minutes} minute{'s' if minutes != 1 else ''} and try again.",
+        f"Please wait {span} and try again."
     )
-    response = render(request, page)
-    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-    return response
 
 
 @signed_in
@@ -442,6 +456,7 @@ __all__ = [
     "ROUTE_HOME",
     "ROUTE_LOGIN",
     "ROUTE_LOGOUT",
+    "ROUTE_REISSUE",
     "SETTINGS",
     "Session",
     "SessionRefused",

@@ -38,7 +38,11 @@ _TEXT_FIELDS: Final = (
 
 
 class FormError(ValueError):
-    """A field that cannot be read; the message is for the accountant."""
+    """A field that cannot be read; the message is for the accountant, ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def text(form: Mapping[str, object], name: str) -> str:
@@ -62,21 +66,33 @@ def link_request(form: Mapping[str, object]) -> LinkRequest:
     if kind in ("all", "unpaid"):
         scope = Scope.parse(kind)
     elif kind == "invoice":
-        number = text(form, "invoice").strip()
-        if not number.isdigit() or not 1 <= int(number) <= MAX_KASHFLOW_ID:
-            raise FormError("Pick the invoice the link should show.")
-        scope = Scope("invoice", int(number))
+        number = invoice_number(text(form, "invoice"))
+        if number is None:
+            raise FormError("invoice", "Pick the invoice the link should show.")
+        scope = Scope("invoice", number)
     else:
-        raise FormError("Choose what the link shows: all invoices, unpaid ones, or one invoice.")
+        raise FormError(
+            "scope", "Choose what the link shows: all invoices, unpaid ones, or one invoice."
+        )
     days = text(form, "expires_days").strip()
     if not days:
         return LinkRequest(scope, None)
     if not days.isdigit() or not 1 <= int(days) <= MAX_EXPIRY_DAYS:
         raise FormError(
+            "expires_days",
             f"The expiry must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}, "
-            "or empty for a link that does not expire."
+            "or empty for a link that does not expire.",
         )
     return LinkRequest(scope, int(days) * DAY_S)
+
+
+def invoice_number(typed: str) -> int | None:
+    """The invoice number at the start of what the picker holds ("1008" or "1008 · 26 Nov
+    2026 · …", as its suggestions read), or None."""
+    digits = typed.strip().lstrip("#").split(" ", 1)[0].split("·", 1)[0].strip()
+    if not digits.isascii() or not digits.isdigit() or not 1 <= int(digits) <= MAX_KASHFLOW_ID:
+        return None
+    return int(digits)
 
 
 @dataclass(slots=True)
@@ -97,7 +113,9 @@ def bot_form(form: Mapping[str, object], current: BotSettings) -> BotForm:
     size = text(form, "max_attachment_mb").strip()
     shown = max(1, round(current.max_attachment_bytes / MB))
     if not size.isdigit():
-        raise FormError("The attachment size limit must be a whole number of megabytes.")
+        raise FormError(
+            "max_attachment_mb", "The attachment size limit must be a whole number of megabytes."
+        )
     # Only write the size when it was changed: a limit set in bytes elsewhere (the CLI)
     # should not be rounded just because another field was edited.
     if int(size) != shown:
@@ -115,6 +133,22 @@ def wording_fields(form: Mapping[str, object]) -> dict[str, str]:
     return {name: text(form, name) for name in ("greeting", "intro", "sign_off")}
 
 
+#: Fields whose typed value is never kept to show again (passwords).
+_SECRET_FIELDS: Final = frozenset(
+    {"relay_password", "bot_password", "imap_password", "password", "auto_auth_key"}
+)
+
+
+def typed_values(form: Mapping[str, object]) -> dict[str, str]:
+    """What was typed into a form, to show it again after a refusal: text fields and
+    ticked boxes, never a password, never the form's own tokens."""
+    return {
+        name: value
+        for name, value in form.items()
+        if isinstance(value, str) and name not in _SECRET_FIELDS | {"csrf", "once", "action"}
+    }
+
+
 __all__ = [
     "DAY_S",
     "MAX_EXPIRY_DAYS",
@@ -123,7 +157,9 @@ __all__ = [
     "LinkRequest",
     "bot_form",
     "checked",
+    "invoice_number",
     "link_request",
     "text",
+    "typed_values",
     "wording_fields",
 ]
