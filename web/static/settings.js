@@ -2,6 +2,7 @@
 // - The result of a form (its one-time message) takes the focus, so it is read out.
 // - "Copy" buttons put a link on the clipboard; the focus stays on the button.
 // - The bot page's reply preview follows the wording fields as they are typed.
+// - Typing into the invoice picker chooses "one invoice".
 // - A running re-issue's progress follows the work without reloading the page.
 (function () {
   "use strict";
@@ -129,7 +130,17 @@
     window.setTimeout(poll, 1000);
   }
 
+  function pickerChoosesItsScope() {
+    // Typing an invoice into the picker means "one invoice".
+    var picker = document.getElementById("invoice");
+    var scope = document.getElementById("scope-invoice");
+    if (picker && scope) {
+      picker.addEventListener("input", function () { scope.checked = true; });
+    }
+  }
+
   focusResult();
+  pickerChoosesItsScope();
   copyButtons();
   livePreview();
   followProgress();
