@@ -3,7 +3,7 @@
 Activity is kept for the settings pages for a while, settled mail (with its body) for
 duplicate detection and the bot page, rate-limit hits only as long as a window lasts, and
 throttle counts, sign-in records and settings form submissions only while they can still
-matter. Every process may
+matter, and a finished re-issue as long as the activity that tells of it. Every process may
 run it; the deletes are idempotent, so several processes tidying one database agree.
 """
 
@@ -44,6 +44,8 @@ async def tidy(store: Store, now: float, retention: Retention = Retention()) -> 
             now - retention.mailbox_keys_days * DAY
         ),
         "form submissions": await store.submissions.prune(now - KEEP_S),
+        # A finished re-issue is kept as long as the activity that tells of it.
+        "re-issues": await store.reissues.prune(now - retention.activity_days * DAY),
     }
     if any(removed.values()):
         log.info("housekeeping removed %s", ", ".join(f"{n} {what}" for what, n in removed.items()))

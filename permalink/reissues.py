@@ -330,6 +330,20 @@ class Reissues:
 
         await self._db.run(update)
 
+    async def prune(self, before: float) -> int:
+        """Forget jobs finished before ``before`` (with their items); returns how many."""
+
+        def delete(conn: Conn) -> int:
+            with transaction(conn):
+                conn.execute(
+                    "DELETE FROM reissue_items WHERE reissue_id IN "
+                    "(SELECT id FROM reissues WHERE finished < ?)",
+                    (before,),
+                )
+                return conn.execute("DELETE FROM reissues WHERE finished < ?", (before,)).rowcount
+
+        return await self._db.run(delete)
+
     async def release(self, job_id: str, owner: str, *, problem: str = "") -> None:
         """Let go of the lease without finishing (the worker stops; ``problem`` says why)."""
 

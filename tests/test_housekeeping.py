@@ -1,5 +1,6 @@
 """Housekeeping forgets old activity, settled mail, spent rate-limit hits, quiet throttle
-counts and old sign-ins, nothing else (on SQLite and on PostgreSQL)."""
+counts, old sign-ins, form keys and finished re-issues, nothing else (on SQLite and on
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from permalink.db import Database
 from permalink.housekeeping import DAY, Retention, tidy
 from permalink.keyring import Keyring
 from permalink.limits import ThrottlePolicy
+from permalink.reissues import PlannedCustomer, PlannedLink, Reissues
 from permalink.spool import Spool
 from permalink.store import SqlStore
 from tests.conftest import OpenDb
@@ -35,6 +37,17 @@ async def spool_at(db: Database, clock: Clock, when: float, state: str) -> int:
     return spool_id
 
 
+async def finished_reissue(store: SqlStore, clock: Clock, when: float) -> str:
+    clock.now = when
+    reissues = Reissues(store.db, clock=clock)
+    job_id = await reissues.create(
+        "demo", [PlannedCustomer("C1", "C One", (PlannedLink("all", None, ("a" * 16,)),))]
+    )
+    assert await reissues.take(job_id, "worker")
+    await reissues.finish(job_id, "worker")
+    return job_id
+
+
 async def test_tidy_keeps_what_is_recent_or_unsettled(open_db: OpenDb) -> None:
     db = open_db()
     clock = Clock(NOW)
@@ -58,6 +71,8 @@ async def test_tidy_keeps_what_is_recent_or_unsettled(open_db: OpenDb) -> None:
     forms = store.submissions
     assert (await forms.claim("old-form-key-0123456789", "demo", NOW - 2 * DAY)).state == "new"
     assert (await forms.claim("new-form-key-0123456789", "demo", NOW - 60)).state == "new"
+    old_job = await finished_reissue(store, clock, NOW - 181 * DAY)
+    new_job = await finished_reissue(store, clock, NOW - DAY)
 
     removed = await tidy(store, NOW, retention)
 
@@ -69,6 +84,7 @@ async def test_tidy_keeps_what_is_recent_or_unsettled(open_db: OpenDb) -> None:
         "sessions": 1,
         "mailbox message keys": 0,
         "form submissions": 1,
+        "re-issues": 1,
     }
     assert [e.id for e in await activity.page("demo")] == [recent_event.id]
     kept = {entry.id for entry in await Spool(db).list(("done", "parked", "queued"), 100, None)}
@@ -78,10 +94,12 @@ async def test_tidy_keeps_what_is_recent_or_unsettled(open_db: OpenDb) -> None:
     assert not await limiter.try_acquire("demo:new", limit=1, window_s=3600, now=NOW)
     assert await store.sessions.live(live, "demo", NOW)
     assert not await store.sessions.live(gone, "demo", NOW)
+    assert await store.reissues.get("demo", old_job) is None
+    assert await store.reissues.get("demo", new_job) is not None
     # A form sent again within the day is still recognised; an older key is forgotten.
     assert (await forms.claim("new-form-key-0123456789", "demo", NOW)).state == "running"
     assert (await forms.claim("old-form-key-0123456789", "demo", NOW)).state == "new"
     assert await tidy(store, NOW, retention) == {
         "activity": 0, "settled mail": 0, "rate-limit hits": 0, "throttle counts": 0,
-        "sessions": 0, "mailbox message keys": 0, "form submissions": 0,
+        "sessions": 0, "mailbox message keys": 0, "form submissions": 0, "re-issues": 0,
     }  # fmt: skip
