@@ -15,6 +15,7 @@ SCRIPTS = (
     "benchmarks.imap",
     "benchmarks.load",
     "benchmarks.mime_bomb",
+    "benchmarks.reissue",
 )
 
 
