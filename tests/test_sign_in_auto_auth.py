@@ -46,7 +46,13 @@ async def sign_in(client: Client, **fields: str) -> tuple[int, str, str]:
         data={"csrf": token.group(1), **fields},
         allow_redirects=False,
     )
-    return response.status, response.headers.get("Location", ""), await response.text()
+    location = response.headers.get("Location", "")
+    if response.status == 303 and location.startswith("/settings/login"):
+        # A refused sign-in is answered with a redirect back to the form, which shows the
+        # refusal once, with its status.
+        shown = await client.get(location)
+        return shown.status, location, await shown.text()
+    return response.status, location, await response.text()
 
 
 LOCKED = {"username": IPLOCKED.username, "password": IPLOCKED.password}
