@@ -282,7 +282,6 @@ async def customer(request: web.Request, session: Session) -> web.StreamResponse
     code = request.match_info["code"]
     try:
         found, invoices = await _customer_and_invoices(st, session, code)
-        company = await company_of(st, session)
     except NotFound:
         return render(request, NO_SUCH_CUSTOMER)
     except KashFlowError as error:
@@ -295,6 +294,7 @@ async def customer(request: web.Request, session: Session) -> web.StreamResponse
     preview: MailView | None = None
     if shown is not None and shown.url and found.emails:
         bot = await st.core.store.accounts.get(session.account)
+        company = await company_of(st, session)
         preview = mail_view(
             link_email(
                 customer=found, record=shown.record, url_=shown.url, company=company, bot=bot
