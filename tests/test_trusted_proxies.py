@@ -154,7 +154,14 @@ async def _sign_in(
             allow_redirects=False,
         ) as response:
             await response.read()
-            return response.status
+            location = response.headers.get("Location", "")
+            if response.status != 303 or not location.startswith("/settings/login"):
+                return response.status
+        # A refused sign-in is answered with a redirect back to the form, which shows the
+        # refusal once, with its status.
+        async with session.get(server.make_url(location), headers=headers) as shown:
+            await shown.read()
+            return shown.status
 
 
 async def test_wrong_passwords_behind_the_proxy_lock_only_their_client(
