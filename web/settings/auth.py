@@ -308,11 +308,14 @@ async def login_form(request: web.Request) -> web.StreamResponse:
         return see_other(url(request, ROUTE_HOME))
     fresh = current or sessions.anonymous(st.now())
     notice = _NOTICES.get(request.query.get("notice", ""), "")
+    message = await once.take(request, fresh)
     wait = await st.core.store.throttles.delay(_throttle_keys(request, "")[0], st.now())
-    if wait > 0 and not notice:
+    if wait > 0 and not notice and not message:
         # Said again after the refusal: the form is back, but sign-in waits a while yet.
         notice = _wait_text(wait, paused=True)
-    response = await render_page(request, "settings/login.html", fresh, {"notice": notice})
+    response = await render_page(
+        request, "settings/login.html", fresh, {"notice": notice}, message=message
+    )
     if current is None:
         st.store(response, fresh)
     return response
