@@ -7,5 +7,11 @@ aiohttp's web side nor aiosmtpd.
 
 from pathlib import Path
 
-#: jinja2 templates for every page and every email (the top-level ``templates/`` folder).
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+#: Where the jinja2 templates of every page and every email are read from, as this
+#: package's resources (``jinja2.PackageLoader(TEMPLATES_PACKAGE, "templates/…")``). In the
+#: checkout ``permalink/templates`` is a link to the top-level ``templates/`` folder; a built
+#: wheel ships the files themselves there (``[tool.setuptools.package-data]``).
+TEMPLATES_PACKAGE = __name__
+
+#: The same folder on disk, for code that needs a path.
+TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -23,7 +23,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from kashflow.models import CompanyDetails, Customer, Invoice
-from permalink import TEMPLATES
+from permalink import TEMPLATES_PACKAGE
 from permalink.presentation import format_date, invoice_rows, scope_text, total_outstanding
 from permalink.scopes import Scope
 
@@ -62,7 +62,7 @@ def _nl2br(value: str) -> Markup:
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES / "mail"),
+        loader=jinja2.PackageLoader(TEMPLATES_PACKAGE, "templates/mail"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,17 @@ from web.settings import SettingsConfig, setup_settings
 
 log = logging.getLogger(__name__)
 
-#: Where the stylesheet and script live; served under ``/static/``.
-STATIC = Path(__file__).resolve().parent / "static"
+
+def _static_folder() -> Path:
+    """The stylesheets, scripts and icon: this package's resources, served under
+    ``/static/`` (aiohttp serves a folder, so the package must be installed as files)."""
+    folder = resources.files("web") / "static"
+    if not isinstance(folder, Path):
+        raise RuntimeError("the web package's static files must be installed on disk")
+    return folder
+
+
+STATIC = _static_folder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +85,7 @@ def create_app(core: Core, config: WebConfig | None = None) -> web.Application:
 
     aiohttp_jinja2.setup(
         app,
-        loader=jinja2.FileSystemLoader(permalink.TEMPLATES),
+        loader=jinja2.PackageLoader(permalink.TEMPLATES_PACKAGE, "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
