@@ -95,14 +95,30 @@ def open_db(state_url: str | None, tmp_path: Path) -> Iterator[OpenDb]:
         db.close()
 
 
+@pytest.fixture
+def store_kind() -> DatabaseKind:
+    """The store the web and bot rigs keep their state in: SQLite, unless the test is
+    marked ``@both_stores`` (``tests.support.stores``), which runs it on each."""
+    return "sqlite"
+
+
+@pytest.fixture
+def store_url(store_kind: DatabaseKind, tmp_path: Path) -> Iterator[str | None]:
+    """The rigs' database: None for SQLite in ``tmp_path``, else a PostgreSQL schema."""
+    with database_url(store_kind, tmp_path) as url:
+        yield url
+
+
 # -- the mail bot -----------------------------------------------------------------------
 
 
 @pytest.fixture
-async def make_rig(tmp_path: Path, sandbox: Sandbox, kashflow: KashFlow) -> AsyncIterator[MakeRig]:
-    """Start bots (state on SQLite) for the sandbox's ``demo`` account; keyword arguments
-    are bot settings."""
-    async with bot_rigs(tmp_path, sandbox, kashflow) as make:
+async def make_rig(
+    tmp_path: Path, sandbox: Sandbox, kashflow: KashFlow, store_url: str | None
+) -> AsyncIterator[MakeRig]:
+    """Start bots for the sandbox's ``demo`` account (state on SQLite, or on PostgreSQL for
+    a test marked ``@both_stores``); keyword arguments are bot settings."""
+    async with bot_rigs(tmp_path, sandbox, kashflow, database_url=store_url) as make:
         yield make
 
 

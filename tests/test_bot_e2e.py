@@ -27,10 +27,12 @@ from tests.support.bot import (
     scenario,
     unpaid_numbers,
 )
+from tests.support.stores import both_stores
 
 # -- a request answered -----------------------------------------------------------------
 
 
+@both_stores
 async def test_a_customer_request_gets_one_reply_with_their_link_and_pdf(rig: Rig) -> None:
     raw = request_mail(message_id="<first@client.example>")
     await rig.send(raw)
@@ -376,6 +378,7 @@ async def test_a_malformed_message_is_settled_and_the_queue_flows(rig: Rig) -> N
     assert events[0].outcome in ("ignored", "failed") and events[0].detail
 
 
+@both_stores
 async def test_a_fourth_request_in_an_hour_gets_no_reply(rig: Rig) -> None:
     for _ in range(4):
         await rig.send(request_mail())
@@ -388,6 +391,7 @@ async def test_a_fourth_request_in_an_hour_gets_no_reply(rig: Rig) -> None:
     assert "rate limit" in refused.detail and "ACME01" in refused.subject
 
 
+@both_stores
 async def test_the_same_message_id_twice_is_answered_once(rig: Rig) -> None:
     raw = request_mail(message_id="<same@client.example>")
     await rig.send(raw)
@@ -402,6 +406,7 @@ async def test_the_same_message_id_twice_is_answered_once(rig: Rig) -> None:
 # -- the relay --------------------------------------------------------------------------
 
 
+@both_stores
 async def test_relay_down_then_up_sends_the_reply_once_later(rig: Rig) -> None:
     await rig.capture.close()
     await rig.send(request_mail())
@@ -420,6 +425,7 @@ async def test_relay_down_then_up_sends_the_reply_once_later(rig: Rig) -> None:
     assert outcomes[0] == "pending_retry" and outcomes[-1] == "replied"
 
 
+@both_stores
 async def test_relay_refusing_for_good_parks_the_message_with_its_reason(rig: Rig) -> None:
     rig.capture.fail_with = (554, "5.7.1 Relaying denied")
     await rig.send(request_mail())

@@ -24,6 +24,7 @@ from permalink.activity import LINK_OPENED, PDF_DOWNLOADED, ActivityLog
 from permalink.keyring import Keyring
 from permalink.links import seal
 from tests.support import WebRig, web_rig
+from tests.support.stores import both_stores
 from web.resolver import content_disposition
 from web.security import RedactingAccessLogger
 
@@ -40,8 +41,8 @@ FOOTER = re.compile(r"(?:Invoice|Credit note) (\d+)")
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[WebRig]:
-    async with web_rig(tmp_path) as built:
+async def rig(tmp_path: Path, store_url: str | None) -> AsyncIterator[WebRig]:
+    async with web_rig(tmp_path, database_url=store_url) as built:
         yield built
 
 
@@ -90,6 +91,7 @@ def gbp(amount: Decimal) -> str:
 # -- the page ------------------------------------------------------------------------------
 
 
+@both_stores
 async def test_all_scope_lists_every_invoice_with_amounts_and_status(
     rig: WebRig, client: Client
 ) -> None:
@@ -179,6 +181,7 @@ async def test_a_customer_without_invoices_gets_a_friendly_empty_page(
     assert "Download all" not in html
 
 
+@both_stores
 async def test_opening_a_link_is_recorded_without_the_token(rig: WebRig, client: Client) -> None:
     link = rig.link("GRAN01", "all")
     await rig.registry.add(
@@ -223,6 +226,7 @@ async def test_one_invoice_pdf_downloads_with_a_sensible_name(rig: WebRig, clien
     assert set(pdf_invoice_numbers(body)) == {record.number}
 
 
+@both_stores
 async def test_merged_pdf_holds_every_invoice_in_page_order(rig: WebRig, client: Client) -> None:
     token = rig.mint("IVY01", "all")
     page = await (await client.get(f"/l/{token}")).text()
@@ -295,6 +299,7 @@ async def test_invoices_outside_the_scope_get_the_same_404_as_missing_ones(
 # -- links that do not work ----------------------------------------------------------------
 
 
+@both_stores
 async def test_every_broken_link_gets_the_identical_not_valid_page(
     rig: WebRig, client: Client
 ) -> None:

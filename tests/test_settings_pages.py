@@ -28,6 +28,7 @@ from permalink.keyring import Keyring
 from permalink.presentation import invoice_row
 from permalink.scopes import Scope
 from tests.support.core import make_core
+from tests.support.stores import both_stores
 from web.app import create_app
 from web.settings.auth import SETTINGS
 from web.settings.session import COOKIE
@@ -106,9 +107,13 @@ class Harness:
 
 @pytest.fixture
 async def harness(
-    aiohttp_client: ClientFactory, kashflow: KashFlow, sandbox: Sandbox, tmp_path: Path
+    aiohttp_client: ClientFactory,
+    kashflow: KashFlow,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    store_url: str | None,
 ) -> AsyncIterator[Harness]:
-    db = open_database(None, tmp_path)
+    db = open_database(store_url, tmp_path)
     keyring = Keyring.generate()
     clock = Clock()
     core = make_core(db, keyring, kashflow, public_base_url=BASE, clock=clock, relay_timeout=5.0)
@@ -132,6 +137,7 @@ def path_of(url: str) -> str:
 # -- signing in ---------------------------------------------------------------------------
 
 
+@both_stores
 async def test_sign_in_lands_on_the_accounts_customers(harness: Harness) -> None:
     await harness.sign_in()
     page = await (await harness.client.get("/settings/customers")).text()
@@ -189,6 +195,7 @@ async def test_kashflow_down_at_sign_in_says_try_again(harness: Harness) -> None
     assert "not answering right now" in await response.text()
 
 
+@both_stores
 async def test_repeated_wrong_passwords_are_slowed_down_with_429(harness: Harness) -> None:
     token = await harness.csrf()
     wrong = {"csrf": token, "username": "demo", "password": "nope"}
@@ -219,6 +226,7 @@ async def test_sign_in_form_refuses_a_post_without_its_token(harness: Harness) -
     assert "This form has expired" in await response.text()
 
 
+@both_stores
 async def test_sign_out_ends_the_session(harness: Harness) -> None:
     await harness.sign_in()
     token = await harness.csrf("/settings/links")
@@ -309,6 +317,7 @@ async def test_customers_are_searched_by_name_code_or_email(harness: Harness) ->
     assert "Ivy Lane Dental" in by_code
 
 
+@both_stores
 async def test_make_open_revoke_and_the_resolver_refuses_at_once(harness: Harness) -> None:
     await harness.sign_in()
     link = await harness.make_link("FOX01", expires_days="30")
@@ -347,6 +356,7 @@ async def test_a_one_invoice_link_shows_that_invoice(harness: Harness) -> None:
     assert "Pick the invoice the link should show." in await bad.text()
 
 
+@both_stores
 async def test_revoke_all_asks_first_then_stops_every_link(harness: Harness) -> None:
     await harness.sign_in()
     first = await harness.make_link("FOX01")
@@ -371,6 +381,7 @@ async def test_revoke_all_asks_first_then_stops_every_link(harness: Harness) -> 
     assert (await harness.client.get(path_of(fresh))).status == 200
 
 
+@both_stores
 async def test_accounts_never_see_or_revoke_each_others_links(harness: Harness) -> None:
     await harness.sign_in(DEMO)
     link = await harness.make_link("FOX01")
@@ -459,6 +470,7 @@ async def _save_bot(harness: Harness, **overrides: str) -> tuple[int, str]:
     return response.status, await response.text()
 
 
+@both_stores
 async def test_bot_settings_are_saved_and_shown(harness: Harness) -> None:
     await harness.sign_in()
     status, page = await _save_bot(harness)
@@ -493,6 +505,7 @@ async def test_bot_settings_errors_are_shown_on_the_form(
     assert "Your invoices, as promised." in page
 
 
+@both_stores
 async def test_secrets_are_never_rendered_back(harness: Harness) -> None:
     await harness.sign_in()
     status, _ = await _save_bot(
@@ -582,6 +595,7 @@ async def test_a_relay_that_refuses_is_reported_on_the_page(harness: Harness) ->
     assert "The email was not sent" in await response.text()
 
 
+@both_stores
 async def test_the_bot_page_lists_only_this_accounts_stuck_mail(harness: Harness) -> None:
     await harness.sign_in()
     await _save_bot(harness)
@@ -611,6 +625,7 @@ async def test_the_bot_page_lists_only_this_accounts_stuck_mail(harness: Harness
 # -- activity ----------------------------------------------------------------------------
 
 
+@both_stores
 async def test_activity_is_paged_newest_first_and_per_account(harness: Harness) -> None:
     log = harness.core.store.activity
     for n in range(30):

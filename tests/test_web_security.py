@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient
 
 from kashflow.sandbox import NOAPI
 from tests.support import PUBLIC_BASE_URL, WebRig, web_rig
+from tests.support.stores import both_stores
 from web.security import CONTENT_SECURITY_POLICY, RedactingAccessLogger, redact_path
 
 Client = TestClient[Any, Any]
@@ -38,8 +39,8 @@ EXPECTED_HEADERS = {
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[WebRig]:
-    async with web_rig(tmp_path, invalid_link_limit=LIMIT) as built:
+async def rig(tmp_path: Path, store_url: str | None) -> AsyncIterator[WebRig]:
+    async with web_rig(tmp_path, invalid_link_limit=LIMIT, database_url=store_url) as built:
         yield built
 
 
@@ -232,6 +233,7 @@ async def test_pages_load_nothing_from_elsewhere_and_nothing_inline(
 # -- throttling ----------------------------------------------------------------------------
 
 
+@both_stores
 async def test_repeated_bad_links_from_one_address_are_slowed_down(
     rig: WebRig, client: Client
 ) -> None:

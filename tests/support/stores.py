@@ -26,6 +26,11 @@ DATABASE_KINDS: tuple[DatabaseKind, ...] = ("sqlite", "postgresql")
 URL_VARIABLE = "KASHFLOW_PERMALINK_TEST_DATABASE_URL"
 
 
+#: Runs a test once on each store: it overrides the ``store_kind`` fixture (SQLite by
+#: default) that the web and bot rigs keep their state in (see ``tests/conftest.py``).
+both_stores = pytest.mark.parametrize("store_kind", DATABASE_KINDS)
+
+
 def postgres_server_url() -> str:
     url = os.environ.get(URL_VARIABLE, "")
     if not url:
@@ -73,6 +78,7 @@ __all__ = [
     "DATABASE_KINDS",
     "URL_VARIABLE",
     "DatabaseKind",
+    "both_stores",
     "database_url",
     "open_test_database",
     "postgres_schema",
