@@ -6,7 +6,7 @@ DEMO_VENV := .venv-demo
 TEST_VENV := .venv
 DEMO_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest system-packages benchmarks clean
+.PHONY: demo test lint typecheck pytest system-packages benchmark-packages benchmarks clean
 
 demo: $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/kashflow-permalink demo $(DEMO_ARGS)
@@ -42,8 +42,17 @@ typecheck: $(TEST_VENV)/.installed
 pytest: $(TEST_VENV)/.installed system-packages
 	scripts/with-postgres $(TEST_VENV)/bin/pytest -p no:cacheprovider
 
-benchmarks: $(TEST_VENV)/.installed
-	$(TEST_VENV)/bin/python -m benchmarks
+# The benchmarks print figures (README.md, Performance); they run beside a throwaway
+# PostgreSQL too, and the load figures need Debian's wrk.
+benchmarks: $(TEST_VENV)/.installed system-packages benchmark-packages
+	scripts/with-postgres $(TEST_VENV)/bin/python -m benchmarks
+
+benchmark-packages:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  echo "installing Debian packages: wrk"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq wrk >/dev/null; }
 
 clean:
 	rm -rf $(DEMO_VENV) $(TEST_VENV) var *.egg-info

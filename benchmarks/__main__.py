@@ -1,4 +1,7 @@
-"""``python -m benchmarks``: run every benchmark with its defaults and print the figures."""
+"""``python -m benchmarks``: run every benchmark with its defaults and print the figures.
+
+``make benchmarks`` runs it beside a throwaway PostgreSQL (``scripts/with-postgres``), which
+``benchmarks.scaleout`` needs."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ SCRIPTS = (
     "benchmarks.load",
     "benchmarks.mime_bomb",
     "benchmarks.reissue",
+    "benchmarks.scaleout",
 )
 
 

@@ -115,10 +115,20 @@ def sandbox_process(latency_ms: float, top_up: Customer, unpaid: int) -> Iterato
 
 
 @contextlib.contextmanager
-def listener_process(state: Path) -> Iterator[int]:
-    """The listener and spool alone in their own process; yields the SMTP port."""
+def listener_process(state: Path, database_url: str | None = None) -> Iterator[int]:
+    """The listener and spool alone in their own process (the spool on SQLite in
+    ``state``, or on PostgreSQL); yields the SMTP port."""
+    database = ["--database-url", database_url] if database_url else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.mail_rig", "listener", "--state-dir", str(state)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.mail_rig",
+            "listener",
+            "--state-dir",
+            str(state),
+            *database,
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -132,11 +142,22 @@ def listener_process(state: Path) -> Iterator[int]:
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    state: Path, kashflow_url: str, *, concurrency: int, log: Path, port: int = 0
+    state: Path,
+    kashflow_url: str,
+    *,
+    concurrency: int,
+    log: Path,
+    port: int = 0,
+    database_url: str | None = None,
 ) -> AsyncIterator[ServeProcess]:
-    """``serve --role bot`` on ``state``, killed afterwards."""
+    """``serve --role bot`` on ``state`` (and ``database_url``), killed afterwards."""
     bot = ServeProcess(
-        state, kashflow_url, port=port, log=log, env=bot_env(concurrency=concurrency)
+        state,
+        kashflow_url,
+        port=port,
+        log=log,
+        database_url=database_url,
+        env=bot_env(concurrency=concurrency),
     )
     await bot.start()
     try:
@@ -212,8 +233,8 @@ async def _serve_sandbox(latency_ms: float, code: str, unpaid: int) -> None:
         await sandbox.stop()
 
 
-async def _serve_listener(state: Path) -> None:
-    db = open_database(None, state)
+async def _serve_listener(state: Path, database_url: str | None) -> None:
+    db = open_database(database_url, state)
     try:
         accepts = accept_addresses([REQUEST], account="demo")
         listener = create_listener(Spool(db), accepts, ListenerSettings(port=0))
@@ -241,11 +262,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     sandbox.add_argument("--unpaid", type=int, default=10)
     listener = commands.add_parser("listener", help="the SMTP listener and spool alone")
     listener.add_argument("--state-dir", type=Path, required=True)
+    listener.add_argument("--database-url", help="postgresql://… (default: SQLite)")
     args = parser.parse_args(argv)
     if args.command == "sandbox":
         asyncio.run(_serve_sandbox(args.latency_ms, args.customer, args.unpaid))
     else:
-        asyncio.run(_serve_listener(args.state_dir))
+        asyncio.run(_serve_listener(args.state_dir, args.database_url))
 
 
 if __name__ == "__main__":

@@ -141,7 +141,8 @@ async def prepare_state(state: Path, relay_port: int, *, database_url: str | Non
 
     The rate limits are at their highest, since every request comes from a few customers.
     """
-    db = open_database(database_url, state)  # creates the directory
+    os.makedirs(state, exist_ok=True)
+    db = open_database(database_url, state)
     keyring = Keyring.create(state / "server.key")
     try:
         accounts = SqlStore(db, keyring).accounts
