@@ -1,21 +1,22 @@
 """The built wheel installs and runs away from the checkout.
 
 The project's sources are copied to a temporary folder (so the build leaves nothing in the
-checkout), built into a wheel with pip, installed with its dependencies from the package
-registry into a fresh virtual environment, and ``kashflow-permalink demo`` is run from
-there, in a folder of its own, until it answers over HTTP: pages rendered from the
-templates, the static files, a link's page. Templates and static files are package
+checkout), built into a wheel and installed, with its dependencies from the package
+registry, into a fresh virtual environment, by the deployment guide's own commands
+(``docs/DEPLOY.md``, section 1); then ``kashflow-permalink demo`` runs from there, in a
+folder of its own, until it answers over HTTP (pages rendered from the templates, the
+static files, a link's page) and by mail. Templates and static files are package
 resources, so they come from the installed package, never from the checkout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import smtplib
 import subprocess
 import sys
-import venv
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -25,13 +26,11 @@ import aiohttp
 import pytest
 
 from tests.support.demo import DemoProcess
+from tests.support.guide import PREFIX, SOURCES, Site, install_commands
 from tests.support.processes import ROOT
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
-
-#: What a source distribution of the project holds.
-SOURCES = ("pyproject.toml", "README.md", "app", "bot", "kashflow", "permalink", "web", "templates")
 
 
 def send_request(info: dict[str, Any], sender: str) -> None:
@@ -60,7 +59,7 @@ def run(*argv: str | Path, cwd: Path) -> str:
     return done.stdout
 
 
-def build_wheel(tmp: Path) -> Path:
+def copy_sources(tmp: Path) -> Path:
     source = tmp / "source"
     source.mkdir()
     for name in SOURCES:
@@ -72,24 +71,30 @@ def build_wheel(tmp: Path) -> Path:
             )
         else:
             shutil.copy2(path, source / name)
-    wheels = tmp / "wheels"
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", wheels, source, cwd=tmp)
-    (wheel,) = wheels.glob("kashflow_permalink-*.whl")
-    return wheel
+    return source
 
 
-def install(wheel: Path, tmp: Path) -> Path:
-    """A fresh virtual environment with the wheel and its dependencies; its bin folder."""
+def build_and_install(tmp: Path) -> Path:
+    """The guide's build and install commands, run in a copy of the sources; the bin
+    folder of the environment they made."""
+    source = copy_sources(tmp)
     env = tmp / "venv"
-    venv.create(env, with_pip=True)
-    run(env / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check",
-        wheel, cwd=tmp)  # fmt: skip
+    site = Site(
+        swaps=[(PREFIX, str(env))], patterns=[(re.compile(r"^python3 "), f"{sys.executable} ")]
+    )
+    commands = install_commands()
+    assert [c.split()[:3] for c in commands] == [
+        ["python3", "-m", "pip"],
+        ["python3", "-m", "venv"],
+        [f"{PREFIX}/bin/pip", "install", "dist/kashflow_permalink-*.whl"],
+    ]
+    for command in commands:
+        run("bash", "-euc", site(command), cwd=source)
     return env / "bin"
 
 
 async def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path: Path) -> None:
-    wheel = build_wheel(tmp_path)
-    bin_dir = install(wheel, tmp_path)
+    bin_dir = build_and_install(tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
 
