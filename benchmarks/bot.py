@@ -50,10 +50,37 @@ from tests.support.processes import prepare_state
 INVOICES = 10
 
 
+def _stat(pid: int | str) -> list[str]:
+    # Fields after the command name, which may hold spaces: state is [0], ppid [1].
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float | None:
+    """CPU time the PostgreSQL server of ``scripts/with-postgres`` has used so far: the
+    postmaster, its live backends and the ones that have exited; None without one."""
+    try:
+        postmaster = int(
+            (Path(os.environ["PGHOST"]) / "data" / "postmaster.pid").read_text().split()[0]
+        )
+        own = _stat(postmaster)
+    except (KeyError, OSError, ValueError, IndexError):
+        return None
+    ticks = sum(int(own[i]) for i in (11, 12, 13, 14))  # itself and its reaped children
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = _stat(entry.name)
+            except OSError:
+                continue  # exited meanwhile
+            if int(fields[1]) == postmaster:
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def arrival(reply: CapturedMessage) -> float:
@@ -140,7 +167,7 @@ async def acceptance(
     """SMTP acceptance with the spool on SQLite, or on PostgreSQL at ``database_url``."""
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
-        with listener_process(state, database_url) as port:
+        with listener_process(state, database_url) as (port, pid):
             batches = [
                 [
                     (ACME.email, request_mail(ACME.email, new_message_id()))
@@ -148,10 +175,13 @@ async def acceptance(
                 ]
                 for _ in range(sessions)
             ]
+            server_cpu = postgres_cpu_seconds if database_url else lambda: None
+            cpu_before, db_cpu_before = cpu_seconds(pid), server_cpu()
             started = time.perf_counter()
             counts = await asyncio.gather(*(send_over_one_session(port, b) for b in batches))
             reused = time.perf_counter() - started
             reused_count = sum(counts)
+            cpu, db_cpu = cpu_seconds(pid) - cpu_before, server_cpu()
 
             async def fresh() -> None:
                 delivery = await send_request(port, ACME.email, new_message_id())
@@ -183,6 +213,16 @@ async def acceptance(
         f"  ({total} in {fresh_time:.2f} s)"
     )
     print(f"  spooled                    {spooled} of {reused_count + total} accepted")
+    per_message = cpu / reused_count
+    line = f"  CPU per message (above)    listener {per_message * 1000:.2f} ms"
+    if db_cpu is not None and db_cpu_before is not None:
+        per_message += (db_cpu - db_cpu_before) / reused_count
+        line += f", PostgreSQL server {(db_cpu - db_cpu_before) * 1000 / reused_count:.2f} ms"
+    print(line)
+    print(
+        f"  so on {os.cpu_count()} cores of its own (an estimate from CPU time, not a"
+        f" measurement): about {(os.cpu_count() or 1) / per_message:.0f} messages/s"
+    )
 
 
 def main() -> None:

@@ -115,9 +115,9 @@ def sandbox_process(latency_ms: float, top_up: Customer, unpaid: int) -> Iterato
 
 
 @contextlib.contextmanager
-def listener_process(state: Path, database_url: str | None = None) -> Iterator[int]:
+def listener_process(state: Path, database_url: str | None = None) -> Iterator[tuple[int, int]]:
     """The listener and spool alone in their own process (the spool on SQLite in
-    ``state``, or on PostgreSQL); yields the SMTP port."""
+    ``state``, or on PostgreSQL); yields its SMTP port and its pid."""
     database = ["--database-url", database_url] if database_url else []
     proc = subprocess.Popen(
         [
@@ -134,7 +134,7 @@ def listener_process(state: Path, database_url: str | None = None) -> Iterator[i
         text=True,
     )
     try:
-        yield int(_first_line(proc, "listener").split()[-1])
+        yield int(_first_line(proc, "listener").split()[-1]), proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)

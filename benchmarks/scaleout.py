@@ -29,14 +29,14 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 
 from app.config import Settings
 from app.runtime import build_core, close_core
-from benchmarks.bot import acceptance, cpu_seconds, gather_bounded
+from benchmarks.bot import acceptance, cpu_seconds, gather_bounded, postgres_cpu_seconds
 from benchmarks.load import run_wrk
 from benchmarks.mail_rig import ELM, bot_process, new_message_id, send_request
 from benchmarks.mail_rig import sandbox_process as topped_up_sandbox
@@ -58,9 +58,14 @@ def load_average() -> str:
 # -- 1. bot replies per second ----------------------------------------------------------
 
 
-async def bot_replies(workers: int, requests: int, sessions: int, concurrency: int) -> float:
-    with tempfile.TemporaryDirectory() as tmp, postgres_schema() as database_url:
+async def bot_replies(
+    workers: int, requests: int, sessions: int, concurrency: int, *, postgres: bool = True
+) -> float:
+    """Replies per second from ``workers`` bot processes sharing one SMTP port and one
+    store (PostgreSQL, or for comparison SQLite)."""
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as schemas:
         base = Path(tmp)
+        database_url = schemas.enter_context(postgres_schema()) if postgres else None
         async with CaptureServer(base / "outbox") as capture, AsyncExitStack() as stack:
             await prepare_state(base / "state", capture.port, database_url=database_url)
             url = stack.enter_context(topped_up_sandbox(0, ELM, INVOICES))
@@ -85,6 +90,7 @@ async def bot_replies(workers: int, requests: int, sessions: int, concurrency: i
             await capture.wait_for(warmup, timeout=120)
 
             cpu_before = sum(cpu_seconds(bot.pid) for bot in bots)
+            db_cpu_before = postgres_cpu_seconds() if postgres else None
 
             async def one() -> None:
                 delivery = await send_request(port, ELM.email, new_message_id())
@@ -95,13 +101,18 @@ async def bot_replies(workers: int, requests: int, sessions: int, concurrency: i
             await capture.wait_for(warmup + requests, timeout=900)
             elapsed = time.perf_counter() - started
             cpu = sum(cpu_seconds(bot.pid) for bot in bots) - cpu_before
+            db_cpu = postgres_cpu_seconds() if postgres else None
             for bot in bots:
                 assert await bot.terminate() == 0
     rate = requests / elapsed
+    store = "PostgreSQL" if postgres else "SQLite"
+    cpu_text = f"bot CPU {cpu * 1000 / requests:.0f} ms"
+    if db_cpu is not None and db_cpu_before is not None:
+        cpu_text += f", PostgreSQL server CPU {(db_cpu - db_cpu_before) * 1000 / requests:.1f} ms"
     print(
-        f"  {workers} bot process(es), {concurrency} worker tasks each: {requests} requests"
-        f" answered in {elapsed:.2f} s = {rate:.1f}/s"
-        f" ({cpu * 1000 / requests:.0f} ms of bot CPU each; {load_average()})"
+        f"  {workers} bot process(es) on {store}, {concurrency} worker tasks each:"
+        f" {requests} requests answered in {elapsed:.2f} s = {rate:.1f}/s"
+        f" ({cpu_text} per request; {load_average()})"
     )
     return rate
 
@@ -242,11 +253,15 @@ async def statuses(http: aiohttp.ClientSession, urls: list[str], path: str) -> l
 
 async def run(args: argparse.Namespace) -> None:
     print(f"1. bot replies per second on PostgreSQL ({INVOICES}-invoice merged PDF per reply)")
-    rates = [await bot_replies(n, args.requests, args.sessions, args.concurrency) for n in (1, 2)]
+    shape = (args.requests, args.sessions, args.concurrency)
+    rates = [await bot_replies(n, *shape) for n in (1, 2)]
     print(f"  2 processes / 1 process: {rates[1] / rates[0]:.2f}x")
-    print("2. SMTP acceptance with the spool on PostgreSQL")
+    # The same load on the embedded store, in the same conditions, for comparison.
+    await bot_replies(1, *shape, postgres=False)
+    print("2. SMTP acceptance with the spool on PostgreSQL (and on SQLite, for comparison)")
     with postgres_schema() as database_url:
         await acceptance(args.accept_sessions, args.per_session, args.accept_total, database_url)
+    await acceptance(args.accept_sessions, args.per_session, args.accept_total)
     with sandbox_process(0) as kashflow_url:
         print(
             f"3. list page (6 invoices, 3 KashFlow calls each) under wrk,"

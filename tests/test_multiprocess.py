@@ -51,7 +51,7 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.slow
 
 REQUESTS = 50
-LEASE_S = 2.0
+LEASE_S = 3.0
 NOT_VALID = "not valid"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
