@@ -212,6 +212,10 @@ async def test_every_command_of_the_deployment_guide(
     finally:
         sqlite.close()
 
+    # 8: the operator vouches for the bot's mail domain.
+    allowed = guide_run.block("accounts allow-domain")
+    assert "northwind may now use addresses at bot.example.co.uk" in allowed
+
     # 9: key rotation, then retiring the first key.
     listed = guide_run.block("keys rotate")
     assert "keys: 1, 2 (current 2)" in listed
