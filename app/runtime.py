@@ -32,8 +32,7 @@ from permalink.housekeeping import keep_tidy
 from permalink.keyring import Keyring, KeyringError, KeyringSource
 from permalink.relay import SmtpMailer
 from permalink.store import SqlStore
-from web.app import WebConfig, create_app
-from web.security import RedactingAccessLogger
+from web.app import WebConfig, create_app, runner
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +134,12 @@ class Runtime:
     async def _start_web(self, core: Core) -> None:
         s = self.settings
         app = create_app(core, WebConfig(trusted_proxies=s.proxies))
-        runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
-        await runner.setup()
-        self._stack.push_async_callback(runner.cleanup)
+        web_runner = runner(app)
+        await web_runner.setup()
+        self._stack.push_async_callback(web_runner.cleanup)
         sock = self._http_socket or bind(s.http_host, s.http_port, reuse_port=True)
         self.http_port = sock.getsockname()[1]
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(web_runner, sock).start()
 
     async def _start_bot(self, core: Core) -> None:
         s = self.settings

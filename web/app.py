@@ -7,8 +7,9 @@ pages, the security headers, the error pages and the templates onto one
 both run in one process). The app owns nothing the core does not: closing the core is the
 root's job.
 
-Serve the app with :func:`runner` (or pass ``access_log_class=RedactingAccessLogger``):
-aiohttp's default access log would write link tokens to disk.
+Serve the app with :func:`runner` (:mod:`web.serving`): aiohttp's default access log would
+write link tokens to disk, and its own answer to a malformed request quotes the request
+back. Building the app redacts every logger the web door writes to (:mod:`web.logs`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -28,13 +28,10 @@ from permalink.core import Core
 from permalink.limits import ThrottlePolicy
 from web.errors import error_middleware
 from web.feeds import Feeds
+from web.logs import redact_web_logs
 from web.resolver import RESOLVER, Resolver
-from web.security import (
-    TRUSTED_PROXIES,
-    RedactingAccessLogger,
-    TrustedProxies,
-    add_security_headers,
-)
+from web.security import TRUSTED_PROXIES, TrustedProxies, add_security_headers
+from web.serving import runner
 from web.settings import SettingsConfig, setup_settings
 
 log = logging.getLogger(__name__)
@@ -102,18 +99,13 @@ def create_app(core: Core, config: WebConfig | None = None) -> web.Application:
     Feeds(core, invalid_link_policy=config.invalid_link_policy).add_routes(app.router)
     resolver.add_routes(app.router)
     setup_settings(app, core, config.settings)
+    redact_web_logs()
     return app
 
 
 async def healthz(request: web.Request) -> web.Response:
     """200 "ok" while the process serves requests (it does not call KashFlow)."""
     return web.Response(text="ok")
-
-
-def runner(app: web.Application, **kwargs: Any) -> web.AppRunner:
-    """An :class:`~aiohttp.web.AppRunner` whose access log never holds a link token."""
-    kwargs.setdefault("access_log_class", RedactingAccessLogger)
-    return web.AppRunner(app, **kwargs)
 
 
 __all__ = ["CONFIG", "CORE", "RESOLVER", "WebConfig", "create_app", "healthz", "runner"]

@@ -69,20 +69,26 @@ class MailPreview(web.Response):
         super().__init__(text=html, content_type="text/html")
 
 
-async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare`` hook: the capability-URL headers on every response."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers[name] = value
-    if request.path == "/settings" or request.path.startswith("/settings/"):
+def security_headers(path: str) -> dict[str, str]:
+    """The headers every response to ``path`` carries, ``Server`` included."""
+    headers = dict(SECURITY_HEADERS)
+    if path == "/settings" or path.startswith("/settings/"):
         # The settings pages hold no capability in their URLs, and same-origin lets the
         # browser name our origin on its own form posts, so the CSRF check can refuse
         # "Origin: null" (a sandboxed frame or a data: page) there.
-        response.headers["Referrer-Policy"] = SETTINGS_REFERRER_POLICY
+        headers["Referrer-Policy"] = SETTINGS_REFERRER_POLICY
+    # aiohttp would announce its name and version (and Python's) to every visitor.
+    headers["Server"] = SERVER_NAME
+    return headers
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: the capability-URL headers on every response."""
+    for name, value in security_headers(request.path).items():
+        response.headers[name] = value
     if isinstance(response, MailPreview):
         response.headers["Content-Security-Policy"] = MAIL_PREVIEW_POLICY
         response.headers["X-Frame-Options"] = "SAMEORIGIN"
-    # aiohttp would announce its name and version (and Python's) to every visitor.
-    response.headers["Server"] = SERVER_NAME
 
 
 def redact_path(path: str) -> str:
@@ -245,4 +251,5 @@ __all__ = [
     "add_security_headers",
     "client_address",
     "redact_path",
+    "security_headers",
 ]

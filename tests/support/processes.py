@@ -46,8 +46,10 @@ class ServeProcess:
         database_url: str | None = None,
         public_base_url: str = BASE_URL,
         env: Mapping[str, str] | None = None,
+        verbose: bool = False,
     ) -> None:
         self.state, self.kashflow_url, self.role, self.port = state, kashflow_url, role, port
+        self.verbose = verbose
         self.log, self.database_url, self.public_base_url = log, database_url, public_base_url
         self.extra_env = dict(env or {})
         self.proc: asyncio.subprocess.Process | None = None
@@ -84,6 +86,7 @@ class ServeProcess:
                 sys.executable,
                 "-m",
                 "app.cli",
+                *(["--verbose"] if self.verbose else []),
                 "serve",
                 "--role",
                 self.role,
