@@ -7,7 +7,11 @@ the listener wakes after each accepted message.
 
 The aiosmtpd protocol runs on the service's own event loop through
 ``loop.create_server`` (:class:`SMTPServer`), not in aiosmtpd's ``Controller`` thread,
-so the handler can await the spool directly.
+so the handler can await the spool directly. That loop is the web door's too, so DATA is
+read through :class:`CountingReader`: it counts MIME boundaries as the lines arrive
+(:class:`bot.reading.PartCounter`), hands the loop back every few hundred lines, and ends
+the session with ``552`` the moment a message passes a limit, instead of receiving the
+rest of a 100 000-part message line by line first.
 
 aiosmtpd logs each command line at INFO and each DATA line at DEBUG on the ``mail.log``
 logger; :class:`SMTPServer` keeps that logger at INFO or above so message bodies (which,
@@ -31,7 +35,7 @@ from weakref import WeakKeyDictionary, WeakSet
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
-from bot.reading import too_complex
+from bot.reading import PartCounter, too_complex
 from permalink.db import StoreFull
 from permalink.spool import Spool
 
@@ -53,6 +57,8 @@ TOO_COMPLEX = "552 5.3.4 Message refused: {reason}"
 
 IDENT = "KashFlow Permalink"
 _MAX_MESSAGE_ID = 998  # RFC 5322 line limit: longer is not a real Message-ID
+#: DATA lines read between two turns of the event loop (a few hundred microseconds).
+YIELD_EVERY_LINES = 200
 
 
 def accept_addresses(addresses: Iterable[str], account: str = "") -> Accepts:
@@ -207,6 +213,88 @@ class RequestHandler:
         return "\r\n".join(status for _ in envelope.rcpt_tos)
 
 
+class MessageRefused(Exception):
+    """A message still arriving passed a MIME limit; ``str()`` says which."""
+
+
+class CountingReader:
+    """The stream aiosmtpd's DATA loop reads its lines from, for one message.
+
+    Every line is counted as it goes by (:class:`bot.reading.PartCounter`); past a limit
+    the read raises :class:`MessageRefused`, so nothing more of the message is read. And
+    every :data:`YIELD_EVERY_LINES` lines the event loop gets a turn: aiosmtpd reads a
+    line without waiting whenever one is buffered, and a socket read holds thousands.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+        self._count = PartCounter()
+        self._lines = 0
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        return await self._seen(await self._reader.readuntil(separator))
+
+    async def read(self, n: int = -1) -> bytes:
+        # aiosmtpd's way past a line longer than the stream's limit.
+        return await self._seen(await self._reader.read(n))
+
+    async def _seen(self, data: bytes) -> bytes:
+        refused = self._count.feed(data)
+        if refused:
+            raise MessageRefused(refused)
+        self._lines += 1
+        if self._lines % YIELD_EVERY_LINES == 0:
+            await asyncio.sleep(0)
+        return data
+
+
+async def _read_data(protocol: Any, arg: str, read: Callable[[str], Awaitable[None]]) -> None:
+    """aiosmtpd's DATA (``read``), reading through a :class:`CountingReader`.
+
+    A message refused while it arrives is answered ``552`` at once (once per recipient
+    under LMTP, RFC 2033 section 4.2) and the session is closed: what the client is still
+    sending could not be told from commands, and RFC 5321 section 7.8 lets a server under
+    attack close the connection after a 5yz reply rather than read on. The parts counted
+    are already past any real request's.
+    """
+    plain = protocol._reader
+    protocol._reader = CountingReader(plain)
+    try:
+        await read(arg)
+    except MessageRefused as refused:
+        envelope = protocol.envelope
+        log.info(
+            "refused a message from %s while receiving it: %s",
+            format_peer(protocol.session.peer),
+            refused,
+        )
+        status = TOO_COMPLEX.format(reason=refused)
+        replies = len(envelope.rcpt_tos) if isinstance(protocol, LMTP) else 1
+        await protocol.push("\r\n".join(status for _ in range(max(1, replies))))
+        if protocol.transport is not None:
+            protocol.transport.close()
+        # As QUIT does: the session's task ends here, before it reads the rest as commands.
+        task = asyncio.current_task()
+        if task is not None:
+            task.cancel()
+    finally:
+        protocol._reader = plain
+
+
+class CountingSMTP(SMTP):
+    """aiosmtpd's SMTP with DATA read through :func:`_read_data`."""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        await _read_data(self, arg, super().smtp_DATA)
+
+
+class CountingLMTP(LMTP):
+    """aiosmtpd's LMTP with DATA read through :func:`_read_data`."""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        await _read_data(self, arg, super().smtp_DATA)
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerSettings:
     host: str = "127.0.0.1"
@@ -236,7 +324,7 @@ class ListenerSettings:
 
 def make_protocol(handler: object, settings: ListenerSettings) -> SMTP:
     """One aiosmtpd protocol instance for one incoming connection."""
-    cls = LMTP if settings.lmtp else SMTP
+    cls = CountingLMTP if settings.lmtp else CountingSMTP
     protocol = cls(
         handler,
         data_size_limit=settings.max_message_size,
@@ -347,8 +435,13 @@ def create_listener(
 
 
 __all__ = [
+    "YIELD_EVERY_LINES",
     "Accepts",
+    "CountingLMTP",
+    "CountingReader",
+    "CountingSMTP",
     "ListenerSettings",
+    "MessageRefused",
     "RequestHandler",
     "SMTPServer",
     "Wake",

@@ -6,8 +6,9 @@ the worker share, it stalls all of them. Two defences:
 
 * :func:`too_complex` counts, in one pass over the raw bytes at C speed, the lines that
   could be MIME boundaries and the ``boundary=`` parameters (every nested multipart
-  declares one, so they bound the depth). The listener refuses such a message at DATA
-  and the worker parks one already spooled, before any parsing;
+  declares one, so they bound the depth). :class:`PartCounter` does the same a piece at
+  a time, so the listener stops receiving such a message as soon as it passes a limit;
+  the worker parks one already spooled, before any parsing;
 * :class:`MailReader` runs :func:`bot.mailparse.parse` in a worker process of its own
   (``python -m bot.reading``) with a CPU budget (``RLIMIT_CPU``): the event loop only
   waits, and a message that still costs too much is given up on (:class:`TooCostly`)
@@ -43,15 +44,49 @@ _DELIMITER: Final = b"\n--"
 _BOUNDARY: Final = re.compile(rb"boundary\s*=", re.IGNORECASE)
 
 
+#: Kept between pieces so a ``boundary=`` split across two of them is still seen.
+_BOUNDARY_TAIL: Final = 32
+
+
+class PartCounter:
+    """:func:`too_complex` a piece at a time, for a message still arriving.
+
+    Each piece is counted as it comes (a delimiter or ``boundary=`` split between two
+    pieces counts once), so the listener can stop reading the moment a limit is passed.
+    A ``boundary=`` with more white space before its ``=`` than the kept tail holds is
+    missed here, and nothing is counted twice: this never refuses what
+    :func:`too_complex` would accept.
+    """
+
+    def __init__(self) -> None:
+        self.parts = 0
+        self.multiparts = 0
+        # As if a line ended just before the message: a first line "--…" counts.
+        self._tail = b"\n"
+        self._boundary_tail = b""
+
+    def feed(self, piece: bytes) -> str:
+        """Count ``piece``; why the message so far is refused ("" while it may go on)."""
+        # Delimiters (3 bytes) wholly inside the piece, then those straddling the join.
+        self.parts += piece.count(_DELIMITER) + (self._tail + piece[:2]).count(_DELIMITER)
+        self._tail = (self._tail + piece[-2:])[-2:]
+        window = self._boundary_tail + piece
+        kept = len(self._boundary_tail)
+        self.multiparts += sum(1 for m in _BOUNDARY.finditer(window) if m.end() > kept)
+        self._boundary_tail = (self._boundary_tail + piece[-_BOUNDARY_TAIL:])[-_BOUNDARY_TAIL:]
+        return self.verdict()
+
+    def verdict(self) -> str:
+        if self.parts > MAX_PARTS:
+            return f"too many MIME parts (over {MAX_PARTS})"
+        if self.multiparts > MAX_MULTIPARTS:
+            return f"MIME parts nested too deeply (over {MAX_MULTIPARTS} multiparts)"
+        return ""
+
+
 def too_complex(raw: bytes) -> str:
     """Why ``raw`` is refused unread ("" when it may be parsed)."""
-    parts = raw.count(_DELIMITER) + raw.startswith(b"--")
-    if parts > MAX_PARTS:
-        return f"too many MIME parts (over {MAX_PARTS})"
-    multiparts = len(_BOUNDARY.findall(raw))
-    if multiparts > MAX_MULTIPARTS:
-        return f"MIME parts nested too deeply (over {MAX_MULTIPARTS} multiparts)"
-    return ""
+    return PartCounter().feed(raw)
 
 
 class TooCostly(Exception):
@@ -193,6 +228,7 @@ __all__ = [
     "MAX_MULTIPARTS",
     "MAX_PARTS",
     "MailReader",
+    "PartCounter",
     "TooCostly",
     "serve",
     "too_complex",

@@ -1,11 +1,16 @@
 """Hostile MIME cannot freeze the service: pages keep answering while it is dealt with.
 
 A real ``serve --role all`` process (web door, listener and worker on one event loop)
-against the sandbox KashFlow in its own process. A 100 000-part message sent over SMTP is
-refused at DATA. While another sits in the spool (as an older release accepted it) and a
-900-part one is read and answered, ``/healthz`` and a permalink page are fetched over and
-over: none may take a second. Before the fix the parse ran on that loop and took tens of
-seconds (49 s of CPU for 100 000 parts).
+against the sandbox KashFlow in its own process. While a 100 000-part message is sent over
+SMTP (and refused as soon as it passes 1 000 parts, its sender cut off), while another
+sits in the spool (as an older release accepted it) and while a 900-part one is read and
+answered, ``/healthz`` and a permalink page are fetched over and over: none may take a
+second. Before the fix the parse ran on that loop and took tens of seconds (49 s of CPU
+for 100 000 parts); before the listener counted parts as they arrived, it received all
+200 000 lines of the message first, line by line on that loop.
+
+Over a raw socket, a sender that has sent just past the limit, and waits, is answered
+``552`` and disconnected at once: nothing more of the message is read.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.capture import CaptureServer
-from bot.reading import MailReader, TooCostly, too_complex
+from bot.reading import MAX_MULTIPARTS, MailReader, PartCounter, TooCostly, too_complex
 from kashflow.client import KashFlow
 from kashflow.sandbox import DEMO
 from permalink.db import open_database
@@ -29,6 +36,8 @@ from permalink.links import new_link, seal
 from permalink.scopes import Scope
 from permalink.store import SqlStore
 from tests.support.bot import ACME
+from tests.support.listener import REQUEST as LISTENER_REQUEST
+from tests.support.listener import OpenRaw, StartBot
 from tests.support.mime import many_headers, many_parts
 from tests.support.processes import REQUEST, ServeProcess, prepare_state, sandbox_process
 
@@ -93,20 +102,23 @@ async def test_pages_answer_within_a_second_while_mime_bombs_are_handled(tmp_pat
                 with smtplib.SMTP("127.0.0.1", smtp_port, timeout=60) as client:
                     client.sendmail(ACME, [REQUEST], raw)
 
-            # 1. Over SMTP: refused at DATA, after a count, without parsing. (Receiving
-            # its 200 000 lines is aiosmtpd's own work: see docs/RELIABILITY.md.)
-            try:
-                with pytest.raises(smtplib.SMTPDataError) as refused:
-                    await asyncio.to_thread(send, bomb)
-                assert refused.value.smtp_code == 552
-                assert b"too many MIME parts" in refused.value.smtp_error
-            except BaseException:
-                db.close()
-                await serve.terminate()
-                raise
-
             watcher = asyncio.create_task(watch(serve.url, stop, worst))
             try:
+                # 1. Over SMTP: refused while it arrives, as soon as it passes 1 000 parts,
+                # and the sender cut off (the 552 reaches smtplib unless the rest of its
+                # 3.6 MB was still being written when the connection closed).
+                with pytest.raises((smtplib.SMTPDataError, smtplib.SMTPServerDisconnected)) as cut:
+                    await asyncio.to_thread(send, bomb)
+                if isinstance(cut.value, smtplib.SMTPDataError):
+                    assert cut.value.smtp_code == 552
+                    assert b"too many MIME parts" in cut.value.smtp_error
+                refused = "while receiving it: too many MIME parts (over 1000)"
+
+                async def logged() -> bool:
+                    return refused in (tmp_path / "serve.log").read_text()
+
+                await until(logged, within=10)
+
                 # 2. Already in the spool (accepted by an older release): parked unread.
                 spooled = await spool.enqueue(
                     peer="127.0.0.1:1",
@@ -162,3 +174,81 @@ async def test_a_message_over_its_cpu_budget_is_given_up_and_the_next_is_read() 
 )
 def test_too_complex_names_what_is_wrong(raw: bytes, reason: str) -> None:
     assert reason in too_complex(raw)
+
+
+def bomb_prefix(parts: int) -> bytes:
+    """The start of a 100 000-part message, just past ``parts`` parts, with no end."""
+    return many_parts(parts, sender=ACME, to=LISTENER_REQUEST, message_id="<b@x>")[:-7]
+
+
+NESTED = (
+    b"From: " + ACME.encode() + b"\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"
+    + b"".join(
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+        for i in range(MAX_MULTIPARTS + 5)
+    )
+)
+
+
+@pytest.mark.parametrize("lmtp", [False, True], ids=["SMTP", "LMTP"])
+@pytest.mark.parametrize(
+    ("start", "reason"),
+    [
+        (bomb_prefix(1_200), "too many MIME parts (over 1000)"),
+        (NESTED, f"MIME parts nested too deeply (over {MAX_MULTIPARTS} multiparts)"),
+    ],
+    ids=["parts", "nesting"],
+)
+async def test_a_sender_is_cut_off_as_soon_as_a_limit_is_passed(
+    start_bot: StartBot, open_raw: OpenRaw, start: bytes, reason: str, lmtp: bool
+) -> None:
+    """The sender has sent only the start of the message and waits: the answer comes at
+    once (before, the listener waited for the end of a message it would refuse)."""
+    bot = await start_bot(lmtp=lmtp)
+    client = await open_raw(bot.port)
+    assert (await client.send(b"LHLO c.example\r\n" if lmtp else b"EHLO c.example\r\n"))[0] == 250
+    assert (await client.send(b"MAIL FROM:<" + ACME.encode() + b">\r\n"))[0] == 250
+    assert (await client.send(f"RCPT TO:<{LISTENER_REQUEST}>\r\n".encode()))[0] == 250
+    assert (await client.send(b"DATA\r\n"))[0] == 354
+    code, text = await client.send(start)  # no end of data: the sender would go on
+    assert (code, text) == (552, f"5.3.4 Message refused: {reason}")
+    async with asyncio.timeout(5):
+        assert await client.reader.read() == b""  # and the server hung up
+    assert (await bot.spool.counts())["queued"] == 0
+    assert not bot.woken.is_set()
+    # The next sender is served as usual.
+    fair = await open_raw(bot.port)
+    assert (await fair.send(b"LHLO c.example\r\n" if lmtp else b"EHLO c.example\r\n"))[0] == 250
+    assert (await fair.send(b"MAIL FROM:<" + ACME.encode() + b">\r\n"))[0] == 250
+    assert (await fair.send(f"RCPT TO:<{LISTENER_REQUEST}>\r\n".encode()))[0] == 250
+    assert (await fair.send(b"DATA\r\n"))[0] == 354
+    assert (
+        await fair.send(
+            many_parts(3, sender=ACME, to=LISTENER_REQUEST, message_id="<f@x>") + b".\r\n"
+        )
+    )[0] == 250
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    parts=st.sampled_from([0, 999, 1000, 1001, 1200]),
+    multiparts=st.sampled_from([0, MAX_MULTIPARTS, MAX_MULTIPARTS + 1]),
+    cuts=st.lists(st.integers(min_value=1, max_value=4096), min_size=1, max_size=60),
+)
+def test_counting_as_it_arrives_refuses_exactly_what_the_whole_count_refuses(
+    parts: int, multiparts: int, cuts: list[int]
+) -> None:
+    raw = b"Content-Type: multipart/mixed; boundary=x\r\n" * multiparts + many_parts(
+        parts, sender=ACME, to=REQUEST, message_id="<m@x>"
+    )
+    counter, at, verdicts = PartCounter(), 0, []
+    for size in cuts * (len(raw) // sum(cuts) + 1):
+        if at >= len(raw):
+            break
+        verdicts.append(counter.feed(raw[at : at + size]))
+        at += size
+    assert counter.verdict() == too_complex(raw)
+    # Once refused, refused for good: the listener may stop at the first "no".
+    refusing = [bool(v) for v in verdicts]
+    assert refusing == sorted(refusing)
