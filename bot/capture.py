@@ -126,6 +126,7 @@ class CaptureServer:
         credentials: Credentials | None = None,
         fail_with: tuple[int, str] | None = None,
         fail_at: FailAt = "DATA",
+        smtputf8: bool = True,
     ) -> None:
         if credentials is not None and tls_context is None:
             raise ValueError("AUTH on the capture server needs STARTTLS (a tls_context)")
@@ -133,6 +134,8 @@ class CaptureServer:
         self.fail_with = fail_with
         """``(code, text)`` to answer at ``fail_at`` instead of accepting; settable."""
         self.fail_at: FailAt = fail_at
+        self.smtputf8 = smtputf8
+        """Offer SMTPUTF8 (RFC 6531), as current relays do; settable, per new session."""
         self._credentials = credentials
         self._tls_context = tls_context
         self._messages: list[CapturedMessage] = []
@@ -190,6 +193,7 @@ class CaptureServer:
             _CaptureHandler(self),
             hostname="capture.localhost",
             ident="KashFlow Permalink capture",
+            enable_SMTPUTF8=self.smtputf8,
             tls_context=self._tls_context,
             require_starttls=self._credentials is not None,
             auth_required=self._credentials is not None,

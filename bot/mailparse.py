@@ -4,7 +4,10 @@ This module owns everything the bot learns from a message — who claims to have
 headers the guards judge (RFC 3834 and loop markers), and ``new_text``: what the sender has
 just written, whatever client, charset or encoding produced it (what counts as history,
 signature or footer is :mod:`bot.quoting`'s to say). MIME is the stdlib ``email`` package
-with ``policy.default``; HTML is turned into text with the stdlib ``html.parser``.
+with ``policy.default``, except that raw 8-bit header bytes are read as UTF-8 (RFC 6532,
+what SMTPUTF8 mail carries: ``From: josé@example.es``) rather than left as undecodable
+bytes; HTML is turned into text with the stdlib ``html.parser``. Every string a
+``Request`` holds is valid Unicode.
 
 ``parse`` never raises: a malformed message yields a ``Request`` holding what could be
 read, with ``defects`` saying what could not.
@@ -18,9 +21,10 @@ import email
 import email.header
 import email.utils
 import re
+import unicodedata
 from dataclasses import dataclass
-from email import policy
 from email.message import EmailMessage, Message
+from email.policy import EmailPolicy
 from html.parser import HTMLParser
 
 from bot.quoting import CUT_IDS, QUOTE_CLASSES, strip_quotes
@@ -75,11 +79,41 @@ class Request:
         return self.from_address.lower()
 
 
+class _Utf8Headers(EmailPolicy):
+    """``policy.default``, with raw 8-bit header bytes read as UTF-8 (RFC 6532).
+
+    The bytes parser keeps such bytes as lone surrogates, which no encoder takes: a sender
+    ``josé@example.es`` would reach the KashFlow lookup as ``jos\\udcc3\\udca9@…``. A
+    header that is not UTF-8 is read as Windows-1252, as old clients that send raw 8-bit
+    headers write them (the body's charset labels are read the same way below).
+    """
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        return name, _utf8(value)
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _utf8(value: str) -> str:
+    if not _SURROGATE.search(value):
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
+
+
+POLICY = _Utf8Headers()
+
+
 def parse(raw: bytes, *, envelope_sender: str | None = None) -> Request:
     """Read ``raw`` into a ``Request``; never raises, whatever the bytes are."""
     notes: list[str] = []
     try:
-        msg = email.message_from_bytes(raw, policy=policy.default)
+        msg = email.message_from_bytes(raw, policy=POLICY)
     except Exception as exc:  # the parser is lenient, but a bug in it must not lose the mail
         return Request(
             envelope_sender=_envelope(envelope_sender),
@@ -184,7 +218,11 @@ class _Headers:
 
 
 def _clean_address(spec: str) -> str:
-    return "" if _CONTROL.search(spec) or " " in spec else spec
+    # U+FFFD stands for bytes that were not UTF-8: such an address was never written.
+    if _CONTROL.search(spec) or " " in spec or "\ufffd" in spec or _SURROGATE.search(spec):
+        return ""
+    # One spelling for "é" (precomposed or e + accent), as KashFlow's lookup will compare it.
+    return unicodedata.normalize("NFC", spec)
 
 
 def _decode_raw(value: str) -> str:

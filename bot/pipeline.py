@@ -26,8 +26,9 @@ from bot.language import NAMES, reply_language
 from bot.mailparse import Request
 from bot.reading import MailReader, TooCostly, too_complex
 from kashflow.errors import BadDocument, KashFlowError, NotFound
-from kashflow.models import CompanyDetails, Credentials, Customer
+from kashflow.models import CompanyDetails, Credentials, Customer, address_key
 from permalink.accounts import BotSettings
+from permalink.addresses import NotAnAddress, mailbox, usable
 from permalink.core import Core, RelayNotReady
 from permalink.gateway import KashFlowAccount
 from permalink.keyring import SecretUnreadable
@@ -222,24 +223,32 @@ async def identify(ctx: Context, job: Job) -> Outcome | None:
         if job.bot.unknown_sender == "ignore":
             return Ignored("unknown sender: no KashFlow customer has this address")
         # The neutral reply goes to the From address: it says nothing about anyone's books.
-        job.recipient = job.request.from_address
+        try:
+            job.recipient = mailbox(job.request.from_address).address
+        except NotAnAddress as unusable:
+            return Ignored(f"unknown sender whose address cannot be written to: {unusable}")
         return None
     job.recipient = address_on_file(job.customer, job.request.lookup_address)
     if not job.recipient:
+        _, bad = usable(job.customer.emails)
+        if bad:
+            return Failed(f"the customer's email address in KashFlow is not usable: {bad[0]}")
         return Failed("the customer has no email address on file in KashFlow")
     return None
 
 
 def address_on_file(customer: Customer, sender: str) -> str:
-    """Where a reply goes: the on-file address matching the sender, else the first on file.
+    """Where a reply goes: the on-file address matching the sender, else the first usable
+    one on file (:mod:`permalink.addresses`), "" when none is.
 
     Never an address the message only claims (Reply-To, or From when it is not on file).
     """
-    on_file = customer.emails
-    for address in on_file:
-        if address.lower() == sender.lower():
-            return address
-    return on_file[0] if on_file else ""
+    on_file, _ = usable(customer.emails)
+    wanted = address_key(sender)
+    for box in on_file:
+        if address_key(box.address) == wanted:
+            return box.address
+    return on_file[0].address if on_file else ""
 
 
 async def rate_limit(ctx: Context, job: Job) -> Outcome | None:

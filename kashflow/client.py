@@ -32,7 +32,7 @@ from kashflow.errors import (
     Rejected,
     Unavailable,
 )
-from kashflow.models import CompanyDetails, Credentials, Customer, Invoice
+from kashflow.models import CompanyDetails, Credentials, Customer, Invoice, address_key
 from kashflow.pdfhosts import DEFAULT_PDF_HOSTS, PdfHosts
 from kashflow.retry import Backoff, retry_after_seconds, retrying
 from kashflow.soap import Reply, SoapFault, UnreadableReply, service
@@ -259,17 +259,20 @@ class Account:
 
         How KashFlow matches is unpublished: it may compare the whole field, missing the
         second address of a field holding two, or a difference in case. On "no customer"
-        the book is read and each address compared, ignoring case (lowest CustomerID
-        first), so a client is found by any address on file either way.
+        the book is read and each address compared by :func:`~kashflow.models.address_key`
+        (case, Unicode form and IDN spelling aside; lowest CustomerID first), so a client
+        is found by any address on file either way.
         """
         try:
             return _customer(await self._call("GetCustomerByEmail", CustomerEmail=email))
         except NotFound:
-            wanted = email.strip().lower()
-            if not wanted:
+            if not email.strip():
                 raise
+            # Spellings KashFlow may not equate: case, Unicode forms, an IDN domain
+            # written as Unicode on one side and xn-- on the other.
+            wanted = address_key(email)
             for customer in sorted(await self.customers(), key=lambda c: c.id):
-                if wanted in (address.lower() for address in customer.emails):
+                if wanted in (address_key(address) for address in customer.emails):
                     return customer
             raise
 

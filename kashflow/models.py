@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+
+# What separates the addresses of one Email field: commas, semicolons, line breaks.
+_EMAIL_SEPARATORS = re.compile(r"[,;\r\n]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +48,30 @@ class Customer:
 
     @property
     def emails(self) -> tuple[str, ...]:
-        """Every address in KashFlow's Email field, which may hold several."""
-        parts = self.email.replace(";", ",").split(",")
+        """Every address in KashFlow's Email field, which may hold several (separated by
+        commas, semicolons or line breaks), as written there: whether each is a usable
+        address is for the sender to check (:mod:`permalink.addresses`)."""
+        parts = _EMAIL_SEPARATORS.split(self.email)
         return tuple(p.strip() for p in parts if p.strip())
+
+
+def address_key(address: str) -> str:
+    """What two spellings of one email address have in common, for comparing them.
+
+    The addr-spec alone (a display name around it dropped), in Unicode NFC, lower-cased,
+    with the domain in its ASCII (IDNA) form: ``José@Bücher.example``,
+    ``josé@xn--bcher-kva.example`` and ``Jose Smith <JOSÉ@bücher.example>`` share one
+    key. Case in the local part is ignored, as every mail system in practice does.
+    """
+    _display, spec = email.utils.parseaddr(address)
+    spec = unicodedata.normalize("NFC", (spec or address).strip()).lower()
+    local, at, domain = spec.rpartition("@")
+    if not at:
+        return spec
+    # A domain IDNA cannot write is compared as it is.
+    with contextlib.suppress(UnicodeError):
+        domain = domain.encode("idna").decode("ascii")
+    return f"{local}@{domain}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,12 @@ Stage = Literal["connect", "auth", "sender", "recipient", "data", "other"]
 
 SECURITY_CHOICES: tuple[Security, ...] = get_args(Security)
 
+#: Why mail to an internationalised address (``josé@example.es``) cannot leave.
+SMTPUTF8_MISSING = (
+    "the relay does not offer SMTPUTF8, which an address with non-ASCII characters before "
+    "the @ needs; use a relay that does, or ask the client for another address"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Relay:
@@ -202,6 +208,12 @@ async def send(
             )
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
         failure = classify(error)
+        if isinstance(error, aiosmtplib.SMTPNotSupported) and not all(
+            address.isascii() for address in (sender, *recipients)
+        ):
+            # RFC 6531: an address whose local part is not ASCII travels over SMTPUTF8
+            # only. A relay without it will not learn it by the next try.
+            failure = PermanentFailure(SMTPUTF8_MISSING, stage="recipient", public=SMTPUTF8_MISSING)
         log.warning(
             "relay %s:%d did not take message %s: %s",
             relay.host,
@@ -314,6 +326,7 @@ def backoff(
 
 __all__ = [
     "SECURITY_CHOICES",
+    "SMTPUTF8_MISSING",
     "DeliveryFailure",
     "PermanentFailure",
     "Relay",

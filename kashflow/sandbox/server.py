@@ -15,7 +15,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from importlib import resources
@@ -185,6 +185,13 @@ class Sandbox:
     def change_password(self, account: str, password: str) -> None:
         """The account's API password changes, as the accountant would do it in KashFlow."""
         self._ledger.account(account).password = password
+
+    def set_customer_email(self, account: str, code: str, email: str) -> None:
+        """The customer's Email field changes, as typed into KashFlow (anything goes)."""
+        books = self._ledger.account(account)
+        customer = self.customer(account, code)
+        books.customers[customer.id] = replace(customer, email=email)
+        self._customer_xml.pop((books.username, customer.id), None)
 
     def add_invoice(
         self,

@@ -33,6 +33,7 @@ from permalink.activity import (
     LINK_REVOKED,
     TEST_EMAIL,
 )
+from permalink.addresses import shown, usable
 from permalink.core import RelayNotReady
 from permalink.keyring import SecretUnreadable
 from permalink.mail import Wording, compose_link_email, sender
@@ -255,10 +256,12 @@ def link_email(
     company: CompanyDetails,
     bot: BotSettings,
 ) -> EmailMessage:
-    """The email that carries a link to its customer, from the account's sender."""
+    """The email that carries a link to its customer, from the account's sender, to
+    every usable address on file (:func:`usable_addresses`)."""
     scope = Scope.parse(record.scope)
+    recipients, _ = usable_addresses(customer)
     return compose_link_email(
-        to=", ".join(customer.emails),
+        to=", ".join(recipients),
         from_addr=sender(company.name, bot.sender or company.email),
         company=company,
         customer=customer,
@@ -368,6 +371,17 @@ async def make_link(request: web.Request, session: Session, form: Form) -> Outco
     return notice(shown, "The link is made: copy it, view it as the client, or email it.")
 
 
+def usable_addresses(customer: Customer) -> tuple[list[str], str]:
+    """The addresses on file mail can go to, and a sentence naming each of the others
+    (KashFlow's Email field is typed by hand: a line break or a space is one slip away)."""
+    good, bad = usable(customer.emails)
+    not_sent = " ".join(
+        f"Not sent to “{shown(refused.text)}”, which is not a valid email address: {refused.reason}"
+        for refused in bad
+    )
+    return [box.address for box in good], not_sent
+
+
 async def _email_link(
     st: SettingsState, session: Session, record: LinkRecord, found: Customer
 ) -> tuple[int, str]:
@@ -381,16 +395,23 @@ async def _email_link(
             "KashFlow has no email address for this customer. Add one to the customer "
             "in KashFlow, or copy the link and send it yourself."
         )
+    recipients, not_sent = usable_addresses(found)
+    if not recipients:
+        return 409, (
+            f"{not_sent} Correct the customer's email address in KashFlow, or copy the "
+            "link and send it yourself."
+        )
     bot = await st.core.store.accounts.get(session.account)
     company = await company_of(st, session)
     if not (bot.sender or company.email):
         return 409, "Set a request address on the Mail bot page first."
     message = link_email(customer=found, record=record, url_=url_, company=company, bot=bot)
-    recipients = list(found.emails)
     failure = await _send(st, session, message, recipients, kind=LINK_EMAILED, about=found)
     if failure:
         return 502, failure
-    return 200, f"Emailed to {', '.join(recipients)}."
+    sent = f"Emailed to {', '.join(recipients)}."
+    # The others still got it; what to correct is said next to it.
+    return 200, f"{sent} {not_sent} Correct it in KashFlow." if not_sent else sent
 
 
 async def own_customer_link(
