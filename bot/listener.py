@@ -273,10 +273,9 @@ async def _read_data(protocol: Any, arg: str, read: Callable[[str], Awaitable[No
         await protocol.push("\r\n".join(status for _ in range(max(1, replies))))
         if protocol.transport is not None:
             protocol.transport.close()
-        # As QUIT does: the session's task ends here, before it reads the rest as commands.
-        task = asyncio.current_task()
-        if task is not None:
-            task.cancel()
+        # The session ends here, as after QUIT; raised rather than requested, so that not
+        # one more line of the message, already buffered, is read as a command.
+        raise asyncio.CancelledError from None
     finally:
         protocol._reader = plain
 

@@ -70,9 +70,10 @@ class PartCounter:
         # Delimiters (3 bytes) wholly inside the piece, then those straddling the join.
         self.parts += piece.count(_DELIMITER) + (self._tail + piece[:2]).count(_DELIMITER)
         self._tail = (self._tail + piece[-2:])[-2:]
-        window = self._boundary_tail + piece
-        kept = len(self._boundary_tail)
-        self.multiparts += sum(1 for m in _BOUNDARY.finditer(window) if m.end() > kept)
+        if b"=" in piece:  # a match ends with "=": none can end in a piece without one
+            window = self._boundary_tail + piece
+            kept = len(self._boundary_tail)
+            self.multiparts += sum(1 for m in _BOUNDARY.finditer(window) if m.end() > kept)
         self._boundary_tail = (self._boundary_tail + piece[-_BOUNDARY_TAIL:])[-_BOUNDARY_TAIL:]
         return self.verdict()
 
