@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from bot.intent import asks_anything
 from bot.mailparse import Request
+from kashflow.models import ascii_domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +223,8 @@ def require_auth(request: Request, ctx: GuardContext) -> str | None:
     trusted = (ctx.trusted_authserv_id or "").strip().lower()
     if not trusted:
         return None
-    from_domain = request.lookup_address.rpartition("@")[2]
+    # Compared in ASCII: DKIM's d= is written in A-labels (RFC 8616), a From in U-labels.
+    from_domain = ascii_domain(request.lookup_address.rpartition("@")[2])
     if not from_domain:
         return "unauthenticated: no From domain"
     for header in request.authentication_results:
@@ -236,7 +238,7 @@ def require_auth(request: Request, ctx: GuardContext) -> str | None:
                 return None
             if method == "spf" and _aligned(props.get("smtp.mailfrom", ""), from_domain):
                 return None
-            if method == "dmarc" and props.get("header.from", "") == from_domain:
+            if method == "dmarc" and ascii_domain(props.get("header.from", "")) == from_domain:
                 return None
     return f"unauthenticated: no aligned pass from {_short(trusted)}"
 
@@ -244,7 +246,7 @@ def require_auth(request: Request, ctx: GuardContext) -> str | None:
 def _aligned(identity: str, from_domain: str) -> bool:
     # Relaxed alignment without a public-suffix list: the same domain, or one a parent of the
     # other (only whoever controls the parent can sign for it or its children).
-    domain = identity.rpartition("@")[2].strip().rstrip(".").lower()
+    domain = ascii_domain(identity.rpartition("@")[2].strip().rstrip("."))
     if not domain or "." not in domain:
         return False
     return (

@@ -257,6 +257,8 @@ async def _read_data(protocol: Any, arg: str, read: Callable[[str], Awaitable[No
     attack close the connection after a 5yz reply rather than read on. The parts counted
     are already past any real request's.
     """
+    # aiosmtpd reads DATA from its protocol's StreamReader, ``_reader``, and offers no
+    # hook on the way; for this one command it reads through the counting one instead.
     plain = protocol._reader
     protocol._reader = CountingReader(plain)
     try:

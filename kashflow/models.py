@@ -66,12 +66,16 @@ def address_key(address: str) -> str:
     _display, spec = email.utils.parseaddr(address)
     spec = unicodedata.normalize("NFC", (spec or address).strip()).lower()
     local, at, domain = spec.rpartition("@")
-    if not at:
-        return spec
+    return f"{local}@{ascii_domain(domain)}" if at else spec
+
+
+def ascii_domain(domain: str) -> str:
+    """``domain`` lower-cased, in its ASCII (IDNA, ``xn--``) form when IDNA can write it."""
+    domain = unicodedata.normalize("NFC", domain.strip()).lower()
     # A domain IDNA cannot write is compared as it is.
     with contextlib.suppress(UnicodeError):
         domain = domain.encode("idna").decode("ascii")
-    return f"{local}@{domain}"
+    return domain
 
 
 @dataclass(frozen=True, slots=True)

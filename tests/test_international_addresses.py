@@ -211,3 +211,22 @@ async def test_email_this_link_with_no_usable_address_says_why_and_sends_nothing
     assert "Not sent to “ruth at foxglove.example”, which is not a valid email address" in page
     assert "Correct the customer&#39;s email address in KashFlow" in page
     assert site.capture.messages == []
+
+
+async def test_an_idn_sender_authenticated_under_its_ascii_domain_is_answered(
+    make_rig: MakeRig,
+) -> None:
+    """DKIM names the domain in A-labels (RFC 8616); the From header in Unicode."""
+    rig = await make_rig(trusted_authserv_id="mx.northwind.example")
+    sender = "ruth@foxglöve.example"
+    rig.sandbox.set_customer_email("demo", "FOX01", sender)
+    signed = "foxglöve.example".encode("idna").decode()
+    raw = request_from(sender, message_id="<auth-1@x.example>").replace(
+        b"MIME-Version",
+        f"Authentication-Results: mx.northwind.example; dkim=pass header.d={signed}\r\n"
+        "MIME-Version".encode(),
+    )
+    code, _ = await send_utf8(rig, sender, raw)
+    assert code == 250
+    [settled] = await rig.settle(1)
+    assert isinstance(settled.outcome, pipeline.Replied), settled.outcome
