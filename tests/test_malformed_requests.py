@@ -11,6 +11,7 @@ The last test runs ``serve --role web -v`` as a real process and reads its log f
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -177,3 +178,17 @@ async def test_the_served_process_answers_and_logs_the_same_way(tmp_path: Path) 
     assert "DEBUG" in written  # the process logged at DEBUG throughout
     assert "sent a malformed request" in written
     assert_nothing_of(token, written)
+
+
+async def test_the_redacted_logs_stay_readable(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Filtered loggers keep ordinary paths (a settings page's) and lose tokens only."""
+    token = served.rig.mint("IVY01")
+    access = logging.getLogger("aiohttp.access")
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        access.info('%s "%s %s"', "127.0.0.1", "POST", "/settings/customers/GRAN01/email")
+        access.info("link %s then %s", f"/l/{token}", f"/elsewhere/{token}")
+    first, second = (record.getMessage() for record in caplog.records[-2:])
+    assert first == '127.0.0.1 "POST /settings/customers/GRAN01/email"'
+    assert second == "link /l/… then /elsewhere/[redacted]"

@@ -35,15 +35,26 @@ LIBRARY_LOGGERS: Final = (
 #: The web door's own package: every logger below it is filtered too.
 OWN_PACKAGE: Final = "web"
 
-# A permalink path anywhere in free text: a request line, a URL, an exception message.
-_LINK_IN_TEXT = re.compile(r"/l/[^\s/?#'\"\\]+")
+# A permalink path anywhere in free text (a request line, a URL, an exception message),
+# up to a separator, a quote or white space; a feed's ".json" is kept, as redact_path does.
+_LINK_IN_TEXT = re.compile(r"/l/[^\s/?#'\"\\]*?(?=(?:\.json)?(?:[\s/?#'\"\\]|$))")
+# What permalink.activity.redact judges: long runs of base64 or hex characters.
+_RUN = re.compile(r"[A-Za-z0-9_+/=-]{32,}")
 # What a LogRecord carries by itself; anything else on it came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
 
 def scrub(text: str) -> str:
     """``text`` with permalink tokens and other token-like runs cut out."""
-    return redact(_LINK_IN_TEXT.sub(f"/l/{REDACTED_TOKEN}", text))
+    return _RUN.sub(_judged, _LINK_IN_TEXT.sub(f"/l/{REDACTED_TOKEN}", text))
+
+
+def _judged(run: re.Match[str]) -> str:
+    if run[0].startswith("/"):
+        # A path: each segment is judged alone (as redact_path does), so that
+        # "/settings/customers/ACME01/links" stays readable.
+        return "/".join(redact(segment) for segment in run[0].split("/"))
+    return redact(run[0])
 
 
 class RedactingFilter(logging.Filter):
