@@ -435,7 +435,7 @@ async def _allow_domain(settings: Settings, keyring: Keyring, account: str, doma
         raise ConfigError(str(exc)) from exc
     finally:
         await close_core(core)
-    print(f"{key} may now use addresses at {proof.domain}, from now on")
+    print(f"{key} may now use addresses at {proof.domain}")
     return 0
 
 

@@ -154,6 +154,8 @@ async def test_rotate_and_retire_reach_running_web_and_bot_processes_without_a_r
         str(d.web.port),
         "--smtp-port",
         str(d.bot.port),
+        "--allow-relay",
+        "127.0.0.1",  # the capture relay, on loopback
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "ok      account demo KashFlow sign-in: Northwind Studio Ltd" in checked.stdout
