@@ -25,7 +25,15 @@ from typing import Any
 from app.config import Settings
 from app.dovecot import HOST as IMAP_HOST
 from app.dovecot import Dovecot
-from app.runtime import Runtime, bind, build_core, close_core, load_or_create_keyring, stop_signal
+from app.runtime import (
+    PortUnavailable,
+    Runtime,
+    bind,
+    build_core,
+    close_core,
+    load_or_create_keyring,
+    stop_signal,
+)
 from bot.capture import CaptureServer
 from kashflow.sandbox import DEMO, Sandbox
 from permalink.core import Core
@@ -179,7 +187,10 @@ async def _one_process(
     shape: Shape,
     mailbox: Dovecot | None,
 ) -> None:
-    http_socket = bind(HOST, http_port)
+    try:
+        http_socket = bind(HOST, http_port)
+    except OSError as error:
+        raise PortUnavailable("http_port", HOST, http_port, error) from None
     web_url = f"http://{HOST}:{http_socket.getsockname()[1]}"
     settings = _settings(processes, state, sandbox, capture, web_url, smtp_port, shape, mailbox)
     # The account is configured before the bot starts, so its IMAP door reads at once.
