@@ -346,14 +346,16 @@ async def test_check_signs_in_to_each_bots_mailbox(
             await configure_mailbox(store.mailboxes, server)
         finally:
             db.close()
-        args = ["check", "--state-dir", str(tmp_path), "--kashflow-url", sandbox.url]
+        args = ["check", "--state-dir", str(tmp_path), "--kashflow-endpoint", sandbox.url]
         args += ["--allow-relay", relay.host]  # the capture relay is on loopback
+        args += ["--http-port", "0", "--smtp-port", "0"]
         env = {"KASHFLOW_PERMALINK_IMAP_CA_FILE": str(server.certificate)}
         healthy = await acli(*args, env=env)
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-        assert f"demo: mailbox invoices on 127.0.0.1:{server.ssl_port} OK" in healthy.stdout
+        mailbox = f"account demo mailbox invoices on 127.0.0.1:{server.ssl_port}"
+        assert f"ok      {mailbox}: signs in and opens INBOX" in healthy.stdout
 
         untrusted = await acli(*args)  # the server's certificate is not in the system's CAs
         assert untrusted.returncode == 1
-        assert "demo: mailbox FAILED" in untrusted.stdout
+        assert f"FAILED  {mailbox}: " in untrusted.stdout
         assert "certificate is not trusted" in untrusted.stdout

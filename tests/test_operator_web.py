@@ -28,6 +28,7 @@ from permalink.accounts import AccountSettings
 from permalink.activity import PDF_DOWNLOADED
 from permalink.db import open_database
 from permalink.keyring import Keyring
+from permalink.mailboxes import Mailboxes
 from tests.support import WebRig, web_rig
 from tests.support.bot import ACME, REQUEST, request_mail
 from tests.support.core import make_core
@@ -166,19 +167,24 @@ async def test_the_bot_page_says_when_a_stored_secret_no_longer_opens(
     rig: WebRig, client: Client
 ) -> None:
     # Sealed with a key the server no longer holds (retired by hand, or another deployment's).
-    retired = AccountSettings(rig.db, Keyring.generate(7))
+    gone = Keyring.generate(7)
+    retired = AccountSettings(rig.db, gone)
     await retired.set_bot_credentials("demo", DEMO)
     await retired.set_relay_password("demo", "relay-secret")
+    await Mailboxes(rig.db, gone).set_password("demo", "imap-secret")
     assert (await sign_in(client, DEMO))[0] == 303
 
     page = " ".join((await (await client.get("/settings/bot")).text()).split())
     assert "The saved password can no longer be read" in page
     assert "The saved relay password can no longer be read" in page
+    assert "The saved IMAP password can no longer be read" in page
     assert "•••• saved" not in page
 
     # Entered again, it is saved — and said to be.
     await rig.core.store.accounts.set_bot_credentials("demo", DEMO)
     await rig.core.store.accounts.set_relay_password("demo", "relay-secret")
+    await rig.core.store.mailboxes.set_password("demo", "imap-secret")
     page = await (await client.get("/settings/bot")).text()
     assert "Password: •••• saved" in page and "Relay password: •••• saved" in page
+    assert "IMAP password: •••• saved" in page
     assert "can no longer be read" not in page
