@@ -159,7 +159,7 @@ async def test_demo_with_imap_answers_the_mailbox_and_prints_the_feeds(tmp_path:
                 assert (await resp.text()).startswith("BEGIN:VCALENDAR")
 
         await asyncio.to_thread(drop_in_mailbox, info, acme["email"], "Unpaid ones please.")
-        await running.wait_for_output("done (replied)")
+        await running.wait_for_output("done (replied: ")
         (reply_file,) = Path(info["outbox"]).glob("*.eml")  # noqa: ASYNC240
         reply = message_from_bytes(reply_file.read_bytes(), policy=policy.default)
         assert reply["To"] == acme["email"]
