@@ -103,17 +103,22 @@ async def test_parked_mail_is_answered_once_from_the_shell_and_from_the_bot_page
     assert again.stdout == f"#{first.id} is not parked (it is done): left as it is\n"
 
     # From the bot page: the parked request is listed with its reason and "Try again";
-    # pressing it twice (a double click: the same form twice) queues it once.
+    # pressing it twice (a double click: the same form twice) queues it once, and the
+    # button on a page drawn before that (another tab) does nothing either.
     async with Browser(server.public_base_url) as browser:
         await browser.sign_in(DEMO)
         _, page = await browser.get("/settings/bot")
         assert f"#{second.id}" in page and "Relaying denied" in page and "Try again" in page
-        token = await browser.csrf("/settings/bot")
         action = f"/settings/bot/mail/{second.id}/requeue"
-        _, done = await browser.post(action, {"csrf": token})
+        form = await browser.form("/settings/bot", action)
+        other_tab = await browser.form("/settings/bot", action)
+        assert form["once"] != other_tab["once"]
+        _, done = await browser.post(action, form)
         assert "The request is queued again" in done
-        _, twice = await browser.post(action, {"csrf": token})
-        assert "That request is no longer parked" in twice
+        _, twice = await browser.post(action, form)
+        assert "The request is queued again" in twice  # the first answer, shown again
+        _, late = await browser.post(action, other_tab)
+        assert "That request is no longer parked" in late
 
     replies = await capture.wait_for(2, timeout=30)
     assert sorted(str(r.parsed()["In-Reply-To"]) for r in replies) == [

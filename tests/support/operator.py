@@ -89,6 +89,16 @@ class Browser:
         assert status == 200 and match is not None, f"no form on {path} ({status})"
         return match.group(1)
 
+    async def form(self, page_path: str, action: str) -> dict[str, str]:
+        """The hidden fields (CSRF token, the form's one-time key) of the form on
+        ``page_path`` that posts to ``action``, as a browser would send them."""
+        status, page = await self.get(page_path)
+        assert status == 200, f"{page_path} answered {status}"
+        found = re.search(rf'<form[^>]*action="{re.escape(action)}"[^>]*>(.*?)</form>', page, re.S)
+        assert found is not None, f"no form posting to {action} on {page_path}"
+        hidden = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', found.group(1))
+        return dict(hidden)
+
     async def post(
         self, path: str, data: dict[str, str], *, headers: dict[str, str] | None = None
     ) -> tuple[int, str]:

@@ -422,13 +422,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     await throttles.reset(keys[-1])
     if not st.core.allows(username):
         log.info("sign-in refused: the account is not one this deployment allows")
-        return _login_page(
-            request,
-            current,
-            status=403,
-            error=NOT_ALLOWED.format(username=username),
-            username=username,
-        )
+        outcome = refused(NOT_ALLOWED.format(username=username), 403, "username")
+        return await once.remember(request, current, outcome)
     session_id = await st.core.store.sessions.start(
         username, now=now, ttl_s=st.config.session_ttl_s
     )
