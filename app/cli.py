@@ -1,25 +1,32 @@
-"""The ``kashflow-permalink`` command: demo, serve, link, keys, revoke, check and probe."""
+"""The ``kashflow-permalink`` command: demo, serve, check, link, keys, revoke, mail,
+accounts and probe.
+
+Each command's options for settings come from the table in :mod:`app.config` (one option
+and one variable per setting, described in ``--help``); the command's own arguments are
+declared here. The settings are read once, logging is set up from them, and then the
+command runs. Anything an operator got wrong ends in one line on standard error and exit
+status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
 
-from app import config
+from app import config, logs
 from app.config import ConfigError, Settings
 from kashflow.errors import KashFlowError, NotFound
 from kashflow.models import Credentials
 from permalink.db import is_database_url
-from permalink.keyring import Keyring, KeyringError
+from permalink.keyring import Keyring
 from permalink.links import InvalidLink, open_link
 from permalink.scopes import Scope
 
-log = logging.getLogger("kashflow_permalink")
+PROG = "kashflow-permalink"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,116 +34,138 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the demo's outbox and logs) holds secrets or clients' mail: owner only, whatever
     # umask the process was started with.
     os.umask(0o077)
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
-        result: int = args.run(args)
+        settings = config.load(None, command=args.command, **_given(args))
+        logs.configure(settings.log_level, settings.log_format)
+        result: int = args.run(args, settings)
         return result
     except ConfigError as exc:
-        print(f"kashflow-permalink: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kashflow-permalink",
-        description="Self-service invoice permalinks and mail bot for KashFlow.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+# -- the parser ---------------------------------------------------------------------------
 
-    demo = sub.add_parser("demo", help="run everything on loopback with a sandbox KashFlow")
-    demo.add_argument("--state-dir", default="./var/demo")
-    demo.add_argument("--http-port", type=int, default=8080, help="0 picks a free port")
-    demo.add_argument("--smtp-port", type=int, default=8025, help="0 picks a free port")
-    demo.add_argument("--kashflow-latency-ms", type=float, default=0.0)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Self-service invoice permalinks and a mail bot for KashFlow.",
+        epilog=f"Run `{PROG} COMMAND --help` for a command's options. Every setting is an "
+        f"option or a {config.ENV_PREFIX}<NAME> environment variable; options win.",
+    )
+    sub = parser.add_subparsers(
+        required=True, metavar="COMMAND", dest="command", help="what to do (each has --help)"
+    )
+
+    demo = _command(sub, "demo", "run everything on loopback with a sandbox KashFlow", _demo)
     demo.add_argument(
-        "--database-url", help="postgresql://… shared by every process (default: SQLite)"
+        "--state-dir",
+        default="./var/demo",
+        help="where the demo keeps its key, state and outbox; relative to the directory "
+        "the command starts in (default: ./var/demo)",
     )
     demo.add_argument(
-        "--web-replicas", type=int, default=1, help="web processes to start (each its own port)"
+        "--http-port", type=int, default=8080, help="web port (default 8080; 0 picks a free one)"
     )
     demo.add_argument(
-        "--bot-workers", type=int, default=1, help="bot processes to start (sharing one port)"
+        "--smtp-port", type=int, default=8025, help="mail port (default 8025; 0 picks a free one)"
     )
-    demo.add_argument("--trusted-proxies", metavar="ADDRESSES", help=_PROXIES_HELP)
+    demo.add_argument(
+        "--kashflow-latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="delay the sandbox adds to each KashFlow call (default 0)",
+    )
+    demo.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="a postgresql:// database shared by every process (default: SQLite in the "
+        "state directory)",
+    )
+    demo.add_argument(
+        "--web-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="web processes to start, each on its own port (default 1)",
+    )
+    demo.add_argument(
+        "--bot-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="bot processes to start, sharing one port (default 1)",
+    )
     demo.add_argument(
         "--imap",
         action="store_true",
         help="also read requests from an IMAP mailbox (Dovecot on loopback)",
     )
-    demo.set_defaults(run=_demo)
 
-    serve = sub.add_parser("serve", help="run the web resolver and the mail bot (production)")
-    serve.add_argument("--state-dir")
-    serve.add_argument("--http-host")
-    serve.add_argument("--http-port", type=int)
-    serve.add_argument("--smtp-host")
-    serve.add_argument("--smtp-port", type=int)
-    serve.add_argument("--public-base-url")
-    serve.add_argument("--database-url", help="postgresql://… (default: SQLite in the state dir)")
-    serve.add_argument("--role", choices=["all", "web", "bot"], help="what this process runs")
-    serve.add_argument("--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)")
-    serve.add_argument("--trusted-proxies", metavar="ADDRESSES", help=_PROXIES_HELP)
-    serve.add_argument(
-        "--allow-relay",
-        action="append",
-        metavar="HOST[:PORT]",
-        help="allow this relay although it is on a local or private network or an unusual "
-        "port (repeatable)",
+    _command(sub, "serve", "run the web door and the mail bot against KashFlow", _serve)
+    _command(
+        sub,
+        "check",
+        "check the configuration, key, state, ports, KashFlow and each account's relay",
+        _check,
     )
-    serve.set_defaults(run=_serve)
 
-    link = sub.add_parser(
+    link = _command(
+        sub,
         "link",
-        help="mint a permalink (credentials from KASHFLOW_USERNAME / KASHFLOW_PASSWORD)",
+        "print a permalink (credentials from KASHFLOW_USERNAME and KASHFLOW_PASSWORD)",
+        _link,
     )
-    link.add_argument("--customer", required=True, help="customer code or email address")
-    link.add_argument("--scope", default="all", help="all, unpaid or invoice:NUMBER")
-    link.add_argument("--expires", type=float, metavar="DAYS", help="valid for DAYS days")
-    link.add_argument("--state-dir")
-    link.add_argument("--kashflow-url", help="KashFlow SOAP endpoint (default: the real one)")
-    link.add_argument("--public-base-url")
-    link.add_argument("--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)")
-    link.set_defaults(run=_link)
+    link.add_argument(
+        "--customer", required=True, help="the customer's KashFlow code or email address"
+    )
+    link.add_argument(
+        "--scope",
+        default="all",
+        help="all, unpaid, or invoice:NUMBER[,NUMBER...] (default: all)",
+    )
+    link.add_argument(
+        "--expires", type=float, metavar="DAYS", help="valid for DAYS days (default: no expiry)"
+    )
 
-    keys = sub.add_parser("keys", help="create or rotate the server key")
-    keys.add_argument("action", choices=["create", "rotate", "retire", "list"])
-    keys.add_argument("key_id", nargs="?", type=int, help="with retire: the key id to drop")
-    keys.add_argument("--state-dir")
-    keys.set_defaults(run=_keys)
+    keys = _command(
+        sub, "keys", "manage the server key (the key file in the state directory)", _keys
+    )
+    keys.add_argument(
+        "action",
+        choices=["create", "rotate", "reseal", "retire", "list"],
+        help="create: make the key file; rotate: add a new current key and seal every stored "
+        "secret with it; reseal: seal every stored secret with the current key; retire ID: "
+        "drop an old key (links sealed with it stop opening); list: the keys and what "
+        "needs them",
+    )
+    keys.add_argument("key_id", nargs="?", type=int, metavar="ID", help="with retire: the key id")
 
-    revoke = sub.add_parser("revoke", help="revoke one link, by its URL or its link id")
-    revoke.add_argument("link", help="the link's URL (or token), or its link id")
-    revoke.add_argument("--state-dir")
-    revoke.add_argument("--database-url")
-    revoke.set_defaults(run=_revoke)
+    revoke = _command(sub, "revoke", "revoke one link, by its URL or its link id", _revoke)
+    revoke.add_argument("link", help="the link's URL (or its token), or its link id")
 
-    accounts = sub.add_parser("accounts", help="operator actions on an account")
-    accounts.add_argument("action", choices=["allow-domain"])
+    accounts = _command(sub, "accounts", "operator actions on an account", _accounts)
+    accounts.add_argument(
+        "action",
+        choices=["allow-domain"],
+        help="allow-domain: vouch that the account controls a mail domain (instead of its "
+        "DNS proof)",
+    )
     accounts.add_argument("account", help="the account's KashFlow API username")
     accounts.add_argument("domain", help="the mail domain the account may use")
-    accounts.add_argument("--state-dir")
-    accounts.add_argument("--database-url")
-    accounts.set_defaults(run=_accounts)
 
-    check = sub.add_parser("check", help="verify the configuration, KashFlow and the relays")
-    check.add_argument("--state-dir")
-    check.add_argument("--kashflow-url")
-    check.add_argument("--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)")
-    check.add_argument("--allow-relay", action="append", metavar="HOST[:PORT]")
-    check.set_defaults(run=_check)
-
-    probe = sub.add_parser(
+    probe = _command(
+        sub,
         "probe",
-        help="show how the configured KashFlow behaves, in shape only (no client data); "
-        "credentials from KASHFLOW_USERNAME / KASHFLOW_PASSWORD",
+        "show how the configured KashFlow behaves, in shape only (no client data); "
+        "credentials from KASHFLOW_USERNAME and KASHFLOW_PASSWORD",
+        _probe,
     )
     probe.add_argument("--customer", required=True, metavar="CODE", help="a customer's code")
     probe.add_argument(
@@ -147,47 +176,143 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="also re-open the PDF after SECONDS (600 when no number is given)",
     )
-    probe.add_argument("--kashflow-url", help="KashFlow SOAP endpoint (default: the real one)")
-    probe.add_argument("--pdf-hosts", help="hosts invoice PDFs may be fetched from (comma list)")
-    probe.set_defaults(run=_probe)
+
+    mail = sub.add_parser(
+        "mail",
+        help="list or requeue the mail bot's spooled mail",
+        description="List or requeue the mail bot's spooled mail.",
+    )
+    mail_sub = mail.add_subparsers(
+        required=True, metavar="ACTION", dest="mail_action", help="list or requeue"
+    )
+    listing = _command(
+        mail_sub,
+        "list",
+        "list mail the bot has not answered (parked or waiting to retry)",
+        _mail_list,
+        reads="mail",
+    )
+    listing.add_argument(
+        "--state",
+        choices=["parked", "retry", "queued", "stuck"],
+        default="stuck",
+        help="parked, retry, queued, or stuck: parked and retry (default)",
+    )
+    requeue = _command(
+        mail_sub,
+        "requeue",
+        "give parked mail to the bot again (each is answered once)",
+        _requeue,
+        reads="mail",
+    )
+    which = requeue.add_mutually_exclusive_group(required=True)
+    which.add_argument("spool_id", nargs="?", type=int, metavar="ID", help="the message's number")
+    which.add_argument("--all-parked", action="store_true", help="every parked message")
     return parser
 
 
-_PROXIES_HELP = (
-    "comma list of reverse-proxy addresses or CIDRs whose X-Forwarded-For / Forwarded "
-    "headers name the client (default: none, the socket peer is the client)"
-)
-
-
-def _settings(args: argparse.Namespace, **extra: object) -> Settings:
-    return config.load(None, state_dir=getattr(args, "state_dir", None), **extra)
-
-
-def _keys(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    path = settings.key_file
-    try:
-        if args.action == "create":
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            keyring = Keyring.create(path)
-            print(f"created {path} (key {keyring.current_id}, mode 0600)")
-        elif args.action == "rotate":
-            keyring = Keyring.load(path).rotated()
-            keyring.save(path)
-            print(f"new links now use key {keyring.current_id}; older keys still open links")
-        elif args.action == "retire":
-            if args.key_id is None:
-                raise ConfigError("keys retire needs the key id to drop")
-            keyring = Keyring.load(path).retired(args.key_id)
-            keyring.save(path)
-            print(f"key {args.key_id} retired: links sealed with it no longer open")
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    run: object,
+    *,
+    reads: str | None = None,
+) -> argparse.ArgumentParser:
+    """A subcommand with the options of every setting it reads (``reads``: those of
+    another command, for the actions of ``mail``)."""
+    parser = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+    parser.set_defaults(run=run)
+    settings = parser.add_argument_group(
+        "settings", f"each also a {config.ENV_PREFIX}<NAME> environment variable; options win"
+    )
+    for spec in config.specs(reads or name):
+        help_text = (
+            f"{spec.meta.meaning} Accepts {spec.kind.accepted}. "
+            f"Default: {spec.shown_default or 'none'}. Variable: {spec.variable}."
+        ).replace("%", "%%")
+        if spec.kind.flag:
+            settings.add_argument(
+                spec.option,
+                dest=_dest(spec.name),
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        elif spec.kind.repeatable:
+            settings.add_argument(
+                spec.option,
+                dest=_dest(spec.name),
+                action="append",
+                metavar=spec.kind.metavar,
+                help=help_text,
+            )
         else:
-            keyring = Keyring.load(path)
-            ids = ", ".join(str(i) for i in keyring.key_ids)
-            print(f"keys: {ids} (current {keyring.current_id})")
-    except (KeyringError, FileNotFoundError) as exc:
-        raise ConfigError(str(exc)) from exc
-    return 0
+            settings.add_argument(
+                spec.option, dest=_dest(spec.name), metavar=spec.kind.metavar, help=help_text
+            )
+    return parser
+
+
+def _dest(name: str) -> str:
+    return "setting_" + name
+
+
+def _given(args: argparse.Namespace) -> dict[str, object]:
+    given: dict[str, object] = {}
+    for spec in config.specs(args.command):
+        value = getattr(args, _dest(spec.name), None)
+        # A repeatable option's values are one comma list, as its variable is.
+        given[spec.name] = ",".join(value) if isinstance(value, list) else value
+    return given
+
+
+# -- the commands -------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from app.serve import run_serve
+
+    return asyncio.run(run_serve(settings))
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from app.check import run_check
+
+    return asyncio.run(run_check(settings))
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from app import keys
+
+    if args.action != "retire" and args.key_id is not None:
+        raise ConfigError(f"keys {args.action} takes no key id")
+    if args.action == "create":
+        status, lines = 0, keys.create(settings)
+    elif args.action == "rotate":
+        status, lines = asyncio.run(keys.rotate(settings))
+    elif args.action == "reseal":
+        status, lines = asyncio.run(keys.reseal(settings))
+    elif args.action == "retire":
+        if args.key_id is None:
+            raise ConfigError("keys retire needs the id of the key to drop (see `keys list`)")
+        status, lines = asyncio.run(keys.retire(settings, args.key_id))
+    else:
+        status, lines = asyncio.run(keys.list_keys(settings))
+    print("\n".join(lines))
+    return status
+
+
+def _mail_list(args: argparse.Namespace, settings: Settings) -> int:
+    from app.mail import list_mail
+
+    return asyncio.run(list_mail(settings, args.state))
+
+
+def _requeue(args: argparse.Namespace, settings: Settings) -> int:
+    from app.mail import requeue
+
+    return asyncio.run(requeue(settings, None if args.all_parked else args.spool_id))
 
 
 def _credentials_from_env() -> Credentials:
@@ -198,17 +323,11 @@ def _credentials_from_env() -> Credentials:
     return Credentials(username, password)
 
 
-def _link(args: argparse.Namespace) -> int:
+def _link(args: argparse.Namespace, settings: Settings) -> int:
     try:
         scope = Scope.parse(args.scope)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    settings = _settings(
-        args,
-        kashflow_endpoint=args.kashflow_url,
-        public_base_url=args.public_base_url,
-        pdf_hosts=args.pdf_hosts,
-    )
     credentials = _credentials_from_env()
     keyring = settings.keyring()
     url = asyncio.run(_mint(settings, keyring, credentials, args.customer, scope, args.expires))
@@ -251,9 +370,8 @@ async def _mint(
     return minted.url
 
 
-def _revoke(args: argparse.Namespace) -> int:
+def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     """Revoke a link by its URL (or token) or its id, on the configured store."""
-    settings = _settings(args, database_url=args.database_url)
     keyring = settings.keyring()
     return asyncio.run(_revoke_one(settings, keyring, args.link.strip()))
 
@@ -289,7 +407,7 @@ async def _revoke_one(settings: Settings, keyring: Keyring, ref: str) -> int:
                     minted_by="cli",
                 )
         if await links.revoke(account, link_id):
-            print(f"revoked link {link_id} of {account}: it no longer opens")
+            print(f"revoked link {link_id} of {account}: it no longer opens, from the next request")
         else:
             print(f"link {link_id} of {account} was already revoked")
     finally:
@@ -297,9 +415,8 @@ async def _revoke_one(settings: Settings, keyring: Keyring, ref: str) -> int:
     return 0
 
 
-def _accounts(args: argparse.Namespace) -> int:
+def _accounts(args: argparse.Namespace, settings: Settings) -> int:
     """``accounts allow-domain``: the operator vouches that an account controls a domain."""
-    settings = _settings(args, database_url=args.database_url)
     return asyncio.run(_allow_domain(settings, settings.keyring(), args.account, args.domain))
 
 
@@ -322,16 +439,29 @@ async def _allow_domain(settings: Settings, keyring: Keyring, account: str, doma
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _probe(args: argparse.Namespace, settings: Settings) -> int:
+    from app.probe import run_probe
+
+    if args.wait is not None and not 0 <= args.wait <= 86_400:
+        raise ConfigError("--wait takes a number of seconds, up to a day")
+    credentials = _credentials_from_env()
+    return asyncio.run(run_probe(settings, credentials, args.customer, wait=args.wait))
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo import Shape, prepare, run_demo
 
     if args.web_replicas < 1 or args.bot_workers < 1:
         raise ConfigError("--web-replicas and --bot-workers are at least 1")
     if args.database_url is not None and not is_database_url(args.database_url):
         raise ConfigError("--database-url must be a postgresql:// URL")
-    settings = config.load(None, state_dir=args.state_dir, trusted_proxies=args.trusted_proxies)
     state, keyring = prepare(args.state_dir)
     shape = Shape(args.database_url, args.web_replicas, args.bot_workers, imap=args.imap)
+    # The demo's own processes log as it was asked to.
+    child_env = {
+        config.SPECS["log_level"].variable: settings.log_level,
+        config.SPECS["log_format"].variable: settings.log_format,
+    }
     return asyncio.run(
         run_demo(
             state,
@@ -341,49 +471,9 @@ def _demo(args: argparse.Namespace) -> int:
             latency_ms=args.kashflow_latency_ms,
             shape=shape,
             trusted_proxies=settings.trusted_proxies,
+            child_env=child_env,
         )
     )
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from app.serve import run_serve
-
-    settings = _settings(
-        args,
-        http_host=args.http_host,
-        http_port=args.http_port,
-        smtp_host=args.smtp_host,
-        smtp_port=args.smtp_port,
-        public_base_url=args.public_base_url,
-        database_url=args.database_url,
-        role=args.role,
-        pdf_hosts=args.pdf_hosts,
-        trusted_proxies=args.trusted_proxies,
-        allow_relay=",".join(args.allow_relay) if args.allow_relay else None,
-    )
-    return asyncio.run(run_serve(settings, settings.keyring()))
-
-
-def _check(args: argparse.Namespace) -> int:
-    from app.serve import run_check
-
-    settings = _settings(
-        args,
-        kashflow_endpoint=args.kashflow_url,
-        pdf_hosts=args.pdf_hosts,
-        allow_relay=",".join(args.allow_relay) if args.allow_relay else None,
-    )
-    return asyncio.run(run_check(settings, settings.keyring()))
-
-
-def _probe(args: argparse.Namespace) -> int:
-    from app.probe import run_probe
-
-    if args.wait is not None and not 0 <= args.wait <= 86_400:
-        raise ConfigError("--wait takes a number of seconds, up to a day")
-    settings = _settings(args, kashflow_endpoint=args.kashflow_url, pdf_hosts=args.pdf_hosts)
-    credentials = _credentials_from_env()
-    return asyncio.run(run_probe(settings, credentials, args.customer, wait=args.wait))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,15 @@ from typing import Any
 from app.config import Settings
 from app.dovecot import HOST as IMAP_HOST
 from app.dovecot import Dovecot
-from app.runtime import Runtime, bind, build_core, close_core, load_or_create_keyring, stop_signal
+from app.runtime import (
+    PortUnavailable,
+    Runtime,
+    bind,
+    build_core,
+    close_core,
+    load_or_create_keyring,
+    stop_signal,
+)
 from bot.capture import CaptureServer
 from kashflow.sandbox import DEMO, Sandbox
 from permalink.core import Core
@@ -76,12 +84,15 @@ async def run_demo(
     latency_ms: float,
     shape: Shape = Shape(),
     trusted_proxies: str = "",
+    child_env: dict[str, str] | None = None,
 ) -> int:
+    """Run the demo until SIGINT or SIGTERM; ``child_env`` is added to the environment of
+    the ``serve`` processes it starts (several replicas)."""
     sandbox = Sandbox(latency_ms=latency_ms)
     await sandbox.start(HOST, 0)
     capture = CaptureServer(state / "outbox", host=HOST)
     await capture.start()
-    processes = Processes(trusted_proxies)
+    processes = Processes(trusted_proxies, child_env or {})
     mailbox = Dovecot(users={IMAP_USER: IMAP_PASSWORD}) if shape.imap else None
     try:
         if mailbox is not None:
@@ -139,8 +150,10 @@ def _settings(
 class Processes:
     """What the demo started besides the sandbox and the capture: stopped in reverse."""
 
-    def __init__(self, trusted_proxies: str = "") -> None:
+    def __init__(self, trusted_proxies: str = "", child_env: dict[str, str] | None = None) -> None:
         self.trusted_proxies = trusted_proxies
+        #: Added to the environment of every ``serve`` process started (its log settings).
+        self.child_env = dict(child_env or {})
         self.runtimes: list[Runtime] = []
         self.children: list[asyncio.subprocess.Process] = []
 
@@ -174,7 +187,10 @@ async def _one_process(
     shape: Shape,
     mailbox: Dovecot | None,
 ) -> None:
-    http_socket = bind(HOST, http_port)
+    try:
+        http_socket = bind(HOST, http_port)
+    except OSError as error:
+        raise PortUnavailable("http_port", HOST, http_port, error) from None
     web_url = f"http://{HOST}:{http_socket.getsockname()[1]}"
     settings = _settings(processes, state, sandbox, capture, web_url, smtp_port, shape, mailbox)
     # The account is configured before the bot starts, so its IMAP door reads at once.
@@ -255,6 +271,7 @@ async def _start_child(
         "KASHFLOW_PERMALINK_SMTP_PORT": str(settings.smtp_port),
         "KASHFLOW_PERMALINK_TRUSTED_PROXIES": settings.trusted_proxies,
         "KASHFLOW_PERMALINK_ALLOW_RELAY": settings.allow_relay,
+        **processes.child_env,
     }
     if settings.database_url:
         env["KASHFLOW_PERMALINK_DATABASE_URL"] = settings.database_url

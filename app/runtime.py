@@ -10,17 +10,20 @@ relay client (Mailer). A process with the ``web`` role serves the web door, one 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
+from typing import Final
 
 from aiohttp import web
 
-from app.config import Settings
+from app.config import ConfigError, Settings, named
 from bot.listener import ListenerSettings, server_tls_context
 from bot.mailbox import MailboxPolicy
 from bot.service import BotService
@@ -36,6 +39,25 @@ from web.app import WebConfig, create_app, runner
 
 log = logging.getLogger(__name__)
 
+#: How often an idle bot worker looks at the spool for mail it was not woken for (mail
+#: another process accepted, or requeued from the shell or the settings page).
+IDLE_LOOK_S: Final = 5.0
+
+
+class PortUnavailable(ConfigError):
+    """A listener could not bind; the message names the setting, the address and why."""
+
+    def __init__(self, setting: str, host: str, port: int, error: OSError) -> None:
+        if error.errno == errno.EADDRINUSE:
+            why = "the port is already in use"
+        elif error.errno == errno.EACCES:
+            why = "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        elif error.errno == errno.EADDRNOTAVAIL:
+            why = "that address is not one of this machine's"
+        else:
+            why = error.strerror or type(error).__name__
+        super().__init__(f"cannot listen on {host}:{port} ({named(setting)}): {why}")
+
 
 def load_or_create_keyring(path: Path) -> Keyring:
     """The demo's key file: made on first run (mode 0600), reused afterwards."""
@@ -48,11 +70,15 @@ def load_or_create_keyring(path: Path) -> Keyring:
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A listening socket bound now, so the real port (for port 0) is known up front."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(128)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 
@@ -76,6 +102,7 @@ def build_core(
         public_base_url=settings.public_base_url,
         mail_domain=settings.mail_domain,
         pdf_concurrency=settings.pdf_concurrency,
+        allowed_accounts=frozenset(settings.allowed_accounts),
     )
     return Core(
         config,
@@ -137,7 +164,10 @@ class Runtime:
         web_runner = runner(app)
         await web_runner.setup()
         self._stack.push_async_callback(web_runner.cleanup)
-        sock = self._http_socket or bind(s.http_host, s.http_port, reuse_port=True)
+        try:
+            sock = self._http_socket or bind(s.http_host, s.http_port, reuse_port=True)
+        except OSError as error:
+            raise PortUnavailable("http_port", s.http_host, s.http_port, error) from None
         self.http_port = sock.getsockname()[1]
         await web.SockSite(web_runner, sock).start()
 
@@ -145,7 +175,13 @@ class Runtime:
         s = self.settings
         tls = None
         if s.tls_cert is not None and s.tls_key is not None:
-            tls = server_tls_context(str(s.tls_cert), str(s.tls_key))
+            try:
+                tls = server_tls_context(str(s.tls_cert), str(s.tls_key))
+            except (OSError, ssl.SSLError) as error:
+                raise ConfigError(
+                    f"the TLS certificate {s.tls_cert} and key {s.tls_key} ({named('tls_cert')},"
+                    f" {named('tls_key')}) cannot be loaded: {error}"
+                ) from None
         self.bot = bot = BotService(
             core,
             ListenerSettings(
@@ -167,8 +203,12 @@ class Runtime:
                 ca_file=None if s.imap_ca_file is None else str(s.imap_ca_file),
                 max_message_bytes=s.max_message_bytes,
             ),
+            idle_s=IDLE_LOOK_S,
         )
-        await bot.start()
+        try:
+            await bot.start()
+        except OSError as error:
+            raise PortUnavailable("smtp_port", s.smtp_host, s.smtp_port, error) from None
         self._stack.push_async_callback(bot.stop)
 
     @property
@@ -186,16 +226,33 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+class StopEvent(asyncio.Event):
+    """Set when the process should stop; ``reason`` says why (``SIGTERM``, ``SIGINT``)."""
+
+    reason: str = ""
+
+    def stop(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self.set()
+
+
 @asynccontextmanager
-async def stop_signal() -> AsyncIterator[asyncio.Event]:
+async def stop_signal(
+    on_hangup: Callable[[], None] | None = None,
+) -> AsyncIterator[StopEvent]:
     """An event set by SIGINT or SIGTERM; installed before anything announces readiness,
-    so a signal that arrives right after start-up still stops the service cleanly."""
-    stop = asyncio.Event()
+    so a signal that arrives right after start-up still stops the service cleanly.
+    ``on_hangup`` runs on each SIGHUP (re-reading the key file)."""
+    stop = StopEvent()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    handled = [signal.SIGINT, signal.SIGTERM]
+    for sig in handled:
+        loop.add_signal_handler(sig, stop.stop, sig.name)
+    if on_hangup is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        handled.append(signal.SIGHUP)
     try:
         yield stop
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in handled:
             loop.remove_signal_handler(sig)

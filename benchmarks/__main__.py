@@ -20,6 +20,7 @@ SCRIPTS = (
     "benchmarks.mime_bomb",
     "benchmarks.reissue",
     "benchmarks.scaleout",
+    "benchmarks.keys",
 )
 
 

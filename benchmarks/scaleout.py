@@ -13,7 +13,7 @@
    time from sending the revocation until every process has refused the link.
 
 PostgreSQL is the throwaway server ``make benchmarks`` starts (``scripts/with-postgres``,
-``KASHFLOW_PERMALINK_TEST_DATABASE_URL``); each part runs on a fresh schema. Every process
+``KFP_TEST_DATABASE_URL``); each part runs on a fresh schema. Every process
 shares this machine's cores with the others (and with whatever else runs on it): the
 figures say how many cores there are and what the load average was.
 """

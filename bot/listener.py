@@ -185,7 +185,8 @@ class RequestHandler:
             log.exception("could not spool message %s from %s", message_id or "-", peer)
             return self._per_recipient(TEMPORARY_FAILURE, envelope)
         spool_id = spool_ids[0]
-        log.info(
+        # At DEBUG: the worker's line, when the message is settled, is the one per message.
+        log.debug(
             "queued #%d message %s from %s (%d bytes)", spool_id, message_id or "-", peer, len(raw)
         )
         if self._wake is not None:

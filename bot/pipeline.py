@@ -166,14 +166,25 @@ async def route(ctx: Context, job: Job) -> Outcome | None:
     job.settings = settings
     try:
         job.credentials = await accounts.bot_credentials(job.account)
-    except SecretUnreadable:
-        return Failed(
-            "the bot's stored KashFlow credentials cannot be opened with the server key; "
-            "save them again on the settings page"
-        )
+    except SecretUnreadable as error:
+        return unreadable(error, "the bot's stored KashFlow credentials")
     if job.credentials is None:
         return Failed("the bot has no KashFlow credentials; save them on the settings page")
     return None
+
+
+def unreadable(error: SecretUnreadable, what: str) -> Outcome:
+    """A stored secret that does not open: wait for a key this process lacks, or park."""
+    if error.reason == "unknown_key":
+        # Sealed with a key this process does not hold yet: just rotated on another
+        # machine, before the new key file reached this one.
+        return Deferred(
+            f"{what}: sealed with a server key this process does not have; copy the current "
+            "key file to it, or save them again on the settings page"
+        )
+    return Failed(
+        f"{what}: cannot be opened with the server key; save them again on the settings page"
+    )
 
 
 async def already_replied(ctx: Context, job: Job) -> Outcome | None:
@@ -422,8 +433,8 @@ async def deliver(ctx: Context, job: Job) -> Outcome | None:
     spool, spool_id = ctx.core.store.spool, job.message.id
     try:
         relay = await ctx.core.relay(job.account)
-    except SecretUnreadable:
-        return Failed("the stored relay password cannot be opened; save it again")
+    except SecretUnreadable as error:
+        return unreadable(error, "the stored relay password")
     except RelayNotReady as error:
         return Failed(f"the relay settings are incomplete: {error}")
     if job.owner:

@@ -59,10 +59,13 @@ class BotService:
         return self._listener.port
 
     async def accepts(self, address: str) -> str | None:
-        """The account ``address`` is the request address of, if its bot is on."""
+        """The account ``address`` is the request address of, if its bot is on (and the
+        deployment allows the account)."""
         accounts = self.core.store.accounts
         account = await accounts.account_for_address(address)
-        if account is None or not (await accounts.get(account)).enabled:
+        if account is None or not self.core.allows(account):
+            return None
+        if not (await accounts.get(account)).enabled:
             return None
         return account
 

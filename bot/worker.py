@@ -262,13 +262,16 @@ class Worker:
                 await spool.retry(message.id, reason, self._ctx.clock() + delay, owner=owner)
                 state = "retry"
                 await self._record(job, "pending_retry", f"{reason}; retrying in {delay:.0f} s")
+        # The one line per message at INFO: what became of it, and why.
         log.info(
-            "spool #%d message %s from %s: %s (%s)",
+            "spool #%d message %s from %s for %s: %s (%s: %s)",
             message.id,
             message.message_id or "-",
             message.peer,
+            job.account or message.account or "no account",
             state,
             type(outcome).__name__.lower(),
+            _why(outcome),
         )
         return state
 
@@ -287,6 +290,14 @@ class Worker:
             )
         except Exception:
             log.exception("could not record activity for spool #%d", job.message.id)
+
+
+def _why(outcome: pipeline.Outcome) -> str:
+    match outcome:
+        case pipeline.Replied(detail=text) | pipeline.Ignored(rule=text):
+            return text
+        case pipeline.Failed(reason=text) | pipeline.Deferred(reason=text):
+            return text
 
 
 __all__ = ["RetryPolicy", "Settled", "Worker"]

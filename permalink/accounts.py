@@ -7,6 +7,9 @@ columns; the two secrets it needs to act on its own — the relay password and i
 credentials — exist in the database only as blobs sealed by the server keyring, each bound
 to its account and field, so a blob copied to another row or column does not open. They
 never appear in :class:`BotSettings`; reading one is a separate, explicit call.
+
+:mod:`permalink.sealed` lists these sealed columns with the others the state holds, and
+seals them again when the server key is rotated.
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ FIELDS: Final = (
 )
 
 
-_SECRETS: Final = ("relay_password", "bot_credentials")
+#: Every sealed column, with the purpose its blobs are bound to (besides the account).
+_SECRETS: Final = {"relay_password": "relay", "bot_credentials": "kashflow"}
 _DUPLICATE_ADDRESS = "That request address is already used by another KashFlow account."
 
 # -- validation ---------------------------------------------------------------------------
@@ -322,6 +326,11 @@ def _write(conn: Conn, key: str, values: dict[str, object], now: int) -> None:
     )
 
 
+def sealed_purpose(key: str, column: str) -> bytes:
+    """What a secret in ``column`` of account ``key`` is sealed for (:mod:`permalink.sealed`)."""
+    return _purpose(key, _SECRETS[column])
+
+
 def _purpose(key: str, name: str) -> bytes:
     # Field first (a fixed name), account last, NUL-separated: no two pairs collide.
     return b"permalink.accounts\x00" + name.encode("ascii") + b"\x00" + key.encode("utf-8")
@@ -417,7 +426,9 @@ class AccountSettings:
         if password and len(password) > 1024:
             raise ValueError("The relay password can be at most 1024 characters long.")
         blob = (
-            self._keyring.seal_secret(password.encode("utf-8"), purpose=_purpose(key, "relay"))
+            self._keyring.seal_secret(
+                password.encode("utf-8"), purpose=_purpose(key, _SECRETS["relay_password"])
+            )
             if password
             else None
         )
@@ -432,7 +443,8 @@ class AccountSettings:
         blob = await self._load_secret(key, "relay_password")
         if blob is None:
             return None
-        return self._keyring.open_secret(blob, purpose=_purpose(key, "relay")).decode("utf-8")
+        purpose = _purpose(key, _SECRETS["relay_password"])
+        return self._keyring.open_secret(blob, purpose=purpose).decode("utf-8")
 
     async def set_bot_credentials(self, account: str, credentials: Credentials | None) -> None:
         """Seal and store the bot's KashFlow credentials; ``None`` removes them and turns
@@ -448,7 +460,8 @@ class AccountSettings:
         if not credentials.password:
             raise ValueError("The bot's KashFlow password is required.")
         plain = json.dumps({"username": credentials.username, "password": credentials.password})
-        blob = self._keyring.seal_secret(plain.encode("utf-8"), purpose=_purpose(key, "kashflow"))
+        purpose = _purpose(key, _SECRETS["bot_credentials"])
+        blob = self._keyring.seal_secret(plain.encode("utf-8"), purpose=purpose)
         await self._store_secret(key, "bot_credentials", blob, disable=False)
 
     async def bot_credentials(self, account: str) -> Credentials | None:
@@ -460,7 +473,7 @@ class AccountSettings:
         blob = await self._load_secret(key, "bot_credentials")
         if blob is None:
             return None
-        plain = self._keyring.open_secret(blob, purpose=_purpose(key, "kashflow"))
+        plain = self._keyring.open_secret(blob, purpose=_purpose(key, _SECRETS["bot_credentials"]))
         data = json.loads(plain.decode("utf-8"))
         return Credentials(username=str(data["username"]), password=str(data["password"]))
 
@@ -507,4 +520,5 @@ __all__ = [
     "UnknownSender",
     "Wording",
     "account_key",
+    "sealed_purpose",
 ]

@@ -78,6 +78,9 @@ class CoreConfig:
     #: Name servers asked for domain-proof TXT records (empty: the system's resolvers).
     dns_nameservers: tuple[str, ...] = ()
     dns_port: int = 53
+    #: The KashFlow accounts (API usernames, lower case) that may use this deployment;
+    #: empty lets any account in (a hosted service).
+    allowed_accounts: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.public_base_url)
@@ -89,6 +92,8 @@ class CoreConfig:
         if parts.query or parts.fragment:
             raise ValueError("public_base_url must not have a query string or fragment")
         object.__setattr__(self, "public_base_url", self.public_base_url.rstrip("/"))
+        allowed = frozenset(name.strip().lower() for name in self.allowed_accounts)
+        object.__setattr__(self, "allowed_accounts", allowed)
         if not 1 <= self.pdf_concurrency <= 64:
             raise ValueError("pdf_concurrency must be between 1 and 64")
         if not 1 <= self.merge_workers <= 32:
@@ -135,6 +140,11 @@ class Core:
     def keyring(self) -> Keyring:
         """The server keyring as it is now (it may be reloaded while the process runs)."""
         return self._keys()
+
+    def allows(self, account: str) -> bool:
+        """Whether this KashFlow account (its API username) may use the deployment."""
+        allowed = self.config.allowed_accounts
+        return not allowed or account.strip().lower() in allowed
 
     def close(self) -> None:
         """Stop the merge threads (a build still running finishes first)."""

@@ -317,6 +317,13 @@ class Keyring:
     __hash__ = None  # type: ignore[assignment]
 
 
+def sealed_with(blob: bytes) -> int | None:
+    """The id of the key an envelope names in its header, or None if it is no envelope."""
+    if len(blob) < OVERHEAD or blob[0] != ENVELOPE_VERSION:
+        return None
+    return blob[1]
+
+
 def _mac_key(key: bytes) -> bytes:
     # A key of its own for fingerprints: the sealing key is never used for anything else.
     hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_FINGERPRINT_LABEL)

@@ -49,6 +49,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PURPOSE = b"permalink.mailboxes\x00password\x00"
 
 
+def password_purpose(key: str) -> bytes:
+    """What an account's IMAP password is sealed for (see :mod:`permalink.sealed`)."""
+    return _PURPOSE + key.encode()
+
+
 @dataclass(frozen=True, slots=True)
 class MailboxSettings:
     """Where the bot reads an account's requests by IMAP. No password, only whether one
@@ -253,7 +258,7 @@ class Mailboxes:
         if password and len(password) > 1024:
             raise ValueError("The IMAP password can be at most 1024 characters long.")
         blob = (
-            self._keys().seal_secret(password.encode("utf-8"), purpose=_PURPOSE + key.encode())
+            self._keys().seal_secret(password.encode("utf-8"), purpose=password_purpose(key))
             if password
             else None
         )
@@ -278,7 +283,7 @@ class Mailboxes:
         blob = await self._db.run(load)
         if blob is None:
             return None
-        return self._keys().open_secret(blob, purpose=_PURPOSE + key.encode()).decode("utf-8")
+        return self._keys().open_secret(blob, purpose=password_purpose(key)).decode("utf-8")
 
     async def to_read(self) -> list[MailboxSettings]:
         """Every mailbox the bot should read now: configured, of an account whose bot is on."""
@@ -439,4 +444,5 @@ __all__ = [
     "Security",
     "clean",
     "is_loopback",
+    "password_purpose",
 ]

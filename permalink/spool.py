@@ -75,6 +75,15 @@ _DUE = (
 )
 
 
+# A later copy of the row ``spool`` (in an UPDATE or a join): same account, same non-empty
+# Message-ID, received after it, and not parked.
+_LATER_COPY = (
+    "SELECT 1 FROM spool AS later WHERE later.account = spool.account"
+    " AND later.message_id = spool.message_id AND later.message_id != ''"
+    " AND later.id > spool.id AND later.state != 'parked'"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SpoolEntry:
     """One spooled message without its body (what the settings page lists)."""
@@ -323,12 +332,16 @@ class Spool:
     ) -> bool:
         """Put a parked message back in the queue (with a fresh count of attempts).
 
-        False if there is no such parked message (of ``account``, when given).
+        False if there is no such parked message (of ``account``, when given), or if a
+        later copy of it (the same Message-ID to the same account) was taken instead
+        (:meth:`later_copy`): answering this one too would answer the request twice.
         """
         now = self._clock()
+        # A fixed subquery; every value is a parameter.
         sql = (
-            "UPDATE spool SET state = 'queued', attempts = 0, reason = ?, next_attempt_at = NULL,"
-            " updated_at = ? WHERE id = ? AND state = 'parked'"
+            "UPDATE spool SET state = 'queued', attempts = 0, reason = ?,"  # noqa: S608
+            " next_attempt_at = NULL, updated_at = ? WHERE id = ? AND state = 'parked'"
+            f" AND NOT EXISTS ({_LATER_COPY})"
         )
         params: tuple[object, ...] = (reason, now, spool_id)
         if account is not None:
@@ -339,6 +352,22 @@ class Spool:
             return conn.execute(sql, params).rowcount
 
         return await self._db.run(update) == 1
+
+    async def later_copy(self, spool_id: int) -> int | None:
+        """The id of a later message with this one's Message-ID, to the same account, that
+        was not parked (answered, ignored or in hand), if there is one."""
+
+        def select(conn: Conn) -> int | None:
+            value = conn.value(
+                "SELECT later.id FROM spool JOIN spool AS later"
+                " ON later.account = spool.account AND later.message_id = spool.message_id"
+                " WHERE spool.id = ? AND later.message_id != '' AND later.id > spool.id"
+                " AND later.state != 'parked' ORDER BY later.id LIMIT 1",
+                (spool_id,),
+            )
+            return None if value is None else int(value)
+
+        return await self._db.run(select)
 
     async def requeue_parked(self, *, account: str | None = None) -> builtins.list[int]:
         """Put every parked message (of ``account``, when given) back in the queue."""

@@ -5,8 +5,9 @@ Links and revocations (:mod:`permalink.registry`), accounts and their sealed sec
 activity (:mod:`permalink.activity`), rate limits and throttles (:mod:`permalink.limits`),
 sign-in sessions (:mod:`permalink.sessions`), the domains each account has proved
 (:mod:`permalink.domains`), the IMAP mailboxes the bot reads (:mod:`permalink.mailboxes`),
-the settings forms' submissions (:mod:`permalink.submissions`) and password-change
-re-issues (:mod:`permalink.reissues`). :class:`SqlStore` keeps them in a
+the settings forms' submissions (:mod:`permalink.submissions`), password-change re-issues
+(:mod:`permalink.reissues`) and, across them, every sealed secret (:mod:`permalink.sealed`).
+:class:`SqlStore` keeps them in a
 :class:`~permalink.db.Database` — the SQLite file in the state directory by default, or
 PostgreSQL so several processes share one state. Nothing a request needs lives only in
 one process's memory; callers see the tables, never a driver.
@@ -27,6 +28,7 @@ from permalink.limits import RateLimiter, Throttles
 from permalink.mailboxes import Mailboxes
 from permalink.registry import LinkRegistry
 from permalink.reissues import Reissues
+from permalink.sealed import SealedSecrets
 from permalink.sessions import SessionRecords
 from permalink.spool import DEFAULT_LEASE_S, Spool
 from permalink.submissions import FormSubmissions
@@ -58,6 +60,8 @@ class Store(Protocol):
     @property
     def reissues(self) -> Reissues: ...
     @property
+    def secrets(self) -> SealedSecrets: ...
+    @property
     def description(self) -> str: ...
 
     def close(self) -> None: ...
@@ -86,6 +90,7 @@ class SqlStore:
         self.mailboxes = Mailboxes(db, keyring, clock=clock)
         self.submissions = FormSubmissions(db)
         self.reissues = Reissues(db, clock=clock)
+        self.secrets = SealedSecrets(db, keyring)
 
     @property
     def description(self) -> str:

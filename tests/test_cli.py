@@ -68,13 +68,13 @@ def test_keys_create_rotate_retire(tmp_path: Path) -> None:
     assert Keyring.load(key_file).current_id == 2
     assert cli("keys", "retire", "1", "--state-dir", str(tmp_path)).returncode == 0
     listed = cli("keys", "list", "--state-dir", str(tmp_path))
-    assert "keys: 2 (current 2)" in listed.stdout
+    assert listed.stdout.startswith(f"keys 2 (current 2) from {key_file}")
 
 
 async def test_link_prints_a_permalink_for_the_customer(tmp_path: Path, sandbox: Sandbox) -> None:
     assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
     env = {"KASHFLOW_USERNAME": "demo", "KASHFLOW_PASSWORD": "demo-api-pass"}
-    common = ["--state-dir", str(tmp_path), "--kashflow-url", sandbox.url]
+    common = ["--state-dir", str(tmp_path), "--kashflow-endpoint", sandbox.url]
     common += ["--public-base-url", "https://invoices.example.test"]
     result = await acli(
         "link",
@@ -114,7 +114,7 @@ async def test_link_refuses_an_invoice_of_another_customer(
         f"invoice:{theirs}",
         "--state-dir",
         str(tmp_path),
-        "--kashflow-url",
+        "--kashflow-endpoint",
         sandbox.url,
         env=env,
     )
@@ -131,7 +131,7 @@ async def test_link_with_wrong_credentials_says_so(tmp_path: Path, sandbox: Sand
         "ACME01",
         "--state-dir",
         str(tmp_path),
-        "--kashflow-url",
+        "--kashflow-endpoint",
         sandbox.url,
         env=env,
     )
@@ -164,12 +164,12 @@ def test_link_without_credentials_or_key_explains_what_to_do(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"KASHFLOW_PERMALINK_PUBLIC_BASE_URL": "invoices.example.com"}, "public_base_url"),
+        ({"KASHFLOW_PERMALINK_PUBLIC_BASE_URL": "invoices.example.com"}, "PUBLIC_BASE_URL"),
         ({"KASHFLOW_PERMALINK_HTTP_PORT": "eighty"}, "HTTP_PORT"),
-        ({"KASHFLOW_PERMALINK_SMTP_PORT": "70000"}, "smtp_port"),
-        ({"KASHFLOW_PERMALINK_TLS_CERT": "/x.pem"}, "tls_cert and tls_key"),
-        ({"KASHFLOW_PERMALINK_PDF_HOSTS": "https://kashflow.com/x"}, "pdf_hosts"),
-        ({"KASHFLOW_PERMALINK_PDF_BATCH": "500"}, "pdf_batch"),
+        ({"KASHFLOW_PERMALINK_SMTP_PORT": "70000"}, "SMTP_PORT must be a port, 0-65535"),
+        ({"KASHFLOW_PERMALINK_TLS_CERT": "/x.pem"}, "TLS_CERT and .*TLS_KEY go together"),
+        ({"KASHFLOW_PERMALINK_PDF_HOSTS": "https://kashflow.com/x"}, "PDF_HOSTS"),
+        ({"KASHFLOW_PERMALINK_PDF_BATCH": "500"}, "PDF_BATCH must be a whole number from 0 to 100"),
     ],
 )
 def test_bad_settings_are_refused_with_a_clear_message(
@@ -237,12 +237,22 @@ def test_serve_without_a_key_says_how_to_make_one(tmp_path: Path) -> None:
     assert "keys create" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_check_reports_the_key_and_the_bots(tmp_path: Path) -> None:
+async def test_check_reports_the_key_and_the_bots(tmp_path: Path, sandbox: Sandbox) -> None:
     assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
-    result = cli("check", "--state-dir", str(tmp_path))
+    result = await acli(
+        "check",
+        "--state-dir",
+        str(tmp_path),
+        "--kashflow-endpoint",
+        sandbox.url,
+        "--http-port",
+        "0",
+        "--smtp-port",
+        "0",
+    )
     assert result.returncode == 0, result.stderr
-    assert "links sealed with key 1" in result.stdout
-    assert "no account has the mail bot switched on" in result.stdout
+    assert f"ok      server key: keys 1 (current 1) from {tmp_path / 'server.key'}" in result.stdout
+    assert "mail bot: no account has it switched on" in result.stdout
 
 
 async def test_check_tries_each_bots_kashflow_and_relay(tmp_path: Path, sandbox: Sandbox) -> None:
@@ -263,16 +273,18 @@ async def test_check_tries_each_bots_kashflow_and_relay(tmp_path: Path, sandbox:
             )
         finally:
             db.close()
-        args = ["check", "--state-dir", str(tmp_path), "--kashflow-url", sandbox.url]
+        args = ["check", "--state-dir", str(tmp_path), "--kashflow-endpoint", sandbox.url]
         args += ["--allow-relay", relay.host]  # the capture relay is on loopback
+        args += ["--http-port", "0", "--smtp-port", "0"]
         healthy = await acli(*args)
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-        assert "demo: KashFlow OK (Northwind Studio Ltd)" in healthy.stdout
-        assert f"demo: relay {relay.host}:{relay.port} OK" in healthy.stdout
+        assert "ok      account demo KashFlow sign-in: Northwind Studio Ltd" in healthy.stdout
+        relay_line = f"account demo relay {relay.host}:{relay.port}"
+        assert f"ok      {relay_line}: connects and signs in" in healthy.stdout
 
     down = await acli(*args)  # the relay has gone
     assert down.returncode == 1
-    assert "demo: relay FAILED" in down.stdout
+    assert f"FAILED  {relay_line}: " in down.stdout
 
 
 async def test_check_prints_kashflows_own_words_when_it_refuses(
@@ -293,11 +305,12 @@ async def test_check_prints_kashflows_own_words_when_it_refuses(
         )
     finally:
         db.close()
-    result = await acli("check", "--state-dir", str(tmp_path), "--kashflow-url", sandbox.url)
+    args = ["--kashflow-endpoint", sandbox.url, "--http-port", "0", "--smtp-port", "0"]
+    result = await acli("check", "--state-dir", str(tmp_path), *args)
     assert result.returncode == 1
     assert (
-        "iplocked: KashFlow FAILED: KashFlow refused this server's IP address. KashFlow said: "
-        '"The IP address of 127.0.0.1 is not in the access list"'
+        "FAILED  account iplocked KashFlow sign-in: KashFlow refused this server's IP address. "
+        'KashFlow said: "The IP address of 127.0.0.1 is not in the access list"'
     ) in result.stdout
     assert IPLOCKED.password not in result.stdout + result.stderr
 
@@ -307,7 +320,7 @@ def test_an_unreadable_pdf_host_list_stops_a_command_with_a_clear_message(
 ) -> None:
     result = cli("check", "--state-dir", str(tmp_path), "--pdf-hosts", "kashflow.com:443")
     assert result.returncode == 2
-    assert "pdf_hosts" in result.stderr and "without a port" in result.stderr
+    assert "--pdf-hosts must be" in result.stderr and "without a port" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -333,14 +346,16 @@ async def test_check_signs_in_to_each_bots_mailbox(
             await configure_mailbox(store.mailboxes, server)
         finally:
             db.close()
-        args = ["check", "--state-dir", str(tmp_path), "--kashflow-url", sandbox.url]
+        args = ["check", "--state-dir", str(tmp_path), "--kashflow-endpoint", sandbox.url]
         args += ["--allow-relay", relay.host]  # the capture relay is on loopback
+        args += ["--http-port", "0", "--smtp-port", "0"]
         env = {"KASHFLOW_PERMALINK_IMAP_CA_FILE": str(server.certificate)}
         healthy = await acli(*args, env=env)
         assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-        assert f"demo: mailbox invoices on 127.0.0.1:{server.ssl_port} OK" in healthy.stdout
+        mailbox = f"account demo mailbox invoices on 127.0.0.1:{server.ssl_port}"
+        assert f"ok      {mailbox}: signs in and opens INBOX" in healthy.stdout
 
         untrusted = await acli(*args)  # the server's certificate is not in the system's CAs
         assert untrusted.returncode == 1
-        assert "demo: mailbox FAILED" in untrusted.stdout
+        assert f"FAILED  {mailbox}: " in untrusted.stdout
         assert "certificate is not trusted" in untrusted.stdout

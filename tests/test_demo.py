@@ -96,7 +96,7 @@ async def test_demo_serves_links_settings_and_answers_mail(tmp_path: Path) -> No
 
         acme = next(c for c in info["customers"] if c["code"] == "ACME01")
         await asyncio.to_thread(send_request, info, acme["email"], "My unpaid invoices, please.")
-        await running.wait_for_output("done (replied)")
+        await running.wait_for_output("done (replied: ")
         (reply_file,) = Path(info["outbox"]).glob("*.eml")  # noqa: ASYNC240
         reply = message_from_bytes(reply_file.read_bytes(), policy=policy.default)
         assert reply["To"] == acme["email"]
@@ -159,7 +159,7 @@ async def test_demo_with_imap_answers_the_mailbox_and_prints_the_feeds(tmp_path:
                 assert (await resp.text()).startswith("BEGIN:VCALENDAR")
 
         await asyncio.to_thread(drop_in_mailbox, info, acme["email"], "Unpaid ones please.")
-        await running.wait_for_output("done (replied)")
+        await running.wait_for_output("done (replied: ")
         (reply_file,) = Path(info["outbox"]).glob("*.eml")  # noqa: ASYNC240
         reply = message_from_bytes(reply_file.read_bytes(), policy=policy.default)
         assert reply["To"] == acme["email"]

@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kashflow.sandbox import Sandbox
 from permalink.db import open_database
 from permalink.keyring import Keyring
 from permalink.registry import LinkRegistry
@@ -115,7 +116,7 @@ def lmtp_greets(port: int) -> bool:
 
 
 async def test_every_command_of_the_deployment_guide(
-    tmp_path: Path, unused_tcp_port_factory: Callable[[], int]
+    tmp_path: Path, unused_tcp_port_factory: Callable[[], int], sandbox: Sandbox
 ) -> None:
     postgres_server_url()  # fails with a clear message when there is no server
     database = f"kfp_{secrets.token_hex(4)}"
@@ -132,7 +133,9 @@ async def test_every_command_of_the_deployment_guide(
         ports={"8080": unused_tcp_port_factory(), "8024": unused_tcp_port_factory()},
     )
     guide_run = Run(site, tmp_path)
-    settings.write_text(site(guide.file(SETTINGS)))
+    # The guide's settings reach the real KashFlow; here `check` asks the sandbox instead.
+    endpoint = f"KASHFLOW_PERMALINK_KASHFLOW_ENDPOINT={sandbox.url}\n"
+    settings.write_text(site(guide.file(SETTINGS)) + endpoint)
     environment = service_environment(site, settings)
     url = environment["KASHFLOW_PERMALINK_DATABASE_URL"]
     assert url == f"postgresql://{database}:change-me@/{database}"
@@ -161,6 +164,8 @@ async def test_every_command_of_the_deployment_guide(
         assert await asyncio.to_thread(lmtp_greets, bot1.ready["smtp_port"])
         checked = await asyncio.to_thread(guide_run.block, "kashflow-permalink check")
         assert "state: PostgreSQL" in checked
+        assert f"ok      KashFlow at {sandbox.url}" in checked
+        assert checked.rstrip().endswith("checks passed")
 
         # Something to back up: a link, as the settings pages record it.
         db = open_database(url)
@@ -218,7 +223,8 @@ async def test_every_command_of_the_deployment_guide(
 
     # 9: key rotation, then retiring the first key.
     listed = guide_run.block("keys rotate")
-    assert "keys: 1, 2 (current 2)" in listed
+    assert "key 2 is now current" in listed and "at their next request" in listed
+    assert "keys 1, 2 (current 2)" in listed
     guide_run.block("keys retire 1")
     assert Keyring.load(state / "server.key").key_ids == (2,)
 

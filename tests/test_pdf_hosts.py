@@ -76,7 +76,7 @@ def test_a_wildcard_covers_the_hosts_below_it_not_the_domain() -> None:
 def test_a_malformed_host_list_is_a_clear_configuration_error(value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load({"KASHFLOW_PERMALINK_PDF_HOSTS": value or ","})
-    assert "pdf_hosts" in str(caught.value)
+    assert "PDF_HOSTS" in str(caught.value)
 
 
 def test_the_setting_comes_from_the_environment_or_the_command_line() -> None:

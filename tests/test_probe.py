@@ -217,7 +217,7 @@ def _pdf(*pages: str) -> bytes:
 async def test_the_command_reads_credentials_from_the_environment(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    args = ["probe", "--customer", "IVY01", "--kashflow-url", sandbox.url]
+    args = ["probe", "--customer", "IVY01", "--kashflow-endpoint", sandbox.url]
     args += ["--pdf-hosts", sandbox.pdf_hosts]
     env = {"KASHFLOW_USERNAME": DEMO.username, "KASHFLOW_PASSWORD": DEMO.password}
     code, out, err = await command(*args, env=env)

@@ -183,6 +183,26 @@ async def test_parked_mail_can_be_requeued_by_its_account_only(spool: Spool) -> 
     assert await spool.requeue_parked() == [theirs]
 
 
+async def test_a_parked_message_whose_later_copy_was_taken_stays_parked(spool: Spool) -> None:
+    """Requeuing it would answer one request twice: the later copy was answered already."""
+    first = await put(spool, 1, message_id="<again@example.com>")
+    assert await spool.claim_next(ME) is not None
+    await spool.park(first, "relay refused", owner=ME)
+    # The sender's server delivers the same message again; that copy is answered.
+    copy = await put(spool, 2, message_id="<again@example.com>")
+    assert await spool.claim_next(ME) is not None
+    await spool.done(copy, owner=ME)
+    unrelated = await put(spool, 3, message_id="<again@example.com>", account="other")
+
+    assert await spool.later_copy(first) == copy
+    assert not await spool.requeue(first)
+    assert await spool.requeue_parked() == []
+    entry = await spool.get(first)
+    assert entry is not None and entry.state == "parked"
+    assert await spool.later_copy(unrelated) is None  # another account's mail is not a copy
+    assert await spool.later_copy(copy) is None
+
+
 async def test_duplicate_message_ids_are_recognised_per_account(spool: Spool) -> None:
     first = await put(spool, 1, message_id="<dup@example.com>")
     second = await put(spool, 2, message_id="<dup@example.com>")

@@ -90,17 +90,15 @@ class Resolver:
         # token to the generic 404 instead of the one "not valid" page.
         link = "/l/{token:[^/]+}"
         router.add_get(link, self.page, name=ROUTE_PAGE)
-        # PDF routes answer GET only: a HEAD would cost the same KashFlow calls for nothing.
+        # HEAD is answered like GET without the body (download managers and link checkers
+        # ask it first): the same checks and KashFlow calls, so the same status and length.
         router.add_get(
             link + _INVOICE_PDF.format(number="{number:[0-9]+}"),
             self.invoice_pdf,
             name=ROUTE_INVOICE_PDF,
-            allow_head=False,
         )
-        router.add_get(link + "/all.pdf", self.all_pdf, name=ROUTE_ALL_PDF, allow_head=False)
-        router.add_get(
-            link + "/unpaid.pdf", self.unpaid_pdf, name=ROUTE_UNPAID_PDF, allow_head=False
-        )
+        router.add_get(link + "/all.pdf", self.all_pdf, name=ROUTE_ALL_PDF)
+        router.add_get(link + "/unpaid.pdf", self.unpaid_pdf, name=ROUTE_UNPAID_PDF)
 
     # -- GET /l/{token} ---------------------------------------------------------------------
 
@@ -166,7 +164,7 @@ class Resolver:
         company, _, pdf = await self._core.invoice_document(
             link.credentials, link.customer_id, link.scope, number
         )
-        await self._record_download(link, now, f"invoice {number}")
+        await self._record_download(request, link, now, f"invoice {number}")
         name = document_filename(
             company.name, link.customer_code, Scope("invoice", number), date.fromtimestamp(now)
         )
@@ -198,7 +196,7 @@ class Resolver:
         numbers = found.numbers
         pdf = await self._core.merged_document(link.credentials, numbers)
         what = "unpaid invoices" if scope.kind == "unpaid" else "invoices"
-        await self._record_download(link, now, f"{what} ({len(numbers)})")
+        await self._record_download(request, link, now, f"{what} ({len(numbers)})")
         name = document_filename(
             found.company.name, link.customer_code, scope, date.fromtimestamp(now)
         )
@@ -221,6 +219,9 @@ class Resolver:
             secure=self._secure_cookie,
         )
         await response.prepare(request)
+        if request.method == "HEAD":
+            await response.write_eof()
+            return response
         view = memoryview(pdf)
         try:
             for start in range(0, len(pdf), _CHUNK):
@@ -252,7 +253,11 @@ class Resolver:
             ),
         )
 
-    async def _record_download(self, link: Link, now: float, what: str) -> None:
+    async def _record_download(
+        self, request: web.Request, link: Link, now: float, what: str
+    ) -> None:
+        if request.method == "HEAD":
+            return  # nothing was downloaded
         store = self._core.store
 
         async def write() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import smtplib
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -109,6 +110,42 @@ class ServeProcess:
     @property
     def url(self) -> str:
         return str(self.ready["url"])
+
+    @property
+    def smtp_port(self) -> int:
+        return int(self.ready["smtp_port"])
+
+    async def send_mail(self, raw: bytes, mail_from: str, rcpt: str) -> None:
+        """One message over SMTP to the process's mail port (in a thread: smtplib blocks)."""
+
+        def deliver() -> None:
+            with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=10) as client:
+                client.sendmail(mail_from, [rcpt], raw)
+
+        await asyncio.to_thread(deliver)
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    async def wait_for_log(self, text: str, *, after: int = 0, within: float = 30.0) -> str:
+        """The first line of the process's log, from byte ``after`` on, holding ``text``;
+        waits for it at most ``within`` seconds (a log line is what a process leaves when
+        something happened that no socket shows)."""
+        async with asyncio.timeout(within):
+            while True:
+                written = self.log.read_bytes()[after:].decode(errors="replace")
+                for line in written.splitlines():
+                    if text in line:
+                        return line
+                assert self.proc is None or self.proc.returncode is None, (
+                    f"the {self.role} process exited:\n{written}"
+                )
+                await asyncio.sleep(0.05)
+
+    def log_size(self) -> int:
+        """Where the log ends now (for :meth:`wait_for_log`'s ``after``)."""
+        return self.log.stat().st_size if self.log.exists() else 0
 
     @property
     def pid(self) -> int:

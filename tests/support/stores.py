@@ -1,7 +1,7 @@
 """Databases for tests: a SQLite file in the test's directory, or a fresh PostgreSQL schema.
 
 PostgreSQL comes from the throwaway server ``make test`` starts (``scripts/with-postgres``),
-named by ``KASHFLOW_PERMALINK_TEST_DATABASE_URL``. Each test gets its own schema, dropped
+named by ``KFP_TEST_DATABASE_URL``. Each test gets its own schema, dropped
 afterwards, so tests never see each other's rows. Without that server a PostgreSQL test
 fails with a message saying how to run it: it is never skipped.
 """
@@ -23,7 +23,7 @@ from permalink.db import Database, open_database
 
 DatabaseKind = Literal["sqlite", "postgresql"]
 DATABASE_KINDS: tuple[DatabaseKind, ...] = ("sqlite", "postgresql")
-URL_VARIABLE = "KASHFLOW_PERMALINK_TEST_DATABASE_URL"
+URL_VARIABLE = "KFP_TEST_DATABASE_URL"
 
 
 #: Runs a test once on each store: it overrides the ``store_kind`` fixture (SQLite by

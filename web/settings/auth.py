@@ -70,6 +70,13 @@ FORM_EXPIRED: Final = ErrorPage(
 )
 
 
+NOT_ALLOWED: Final = (
+    "KashFlow accepted you, but this server serves only the KashFlow accounts its operator "
+    "has allowed, and {username} is not one of them. If it should be, ask whoever runs this "
+    "server to add it to the allowed accounts (its ALLOWED_ACCOUNTS setting)."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SettingsConfig:
     """Tunables of the settings pages (the defaults suit production)."""
@@ -163,6 +170,8 @@ class SettingsState:
             return current
         if not await self.core.store.sessions.live(current.session_id, current.account, self.now()):
             return None
+        if not self.core.allows(current.account):
+            return None  # the operator has since taken the account off the allowed list
         return current
 
     def account(self, session: Session) -> KashFlowAccount:
@@ -235,16 +244,41 @@ async def render_page(
     return response
 
 
-def forbidden(request: web.Request) -> web.Response:
-    return render(request, FORM_EXPIRED)
+def forbidden(request: web.Request, page: ErrorPage = FORM_EXPIRED) -> web.Response:
+    return render(request, page)
+
+
+def wrong_origin(sent_from: str, public: str) -> ErrorPage:
+    """A form posted from another address than the configured one: say which is which
+    (a script or a proxy set up with another address meets this, not only an attacker)."""
+    return ErrorPage(
+        403,
+        "This form was sent from another address",
+        f"This server accepts its forms only from its own address, {public}, but this one "
+        f"was sent from {sent_from[:200]}. Open {public}/settings/ and try again there. If "
+        f"{sent_from[:200]} is the address people should use, whoever runs this server must "
+        "make it the server's public base URL (its PUBLIC_BASE_URL setting).",
+    )
+
+
+async def form_refusal(request: web.Request, session: Session | None) -> ErrorPage | None:
+    """CSRF: no foreign Origin, and the session's token in the form; the page saying what
+    is wrong, or None when the form is genuine."""
+    public = csrf.public_origin(state(request).public_base_url)
+    origin = request.headers.get("Origin")
+    if not csrf.origin_allowed(origin, public):
+        assert origin is not None
+        if origin.strip().lower() == "null":
+            return FORM_EXPIRED  # a sandboxed frame or a data: page: no address to name
+        return wrong_origin(origin.strip(), public)
+    if session is None or not csrf.token_valid(await request.post(), session.csrf):
+        return FORM_EXPIRED
+    return None
 
 
 async def form_accepted(request: web.Request, session: Session) -> bool:
     """CSRF: the session's token in the form, and no foreign Origin."""
-    origin = csrf.public_origin(state(request).public_base_url)
-    if not csrf.origin_allowed(request.headers.get("Origin"), origin):
-        return False
-    return csrf.token_valid(await request.post(), session.csrf)
+    return await form_refusal(request, session) is None
 
 
 def signed_in(view: SessionView) -> Handler:
@@ -262,8 +296,10 @@ def signed_in(view: SessionView) -> Handler:
         st = state(request)
         try:
             await st.recheck(current)
-            if request.method == "POST" and not await form_accepted(request, current):
-                return forbidden(request)
+            if request.method == "POST":
+                refusal = await form_refusal(request, current)
+                if refusal is not None:
+                    return forbidden(request, refusal)
             return await view(request, current)
         except SessionRefused:
             log.info("KashFlow refused a session's credentials: session ended")
@@ -328,8 +364,9 @@ async def login(request: web.Request) -> web.StreamResponse:
     password changed since links were made), or back to the form with a message."""
     st = state(request)
     current = st.cookie(request)
-    if current is None or not await form_accepted(request, current):
-        return forbidden(request)
+    refusal = await form_refusal(request, current)
+    if refusal is not None or current is None:
+        return forbidden(request, refusal or FORM_EXPIRED)
     form = await request.post()
     username = form.get("username")
     password = form.get("password")
@@ -383,6 +420,10 @@ async def login(request: web.Request) -> web.StreamResponse:
         outcome = refused(words.text, words.status, field, auto_auth_ip=offer)
         return await once.remember(request, current, outcome)
     await throttles.reset(keys[-1])
+    if not st.core.allows(username):
+        log.info("sign-in refused: the account is not one this deployment allows")
+        outcome = refused(NOT_ALLOWED.format(username=username), 403, "username")
+        return await once.remember(request, current, outcome)
     session_id = await st.core.store.sessions.start(
         username, now=now, ttl_s=st.config.session_ttl_s
     )
@@ -466,6 +507,7 @@ __all__ = [
     "SettingsConfig",
     "SettingsState",
     "form_accepted",
+    "form_refusal",
     "login",
     "login_form",
     "logout",

@@ -86,6 +86,8 @@ ROUTE_REVOKE_ALL: Final = "settings.revoke_all"
 ROUTE_BOT: Final = "settings.bot"
 ROUTE_TEST_EMAIL: Final = "settings.test_email"
 ROUTE_PROVE_DOMAIN: Final = "settings.prove_domain"
+ROUTE_REQUEUE: Final = "settings.requeue_mail"
+ROUTE_REQUEUE_ALL: Final = "settings.requeue_all_mail"
 ROUTE_ACTIVITY: Final = "settings.activity"
 
 NO_SUCH_CUSTOMER: Final = ErrorPage(
@@ -679,6 +681,9 @@ async def bot(request: web.Request, session: Session) -> web.StreamResponse:
             "stuck": await _stuck_mail(st, settings),
             "domains": await st.core.store.domains.list(session.account),
             "mailbox": await st.core.store.mailboxes.get(session.account),
+            # Whether a stored secret still opens is checked, not assumed from its presence:
+            # after a server key is retired the page must not say "saved" for a dead one.
+            "unreadable": await st.core.store.secrets.unreadable(settings.account),
             "can_email": True,
         },
         message=message,
@@ -882,6 +887,45 @@ async def test_email(request: web.Request, session: Session, form: Form) -> Outc
     )
 
 
+#: What "Try again" answers when the request is no longer parked (another tab, or the shell,
+#: took it first): nothing is done twice.
+NOT_PARKED: Final = (
+    "That request is no longer parked (queued again already, or answered): nothing was done."
+)
+
+
+@signed_in
+@submitted
+async def requeue_mail(request: web.Request, session: Session, form: Form) -> Outcome:
+    """ "Try again" on a parked request: it is queued once, however often this is sent."""
+    st = state(request)
+    page = _to(request, ROUTE_BOT) + "#stuck-title"
+    raw = request.match_info["spool_id"]
+    spool_id = int(raw) if raw.isdigit() and len(raw) < 19 else None
+    if spool_id is not None and await st.core.store.spool.requeue(
+        spool_id, account=session.account, reason="queued again from the settings page"
+    ):
+        return notice(page, "The request is queued again: the bot answers it in a moment.")
+    return notice(page, NOT_PARKED)
+
+
+@signed_in
+@submitted
+async def requeue_all_mail(request: web.Request, session: Session, form: Form) -> Outcome:
+    """ "Try them all again": every parked request of the account, each queued once."""
+    st = state(request)
+    page = _to(request, ROUTE_BOT) + "#stuck-title"
+    requeued = await st.core.store.spool.requeue_parked(account=session.account)
+    if not requeued:
+        return notice(page, NOT_PARKED)
+    count = len(requeued)
+    return notice(
+        page,
+        f"{count} parked request{'s are' if count != 1 else ' is'} queued again: the bot "
+        "answers them in turn.",
+    )
+
+
 # -- activity ----------------------------------------------------------------------------
 
 
@@ -923,6 +967,8 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/settings/bot", save_bot, name="settings.save_bot")
     router.add_post("/settings/bot/test-email", test_email, name=ROUTE_TEST_EMAIL)
     router.add_post("/settings/bot/domain", prove_domain, name=ROUTE_PROVE_DOMAIN)
+    router.add_post("/settings/bot/mail/{spool_id}/requeue", requeue_mail, name=ROUTE_REQUEUE)
+    router.add_post("/settings/bot/mail/requeue", requeue_all_mail, name=ROUTE_REQUEUE_ALL)
     router.add_get("/settings/activity", activity, name=ROUTE_ACTIVITY)
 
 

@@ -1,0 +1,146 @@
+"""What an operator sees of ``serve`` and ``check``: real processes, real ports.
+
+A busy port stops ``serve`` with one line naming the setting and the port; the start-up
+line says SMTP or LMTP and which KashFlow; logs can be JSON lines; ``check`` always
+contacts the configured KashFlow endpoint, naming it, and reports a port another program
+holds — whether or not any account has switched the bot on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.capture import CaptureServer
+from kashflow.sandbox import Sandbox
+from tests.support.bot import ACME, REQUEST, request_mail
+from tests.support.operator import run_cli
+from tests.support.processes import ServeProcess, prepare_state
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port another program listens on (without sharing it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        yield other.getsockname()[1]
+
+
+async def test_a_busy_port_stops_serve_with_one_line_naming_the_setting(
+    tmp_path: Path, sandbox: Sandbox, held_port: int
+) -> None:
+    assert (await run_cli("keys", "create", "--state-dir", str(tmp_path))).returncode == 0
+    common = ["--state-dir", str(tmp_path), "--kashflow-endpoint", sandbox.url]
+    web = await run_cli("serve", *common, "--role", "web", "--http-port", str(held_port))
+    assert web.returncode == 2
+    assert web.stderr == (
+        f"kashflow-permalink: cannot listen on 127.0.0.1:{held_port} (--http-port / "
+        "KASHFLOW_PERMALINK_HTTP_PORT): the port is already in use\n"
+    )
+    both = await run_cli(
+        "serve",
+        *common,
+        "--http-port",
+        "0",
+        "--smtp-port",
+        str(held_port),
+        "--log-level",
+        "warning",
+    )
+    assert both.returncode == 2
+    assert both.stderr == (
+        f"kashflow-permalink: cannot listen on 127.0.0.1:{held_port} (--smtp-port / "
+        "KASHFLOW_PERMALINK_SMTP_PORT): the port is already in use\n"
+    )
+
+
+async def test_start_up_line_json_logs_and_lmtp(tmp_path: Path, sandbox: Sandbox) -> None:
+    state = tmp_path / "state"
+    async with CaptureServer(tmp_path / "outbox") as capture:
+        await prepare_state(state, capture.port)
+        bot = ServeProcess(
+            state,
+            sandbox.url,
+            role="bot",
+            log=tmp_path / "bot.log",
+            env={"KASHFLOW_PERMALINK_LMTP": "true", "KASHFLOW_PERMALINK_LOG_FORMAT": "json"},
+        )
+        await bot.start()
+        try:
+            line = await bot.wait_for_log("serving ")
+            assert f"mail by LMTP on 127.0.0.1:{bot.port}" in line
+            assert f"KashFlow at {sandbox.url} (not the real KashFlow)" in line
+
+            def deliver() -> None:
+                with smtplib.LMTP("127.0.0.1", bot.port, timeout=10) as client:
+                    client.sendmail(ACME, [REQUEST], request_mail())
+
+            await asyncio.to_thread(deliver)
+            await capture.wait_for(1, timeout=30)
+            await bot.wait_for_log("spool #1")
+        finally:
+            assert await bot.terminate() == 0
+    lines = [json.loads(text) for text in bot.log.read_text().splitlines()]
+    assert all(set(line) >= {"time", "level", "logger", "message"} for line in lines)
+    outcome = [line for line in lines if line["message"].startswith("spool #1 ")]
+    assert len(outcome) == 1 and outcome[0]["level"] == "info"
+    assert ": done (replied: " in outcome[0]["message"]
+    assert (
+        lines[-1]["message"]
+        == "stopped (SIGTERM): no longer serving https://invoices.northwind.example"
+    )
+    assert not [line for line in lines if line["logger"] == "mail.log"]
+
+
+async def test_check_always_checks_the_kashflow_endpoint_and_names_it(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    assert (await run_cli("keys", "create", "--state-dir", str(tmp_path))).returncode == 0
+    ports = ["--http-port", "0", "--smtp-port", "0"]
+    good = await run_cli(
+        "check", "--state-dir", str(tmp_path), "--kashflow-endpoint", sandbox.url, *ports
+    )
+    assert good.returncode == 0, good.stdout
+    assert f"ok      KashFlow at {sandbox.url} (not the real KashFlow): answers SOAP" in good.stdout
+    assert "no account has it switched on" in good.stdout  # and still KashFlow was asked
+    assert "GetCompanyDetails" in [call.operation for call in sandbox.calls]
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}/api/service.asmx"
+    down = await run_cli("check", "--state-dir", str(tmp_path), "--kashflow-endpoint", dead, *ports)
+    assert down.returncode == 1
+    assert f"FAILED  KashFlow at {dead} (not the real KashFlow): KashFlow is not answering" in (
+        down.stdout
+    )
+    assert down.stdout.rstrip().endswith("1 of 5 checks FAILED")
+
+
+async def test_check_reports_a_port_another_program_holds(
+    tmp_path: Path, sandbox: Sandbox, held_port: int
+) -> None:
+    assert (await run_cli("keys", "create", "--state-dir", str(tmp_path))).returncode == 0
+    result = await run_cli(
+        "check",
+        "--state-dir",
+        str(tmp_path),
+        "--kashflow-endpoint",
+        sandbox.url,
+        "--role",
+        "web",
+        "--http-port",
+        str(held_port),
+    )
+    assert result.returncode == 1
+    assert (
+        f"FAILED  127.0.0.1:{held_port} (--http-port / KASHFLOW_PERMALINK_HTTP_PORT): "
+        "in use by another program" in result.stdout
+    )
+    assert "--smtp-port" not in result.stdout  # a web process has no mail port to check
