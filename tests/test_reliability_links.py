@@ -18,7 +18,6 @@ import logging
 import random
 import re
 import string
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -252,7 +251,7 @@ async def test_expiry_is_exact_to_the_second(rig: WebRig, client: Client) -> Non
         await assert_all_not_valid(client, paths, reference)
 
 
-async def test_a_revocation_from_another_process_is_refused_within_a_second(
+async def test_a_revocation_from_another_process_is_refused_on_the_next_request(
     rig: WebRig, client: Client, tmp_path: Path
 ) -> None:
     reference = await not_valid_page(client)
@@ -271,18 +270,17 @@ async def test_a_revocation_from_another_process_is_refused_within_a_second(
     assert (await client.get(f"/l/{token}")).status == 200
     assert (await client.get(f"/l/{later}")).status == 200
 
-    # The CLI revokes through its own connection to the same state database.
+    # The CLI revokes through its own connection to the same state database; the very
+    # next request is refused (how soon that is: benchmarks/revocation.py).
     other = open_database(None, tmp_path)
     try:
-        started = time.monotonic()
         assert await LinkRegistry(other).revoke("demo", link.link_id)
         assert await snapshot(client, f"/l/{token}") == reference
-        assert time.monotonic() - started < 1.0
+        assert (await client.get(f"/l/{later}")).status == 200
 
-        started = time.monotonic()
         await LinkRegistry(other).revoke_all("demo", int(rig.clock()) - 5)
         assert await snapshot(client, f"/l/{later}/all.pdf") == reference
-        assert time.monotonic() - started < 1.0
+        assert await snapshot(client, f"/l/{later}") == reference
     finally:
         other.close()
 
@@ -438,5 +436,6 @@ async def test_no_token_password_or_key_reaches_any_log_record(
         assert secret not in logged
     for each in (token, single, stale):
         # Not even a fragment long enough to matter (16 characters = 96 bits).
-        for start in range(0, len(each) - 16):
+        # Every window, the last one included.
+        for start in range(len(each) - 16 + 1):
             assert each[start : start + 16] not in logged, start
