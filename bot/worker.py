@@ -133,11 +133,12 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    # The bound is part of the signature so that no caller can wait forever.
+    # The bound is part of the signature so that no caller can wait forever; generous,
+    # since only a wait for something that never happens reaches it.
     async def wait_for(
         self,
         predicate: Callable[[list[Settled]], bool],
-        timeout: float = 10.0,  # noqa: ASYNC109
+        timeout: float = 60.0,  # noqa: ASYNC109
     ) -> list[Settled]:
         """Wait until ``predicate(settled)`` holds; raises TimeoutError after ``timeout``."""
         async with asyncio.timeout(timeout), self._changed:

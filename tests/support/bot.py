@@ -81,12 +81,12 @@ class Rig:
 
     async def send(self, raw: bytes, *, mail_from: str = ACME, rcpt: str = REQUEST) -> None:
         def deliver() -> None:
-            with smtplib.SMTP("127.0.0.1", self.service.port, timeout=5) as client:
+            with smtplib.SMTP("127.0.0.1", self.service.port, timeout=60) as client:
                 client.sendmail(mail_from, [rcpt], raw)
 
         await asyncio.to_thread(deliver)
 
-    async def settle(self, count: int, timeout: float = 10.0) -> list[Settled]:  # noqa: ASYNC109
+    async def settle(self, count: int, timeout: float = 60.0) -> list[Settled]:  # noqa: ASYNC109
         """The first ``count`` settled attempts, once they have happened."""
         settled = await self.service.worker.wait_for(lambda s: len(s) >= count, timeout)
         return settled[:count]
