@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 import pytest
 
@@ -99,7 +100,7 @@ async def test_an_invoice_with_nothing_owed_is_not_unpaid_though_kashflow_never_
     [no_charge] = [r for r in records if r.total == 0]
     # KashFlow sets Paid only once payments cover a non-zero total: here the flag says
     # "not paid" while nothing is outstanding, and the client owes nothing for it.
-    assert (no_charge.paid, no_charge.outstanding) == (False, 0)
+    assert (no_charge.paid, no_charge.outstanding) == (False, Decimal(0))
     [owed] = [r for r in records if r.outstanding > 0]
 
     unpaid = await statement(demo_account, customer.id, Scope("unpaid"))
