@@ -13,6 +13,10 @@ SCRIPTS = (
     "benchmarks.resolver",
     "benchmarks.batching",
     "benchmarks.fuzz_links",
+    "benchmarks.revocation",
+    "benchmarks.kashflow_faults",
+    "benchmarks.pdf_bombs",
+    "benchmarks.mail_corpus",
     "benchmarks.bot",
     "benchmarks.soak_mail",
     "benchmarks.imap",
@@ -20,6 +24,7 @@ SCRIPTS = (
     "benchmarks.mime_bomb",
     "benchmarks.reissue",
     "benchmarks.scaleout",
+    "benchmarks.suites",
 )
 
 
