@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -69,11 +70,20 @@ def tally(outcomes: list[Outcome]) -> str:
     return said
 
 
+def package() -> str:
+    """The Debian package CPython's corpus comes from, with its version."""
+    name = "libpython3.11-testsuite"
+    found = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", name], capture_output=True, text=True, check=False
+    )
+    return f"{name} {found.stdout.strip() or '(version unknown)'}"
+
+
 def offline(rounds: int) -> None:
     files = corpus()
     raws = {path: path.read_bytes() for path in files}
     stored = {path: decide(raw) for path, raw in raws.items()}
-    print(f"real-world mail, read and decided ({len(files)} files):")
+    print(f"real-world mail, read and decided ({len(files)} files; CPython's from {package()}):")
     for name in ("CPython, messages", "CPython, images and sounds", "our samples"):
         chosen = [o for path, o in stored.items() if part(path) == name]
         print(f"  {name}, {len(chosen)}: {tally(chosen)}")

@@ -15,12 +15,16 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import platform
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from importlib.metadata import version
+
+from lxml import etree
 
 from tests.support.processes import ROOT
 
@@ -72,11 +76,26 @@ def pytest(files: Sequence[str]) -> tuple[int, int, float]:
     return (int(passed.group(1)) if passed else 0), sum(int(n) for n in failed), took
 
 
+def environment() -> str:
+    """The machine and the versions the figures depend on."""
+    with open("/proc/meminfo") as meminfo:
+        kib = int(meminfo.readline().split()[1])
+    libxml2 = ".".join(str(n) for n in etree.LIBXML_VERSION)
+    qpdf = subprocess.run(["qpdf", "--version"], capture_output=True, text=True, check=False)
+    qpdf_version = qpdf.stdout.split("\n", 1)[0].removeprefix("qpdf version ")
+    packages = ", ".join(f"{name} {version(name)}" for name in ("aiohttp", "pypdf", "lxml"))
+    return (
+        f"{os.cpu_count()} cores, {kib / 2**20:.0f} GiB; Python {platform.python_version()},"
+        f" {packages} on libxml2 {libxml2}, qpdf {qpdf_version}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--busy", type=int, default=0, help="CPU-bound processes alongside")
     processes = parser.parse_args().busy
     load = os.getloadavg()[0]
+    print(environment())
     print(
         f"reliability suites on {os.cpu_count()} cores, load average {load:.1f} at the start,"
         f" {processes} spinning processes alongside:"
