@@ -12,7 +12,7 @@ import smtplib
 import pytest
 
 from bot.capture import CapturedMessage
-from bot.pipeline import Ignored, Replied
+from bot.pipeline import MAX_REPLIES_PER_THREAD, Ignored, Replied
 from tests.support.bot import (
     ACME,
     DOMAIN,
@@ -433,6 +433,26 @@ async def test_relay_down_then_up_sends_the_reply_once_later(rig: Rig) -> None:
     assert (await rig.core.store.spool.counts())["done"] == 1
     outcomes = [e.outcome for e in await rig.events()]
     assert outcomes[0] == "pending_retry" and outcomes[-1] == "replied"
+
+
+@both_stores
+async def test_a_request_deferred_more_often_than_a_thread_allows_is_still_answered(
+    rig: Rig,
+) -> None:
+    # The customer is found, then KashFlow fails the invoice list: each try is deferred
+    # after the rate limits were taken. Tried again, the message holds its own slots.
+    rig.sandbox.faults.http_500 = True
+    rig.sandbox.faults.operations = frozenset({"GetInvoicesForCustomer"})
+    await rig.send(request_mail(message_id="<patient@client.example>"))
+    tries = await rig.settle(MAX_REPLIES_PER_THREAD + 1)
+    assert [s.state for s in tries] == ["retry"] * (MAX_REPLIES_PER_THREAD + 1)
+
+    rig.sandbox.faults.clear()
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.parsed()["In-Reply-To"] == "<patient@client.example>"
+    await rig.service.worker.wait_for(lambda s: s[-1].state == "done")
+    outcomes = [e.outcome for e in await rig.events()]
+    assert outcomes == ["pending_retry"] * (MAX_REPLIES_PER_THREAD + 1) + ["replied"]
 
 
 @both_stores
