@@ -40,6 +40,7 @@ from aiohttp import web
 
 from app.config import Settings
 from app.runtime import build_core, close_core
+from benchmarks.measure import machine
 from kashflow.sandbox import DEMO, Sandbox
 from permalink.keyring import Keyring
 from permalink.links import new_link, seal
@@ -277,7 +278,7 @@ def report(
     total = sum(tally.sent.values())
     print(
         f"link fuzzing: {total} requests in {took:.1f} s ({total / took:.0f} req/s), "
-        f"{concurrency} at a time"
+        f"{concurrency} at a time ({machine()})"
     )
     print(f"  {'kind':<14}{'sent':>8}   outcome")
     for kind in WEIGHTS:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.measure import served, spread
+from benchmarks.measure import machine, served, spread
 from kashflow.errors import Unavailable
 from tests.support import WebRig, web_rig
 
@@ -175,7 +175,7 @@ async def run(rounds: int) -> None:
     gateway = {"timeout": TIMEOUT, "retries": RETRIES, "retry_delay": RETRY_DELAY}
     print(
         f"KashFlow faults: timeout {TIMEOUT} s, {RETRIES} retries from {RETRY_DELAY} s"
-        f" doubling (±50 % jitter): one call's deadline {DEADLINE:.3f} s"
+        f" doubling (±50 % jitter): one call's deadline {DEADLINE:.3f} s ({machine()})"
     )
     scenarios: tuple[Scenario, ...] = (slow, hung, transport, throttled)
     async with aiohttp.ClientSession() as http:

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.measure import ms
+from benchmarks.measure import machine, ms
 from bot.guards import GuardContext
 from bot.pipeline import Ignored, Replied
 from bot.worker import Settled
@@ -83,7 +83,10 @@ def offline(rounds: int) -> None:
     files = corpus()
     raws = {path: path.read_bytes() for path in files}
     stored = {path: decide(raw) for path, raw in raws.items()}
-    print(f"real-world mail, read and decided ({len(files)} files; CPython's from {package()}):")
+    print(
+        f"real-world mail, read and decided ({len(files)} files; CPython's from {package()};"
+        f" {machine()}):"
+    )
     for name in ("CPython, messages", "CPython, images and sounds", "our samples"):
         chosen = [o for path, o in stored.items() if part(path) == name]
         print(f"  {name}, {len(chosen)}: {tally(chosen)}")

@@ -1,8 +1,10 @@
-"""What the reliability benchmarks share: a web app served on loopback, and timings said
-the same way everywhere (median and worst of several runs, in milliseconds or seconds)."""
+"""What the reliability benchmarks share: a web app served on loopback, timings said the
+same way everywhere (median and worst of several runs, in milliseconds or seconds), and
+the machine's load when they were taken (other work on it shows in every time)."""
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -36,4 +38,9 @@ def spread(seconds: Sequence[float], *, unit: str = "ms") -> str:
     return f"median {middle}, max {worst} ({len(seconds)} runs)"
 
 
-__all__ = ["ms", "served", "spread"]
+def machine() -> str:
+    """The cores and the one-minute load average, for a benchmark's first line."""
+    return f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+
+
+__all__ = ["machine", "ms", "served", "spread"]

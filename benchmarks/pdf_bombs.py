@@ -22,7 +22,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from benchmarks.measure import spread
+from benchmarks.measure import machine, spread
 from kashflow.documents import MAX_PAGES, merge_pdfs
 from kashflow.errors import BadDocument
 from tests.support.pdfs import (
@@ -76,7 +76,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     rounds = parser.parse_args().rounds
     sound = one_page_pdf()
-    print(f"PDF bombs behind a one-page document (merge_pdfs, the page cap {MAX_PAGES}):")
+    print(
+        f"PDF bombs behind a one-page document (merge_pdfs, the page cap {MAX_PAGES}; {machine()}):"
+    )
     for name, build in BOMBS.items():
         bomb = build()
         runs = [merge_once(sound, bomb) for _ in range(rounds)]

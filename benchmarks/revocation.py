@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.measure import served, spread
+from benchmarks.measure import machine, served, spread
 from permalink.db import Database, open_database
 from permalink.links import seal
 from permalink.registry import LinkRegistry
@@ -74,7 +74,10 @@ async def measure(rig: WebRig, other: Database, base: str, rounds: int) -> None:
             everything.append(time.perf_counter() - committed)
             refused_next["all"] += status == 404 and NOT_VALID in body
 
-    print(f"revocation through a second connection, then the link at once ({rounds} rounds):")
+    print(
+        f"revocation through a second connection, then the link at once ({rounds} rounds;"
+        f" {machine()}):"
+    )
     print(
         f"  one link revoked         refused on the very next request {refused_next['one']}"
         f"/{rounds}; commit to not-valid page {spread(one)}"

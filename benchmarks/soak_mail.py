@@ -39,6 +39,7 @@ from benchmarks.mail_rig import (
     sandbox_process,
     send_request,
 )
+from benchmarks.measure import machine
 from bot.capture import CaptureServer
 from permalink.db import open_database
 from permalink.spool import Spool, SpoolEntry, State
@@ -201,7 +202,7 @@ async def soak(args: argparse.Namespace) -> None:
 
     print(
         f"soak: {args.requests} requests over {args.sessions} SMTP sessions, sandbox at"
-        f" {args.latency_ms:.0f} ms, bot worker concurrency {args.concurrency}"
+        f" {args.latency_ms:.0f} ms, bot worker concurrency {args.concurrency} ({machine()})"
     )
     print(
         f"  bot SIGKILLed and restarted    {run.kills} times"
