@@ -862,7 +862,7 @@ async def test_after_a_password_change_one_step_re_issues_and_updates_the_bot(
     )
     job_page = started.headers["Location"].split("?")[0]
     workers = harness.client.app[SETTINGS].workers
-    await asyncio.wait_for(asyncio.gather(*workers), timeout=10)
+    await asyncio.wait_for(asyncio.gather(*workers), timeout=60)
     done = await (await harness.client.get(job_page)).text()
     assert "Finished: 2 of 2 clients done." in done
     mails = await harness.capture.wait_for(2)
