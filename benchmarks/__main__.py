@@ -13,6 +13,10 @@ SCRIPTS = (
     "benchmarks.resolver",
     "benchmarks.batching",
     "benchmarks.fuzz_links",
+    "benchmarks.revocation",
+    "benchmarks.kashflow_faults",
+    "benchmarks.pdf_bombs",
+    "benchmarks.mail_corpus",
     "benchmarks.bot",
     "benchmarks.soak_mail",
     "benchmarks.imap",
@@ -21,6 +25,7 @@ SCRIPTS = (
     "benchmarks.reissue",
     "benchmarks.scaleout",
     "benchmarks.keys",
+    "benchmarks.suites",
 )
 
 

@@ -5,8 +5,9 @@ production (redacting access log aside, which is switched off for speed). Tokens
 six kinds — random strings of the token alphabet (0-600 characters), random bytes
 percent-encoded, single-bit flips of valid tokens, truncated or extended valid tokens,
 valid tokens relabelled with another key id, and two valid tokens spliced together. Every
-one must get the byte-identical "this link is not valid" page; the empty token is no link
-at all and gets the plain 404. The invalid-link throttle is set high and its clock is
+one must get the byte-identical "this link is not valid" page: the same status, body and
+headers (all but ``Date``) as ``/l/not-a-token``; the empty token is no link at all and
+gets the plain 404. The invalid-link throttle is set high and its clock is
 stepped a minute every few thousand requests, so what is measured is the token check, not
 the 429. A valid link is opened before and after, to show the run poisoned nothing.
 
@@ -39,6 +40,7 @@ from aiohttp import web
 
 from app.config import Settings
 from app.runtime import build_core, close_core
+from benchmarks.measure import machine
 from kashflow.sandbox import DEMO, Sandbox
 from permalink.keyring import Keyring
 from permalink.links import new_link, seal
@@ -233,6 +235,8 @@ async def drive(
                 elif got == no_token and unquote(token) in ("", ".", ".."):
                     # No token at all (or a dot segment, which URLs fold away).
                     verdict = "no token: plain 404"
+                elif got[:2] == reference[:2]:
+                    verdict = "UNEXPECTED headers"
                 else:
                     verdict = f"UNEXPECTED {got[0]}"
                 tally.outcome[(kind, verdict)] += 1
@@ -248,9 +252,19 @@ async def drive(
     return report(tally, reasons, took, concurrency, opened_before, opened_after)
 
 
-async def fetch(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
+#: Headers that differ between any two answers for reasons unrelated to the request.
+VOLATILE_HEADERS = frozenset({"Date"})
+
+#: Status, body and every header but the volatile ones: what a guesser could compare.
+Answer = tuple[int, bytes, tuple[tuple[str, str], ...]]
+
+
+async def fetch(http: aiohttp.ClientSession, url: str) -> Answer:
     async with http.get(url, allow_redirects=False) as response:
-        return response.status, await response.read()
+        headers = tuple(
+            sorted((k, v) for k, v in response.headers.items() if k not in VOLATILE_HEADERS)
+        )
+        return response.status, await response.read(), headers
 
 
 def report(
@@ -264,7 +278,7 @@ def report(
     total = sum(tally.sent.values())
     print(
         f"link fuzzing: {total} requests in {took:.1f} s ({total / took:.0f} req/s), "
-        f"{concurrency} at a time"
+        f"{concurrency} at a time ({machine()})"
     )
     print(f"  {'kind':<14}{'sent':>8}   outcome")
     for kind in WEIGHTS:

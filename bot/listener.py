@@ -13,9 +13,10 @@ read through :class:`CountingReader`: it counts MIME boundaries as the lines arr
 the session with ``552`` the moment a message passes a limit, instead of receiving the
 rest of a 100 000-part message line by line first.
 
-aiosmtpd logs each command line at INFO and each DATA line at DEBUG on the ``mail.log``
-logger; :class:`SMTPServer` keeps that logger at INFO or above so message bodies (which,
-for outgoing replies, hold permalinks) never reach a log.
+aiosmtpd logs each command line at INFO and each DATA line and AUTH exchange at DEBUG on
+the ``mail.log`` logger; :class:`SMTPServer` drops that logger's DEBUG records, whatever
+level it is set to, so message bodies (which hold permalinks, in the bot's replies and in
+clients' answers quoting them) and passwords never reach a log.
 """
 
 from __future__ import annotations
@@ -59,6 +60,25 @@ IDENT = "KashFlow Permalink"
 _MAX_MESSAGE_ID = 998  # RFC 5322 line limit: longer is not a real Message-ID
 #: DATA lines read between two turns of the event loop (a few hundred microseconds).
 YIELD_EVERY_LINES = 200
+
+
+class _NoMailContent(logging.Filter):
+    """Lets through aiosmtpd's records at INFO and above: commands and their answers. Its
+    DEBUG records carry every line of every message and the lines of an AUTH exchange."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+_NO_MAIL_CONTENT = _NoMailContent()
+
+
+def _keep_mail_content_out_of_logs() -> None:
+    # A filter on the logger holds whatever level an operator sets later (a level raised
+    # at start-up would not); set once, for every server in the process.
+    mail_log = logging.getLogger("mail.log")
+    if _NO_MAIL_CONTENT not in mail_log.filters:
+        mail_log.addFilter(_NO_MAIL_CONTENT)
 
 
 def accept_addresses(addresses: Iterable[str], account: str = "") -> Accepts:
@@ -385,9 +405,7 @@ class SMTPServer:
     async def start(self) -> None:
         if self._server is not None:
             return
-        mail_log = logging.getLogger("mail.log")
-        if mail_log.getEffectiveLevel() < logging.INFO:
-            mail_log.setLevel(logging.INFO)
+        _keep_mail_content_out_of_logs()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             self._connection, self.host, self._port, reuse_port=self._reuse_port or None

@@ -273,8 +273,16 @@ async def rate_limit(ctx: Context, job: Job) -> Outcome | None:
         else f"sender:{job.request.lookup_address}"
     )
     limiter, request = ctx.core.store.limits, job.request
+    # Each slot is held for this spooled message: a try that was deferred (KashFlow or the
+    # relay down) or interrupted before its reply left spent it already, and must not find
+    # its own earlier try counted against it.
+    spent_by = f"spool:{job.message.id}"
     if refers_to_us(request, ctx.mail_domain) and not await limiter.try_acquire(
-        f"{job.account}:{who}:same:{_digest(request)}", limit=1, window_s=THREAD_WINDOW_S, now=now
+        f"{job.account}:{who}:same:{_digest(request)}",
+        limit=1,
+        window_s=THREAD_WINDOW_S,
+        now=now,
+        holder=spent_by,
     ):
         # A person rewords; a responder that does not say what it is sends the same again.
         return Ignored("repeated identical mail in reply to the bot")
@@ -284,6 +292,7 @@ async def rate_limit(ctx: Context, job: Job) -> Outcome | None:
         limit=MAX_REPLIES_PER_THREAD,
         window_s=THREAD_WINDOW_S,
         now=now,
+        holder=spent_by,
     ):
         return Ignored(f"rate limit: over {MAX_REPLIES_PER_THREAD} replies a day in one thread")
     # Per sender first: a sender over their own limit must not use up everyone's allowance.
@@ -292,10 +301,15 @@ async def rate_limit(ctx: Context, job: Job) -> Outcome | None:
         limit=settings.per_customer_limit,
         window_s=RATE_WINDOW_S,
         now=now,
+        holder=spent_by,
     ):
         return Ignored(f"rate limit: over {settings.per_customer_limit} replies an hour to them")
     if not await limiter.try_acquire(
-        f"{job.account}:global", limit=settings.global_limit, window_s=RATE_WINDOW_S, now=now
+        f"{job.account}:global",
+        limit=settings.global_limit,
+        window_s=RATE_WINDOW_S,
+        now=now,
+        holder=spent_by,
     ):
         return Ignored(f"rate limit: over {settings.global_limit} replies an hour in all")
     return None

@@ -27,12 +27,13 @@ import logging
 import os
 import secrets
 import socket
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot import pipeline
-from permalink.activity import BOT_REQUEST
+from permalink.activity import BOT_REQUEST, redact
 from permalink.activity import Outcome as Verdict
 from permalink.relay import backoff
 from permalink.spool import LeaseLost, SpooledMessage
@@ -133,11 +134,12 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    # The bound is part of the signature so that no caller can wait forever.
+    # The bound is part of the signature so that no caller can wait forever; generous,
+    # since only a wait for something that never happens reaches it.
     async def wait_for(
         self,
         predicate: Callable[[list[Settled]], bool],
-        timeout: float = 10.0,  # noqa: ASYNC109
+        timeout: float = 60.0,  # noqa: ASYNC109
     ) -> list[Settled]:
         """Wait until ``predicate(settled)`` holds; raises TimeoutError after ``timeout``."""
         async with asyncio.timeout(timeout), self._changed:
@@ -215,13 +217,16 @@ class Worker:
         except LeaseLost:
             raise
         except Exception as error:
-            # A bug or an unforeseen input: keep the message, say what broke, move on.
-            log.exception(
-                "spool #%d message %s from %s: unexpected %s",
+            # A bug or an unforeseen input: keep the message, say what broke, move on. The
+            # traceback is formatted here and redacted, and the exception not handed to the
+            # log: its message could carry the reply's link (or anything the job held).
+            log.error(
+                "spool #%d message %s from %s: unexpected %s\n%s",
                 message.id,
                 message.message_id or "-",
                 message.peer,
                 type(error).__name__,
+                redact("".join(traceback.format_exception(error))),
             )
             outcome = pipeline.Deferred(f"internal error ({type(error).__name__})")
             limit = self._retry.max_attempts

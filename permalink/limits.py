@@ -36,8 +36,16 @@ class RateLimiter:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def try_acquire(self, key: str, *, limit: int, window_s: float, now: float) -> bool:
-        """Take one slot if the key has fewer than ``limit`` in the window ending ``now``."""
+    async def try_acquire(
+        self, key: str, *, limit: int, window_s: float, now: float, holder: str = ""
+    ) -> bool:
+        """Take one slot if the key has fewer than ``limit`` in the window ending ``now``.
+
+        A ``holder`` (the one thing the slot is for, such as one spooled message) takes at
+        most one slot per key and window: asking again for it succeeds without spending
+        another, so an attempt that was interrupted or deferred costs nothing the second
+        time.
+        """
         _check_window(limit, window_s)
 
         def acquire(conn: Conn) -> bool:
@@ -45,10 +53,16 @@ class RateLimiter:
                 conn.execute(
                     "DELETE FROM rate_hits WHERE key = ? AND at <= ?", (key, now - window_s)
                 )
+                if holder and conn.one(
+                    "SELECT 1 AS held FROM rate_hits WHERE key = ? AND holder = ?", (key, holder)
+                ):
+                    return True
                 used = int(conn.value("SELECT count(*) AS n FROM rate_hits WHERE key = ?", (key,)))
                 if used >= limit:
                     return False
-                conn.execute("INSERT INTO rate_hits (key, at) VALUES (?, ?)", (key, now))
+                conn.execute(
+                    "INSERT INTO rate_hits (key, at, holder) VALUES (?, ?, ?)", (key, now, holder)
+                )
                 return True
 
         return await self._db.run(acquire)

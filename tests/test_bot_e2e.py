@@ -12,7 +12,7 @@ import smtplib
 import pytest
 
 from bot.capture import CapturedMessage
-from bot.pipeline import Ignored, Replied
+from bot.pipeline import MAX_REPLIES_PER_THREAD, Ignored, Replied
 from tests.support.bot import (
     ACME,
     DOMAIN,
@@ -272,8 +272,9 @@ async def test_several_addresses_on_file_reply_to_the_one_that_wrote(make_rig: M
 async def test_a_pdf_over_the_attachment_limit_is_left_out(make_rig: MakeRig) -> None:
     rig = await make_rig(max_attachment_bytes=100 * 1024)
     await rig.send(request_mail("Please send all of our invoices"))
-    # All 220 of ACME's invoices are fetched and merged first: slow on a busy machine.
-    [reply] = await rig.capture.wait_for(1, timeout=60)
+    # All 220 of ACME's invoices are fetched and merged first: slow on a busy machine (the
+    # capture's default bound allows for it).
+    [reply] = await rig.capture.wait_for(1)
     assert attachment(reply) is None
     assert str(rig.link(reply).scope) == "all"
     await rig.settle(1)
@@ -371,12 +372,17 @@ async def test_a_malformed_message_is_settled_and_the_queue_flows(rig: Rig) -> N
     await rig.settle(1)
     await rig.send(request_mail())
     first, second = await rig.settle(2)
-    assert first.state in ("done", "parked")
+    # As the corpus pins it: nobody to answer, said with what was wrong.
+    assert isinstance(first.outcome, Ignored) and first.state == "done"
     assert second.state == "done"
     [reply] = await rig.capture.wait_for(1)
     assert reply.rcpt_tos == (ACME,)
     events = await rig.events()
-    assert events[0].outcome in ("ignored", "failed") and events[0].detail
+    assert (events[0].outcome, events[0].detail) == (
+        "ignored",
+        "no readable sender address (InvalidBase64PaddingDefect, no readable From address,"
+        " unknown charset 'x-no-such-charset')",
+    )
 
 
 @both_stores
@@ -414,7 +420,8 @@ async def test_relay_down_then_up_sends_the_reply_once_later(rig: Rig) -> None:
     [deferred] = await rig.settle(1)
     assert deferred.state == "retry"
     [waiting] = await rig.core.store.spool.list(["retry"])
-    assert "unreachable" in waiting.reason or "connection" in waiting.reason
+    port = rig.capture.port
+    assert waiting.reason == f"relay unreachable: Connect call failed ('127.0.0.1', {port})"
 
     await rig.capture.start()
     [reply] = await rig.capture.wait_for(1)
@@ -424,6 +431,26 @@ async def test_relay_down_then_up_sends_the_reply_once_later(rig: Rig) -> None:
     assert (await rig.core.store.spool.counts())["done"] == 1
     outcomes = [e.outcome for e in await rig.events()]
     assert outcomes[0] == "pending_retry" and outcomes[-1] == "replied"
+
+
+@both_stores
+async def test_a_request_deferred_more_often_than_a_thread_allows_is_still_answered(
+    rig: Rig,
+) -> None:
+    # The customer is found, then KashFlow fails the invoice list: each try is deferred
+    # after the rate limits were taken. Tried again, the message holds its own slots.
+    rig.sandbox.faults.http_500 = True
+    rig.sandbox.faults.operations = frozenset({"GetInvoicesForCustomer"})
+    await rig.send(request_mail(message_id="<patient@client.example>"))
+    tries = await rig.settle(MAX_REPLIES_PER_THREAD + 1)
+    assert [s.state for s in tries] == ["retry"] * (MAX_REPLIES_PER_THREAD + 1)
+
+    rig.sandbox.faults.clear()
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.parsed()["In-Reply-To"] == "<patient@client.example>"
+    await rig.service.worker.wait_for(lambda s: s[-1].state == "done")
+    outcomes = [e.outcome for e in await rig.events()]
+    assert outcomes == ["pending_retry"] * (MAX_REPLIES_PER_THREAD + 1) + ["replied"]
 
 
 @both_stores

@@ -30,6 +30,24 @@ async def test_three_replies_per_hour_then_refused(limiter: RateLimiter) -> None
     assert results == [True, True, True, False]
 
 
+async def test_one_holder_takes_one_slot_however_often_it_asks(limiter: RateLimiter) -> None:
+    # A spooled message tried again (KashFlow was down, the bot was killed) keeps its slot.
+    for attempt in range(5):
+        assert await limiter.try_acquire(
+            "k", limit=2, window_s=HOUR, now=T0 + attempt, holder="spool:1"
+        )
+    assert await limiter.try_acquire("k", limit=2, window_s=HOUR, now=T0 + 9, holder="spool:2")
+    assert not await limiter.try_acquire("k", limit=2, window_s=HOUR, now=T0 + 10, holder="spool:3")
+    # A held slot ages out like any other: then the next holder may take it, and the first
+    # would have to spend anew.
+    assert await limiter.try_acquire(
+        "k", limit=2, window_s=HOUR, now=T0 + HOUR + 1, holder="spool:3"
+    )
+    assert not await limiter.try_acquire(
+        "k", limit=2, window_s=HOUR, now=T0 + HOUR + 2, holder="spool:1"
+    )
+
+
 async def test_the_window_slides_rather_than_resetting_on_the_hour(limiter: RateLimiter) -> None:
     assert await take(limiter, "k", T0)
     assert await take(limiter, "k", T0 + 1800)

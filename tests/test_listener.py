@@ -11,8 +11,9 @@ from unittest import mock
 import pytest
 
 from bot.listener import ListenerSettings, server_tls_context
-from permalink.db import StoreFull, StoreUnavailable
+from permalink.db import StoreUnavailable
 from permalink.spool import Spool
+from tests.support.full_disk import full_disk_listener
 from tests.support.listener import CLIENT, MESSAGE, REQUEST, OpenRaw, StartBot, deliver
 
 
@@ -84,12 +85,35 @@ async def test_command_line_longer_than_the_limit_is_refused(
     assert (await client.send(b"RCPT TO:<" + b"a" * 500 + b"@biz.example>\r\n"))[0] == 550
 
 
+async def test_command_lines_over_512_octets_are_refused_at_the_default_limit(
+    start_bot: StartBot, open_raw: OpenRaw
+) -> None:
+    bot = await start_bot()  # ListenerSettings as shipped
+    client = await open_raw(bot.port)
+    assert (await client.send(b"EHLO client.example.com\r\n"))[0] == 250
+    assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 250
+
+    def rcpt(octets: int) -> bytes:
+        """A RCPT command line of exactly ``octets`` octets, CRLF included."""
+        local = b"a" * (octets - len(b"RCPT TO:<@biz.example>\r\n"))
+        line = b"RCPT TO:<" + local + b"@biz.example>\r\n"
+        assert len(line) == octets
+        return line
+
+    # RFC 5321 section 4.5.3.1.4: 512 octets, CRLF included, must be read as a command
+    # (and this one names no request address).
+    assert (await client.send(rcpt(512)))[0] == 550
+    assert await client.send(rcpt(515)) == (500, "Command line too long")
+    assert await client.send(rcpt(4096)) == (500, "Command line too long")
+    # The session goes on.
+    assert (await client.send(b"RCPT TO:<invoices@biz.example>\r\n"))[0] == 250
+
+
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
         (RuntimeError("spool broke"), b"451 4.3.0"),
         (StoreUnavailable("the state database failed"), b"451 4.3.0"),
-        (StoreFull("the disk holding the state database is full"), b"452 4.3.1"),
     ],
 )
 async def test_spool_failure_is_a_temporary_refusal(
@@ -101,6 +125,23 @@ async def test_spool_failure_is_a_temporary_refusal(
     assert data is not None
     assert (b"%d %s" % data).startswith(expected)
     assert not bot.woken.is_set()
+
+
+async def test_a_full_disk_defers_the_message_until_there_is_room(tmp_path: Path) -> None:
+    # The state on a tmpfs filled to its last byte (tests/support/full_disk.py): SQLite meets
+    # a real ENOSPC, not a mocked one.
+    message = MESSAGE + b"A full month of statements follows.\r\n" + (b"x" * 76 + b"\r\n") * 8000
+    async with full_disk_listener(tmp_path) as disk:
+        _, refused = await asyncio.to_thread(deliver, disk.port, [REQUEST], message)
+        assert refused is not None
+        # 452: insufficient storage, try again later; the client keeps the message.
+        assert refused[0] == 452 and refused[1].startswith(b"4.3.1")
+        assert sum((await disk.counts()).values()) == 0
+
+        assert await disk.ask("free") == "freed"
+        _, accepted = await asyncio.to_thread(deliver, disk.port, [REQUEST], message)
+        assert accepted is not None and accepted[0] == 250
+        assert (await disk.counts())["queued"] == 1
 
 
 async def test_lmtp_mode_answers_data_once_per_recipient(
@@ -227,7 +268,7 @@ async def test_closing_the_listener_drops_open_sessions_without_acknowledging(
     assert (await client.send(b"EHLO client.example.com\r\n"))[0] == 250
     assert (await client.send(b"MAIL FROM:<client@example.com>\r\n"))[0] == 250
     await bot.server.close()
-    async with asyncio.timeout(5):
+    async with asyncio.timeout(30):
         assert await client.reader.read() == b""
     assert (await bot.spool.counts())["queued"] == 0
     with pytest.raises(ConnectionRefusedError):

@@ -61,7 +61,7 @@ async def test_a_request_in_the_mailbox_is_answered_and_flagged(
     # The reader is now waiting in IDLE: only the server's push can bring this one in.
     await append(server, request_mail(message_id="<imap-1@client.example>"))
 
-    (reply,) = await rig.capture.wait_for(1, timeout=20)
+    (reply,) = await rig.capture.wait_for(1)
     assert reply.rcpt_tos == (ACME,)
     assert str(reply.parsed()["In-Reply-To"]) == "<imap-1@client.example>"
     assert "/l/" in reply.parsed().get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
@@ -81,7 +81,7 @@ async def test_a_server_without_idle_is_polled(
     await door_reading(rig)
     await append(server, request_mail(message_id="<poll-1@client.example>"))
 
-    (reply,) = await rig.capture.wait_for(1, timeout=20)
+    (reply,) = await rig.capture.wait_for(1)
     assert str(reply.parsed()["In-Reply-To"]) == "<poll-1@client.example>"
     assert "polling" in (await rig.core.store.mailboxes.get("demo")).status
 
@@ -100,7 +100,7 @@ async def test_handled_mail_is_moved_to_its_folder_over_starttls(
     )
     await door_reading(rig)
 
-    replies = await rig.capture.wait_for(2, timeout=20)
+    replies = await rig.capture.wait_for(2)
     assert sorted(str(r.parsed()["In-Reply-To"]) for r in replies) == [
         "<move-1@client.example>",
         "<move-2@client.example>",
@@ -125,7 +125,7 @@ async def test_bounces_auto_replies_and_old_mail_get_no_answer(
     await configure_mailbox(rig.core.store.mailboxes, server)
     await door_reading(rig)
 
-    settled = await rig.settle(3, timeout=20)
+    settled = await rig.settle(3)
     (reply,) = rig.capture.messages
     assert str(reply.parsed()["In-Reply-To"]) == "<fresh@client.example>"
     assert sorted(s.state for s in settled) == ["done", "done", "done"]
@@ -160,7 +160,7 @@ async def test_a_wrong_password_is_shown_then_reading_resumes_once_fixed(
 
     await mailboxes.set_password("demo", PASSWORD)
     await door_reading(rig)  # the changed settings restart the reader
-    (reply,) = await rig.capture.wait_for(1, timeout=20)
+    (reply,) = await rig.capture.wait_for(1)
     assert str(reply.parsed()["In-Reply-To"]) == "<late@client.example>"
 
 
@@ -182,7 +182,7 @@ async def test_a_crash_between_spooling_and_flagging_never_takes_a_message_twice
     with mock.patch.object(Session, "flag", flag_fails_first):
         await configure_mailbox(rig.core.store.mailboxes, server)
         await door_reading(rig)
-        await rig.capture.wait_for(1, timeout=20)
+        await rig.capture.wait_for(1)
 
         async def flagged() -> bool:
             return HANDLED in next(iter((await flags_of(server)).values()))
@@ -213,7 +213,7 @@ async def test_a_crash_before_spooling_takes_the_message_on_the_next_look(
     with mock.patch.object(Mailboxes, "take", take_fails_first):
         await configure_mailbox(rig.core.store.mailboxes, server)
         await door_reading(rig)
-        (reply,) = await rig.capture.wait_for(1, timeout=20)
+        (reply,) = await rig.capture.wait_for(1)
 
     assert str(reply.parsed()["In-Reply-To"]) == "<retry@client.example>"
     assert calls == 2

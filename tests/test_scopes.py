@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 import pytest
 
@@ -89,3 +90,25 @@ async def test_a_paid_invoice_is_outside_the_unpaid_scope(
     paid = next(r for r in sandbox.invoices("demo", "ACME01") if r.paid)
     with pytest.raises(NotFound):
         await invoice_in_scope(demo_account, customer.id, Scope("unpaid"), paid.number)
+
+
+async def test_an_invoice_with_nothing_owed_is_not_unpaid_though_kashflow_never_flags_it_paid(
+    sandbox: Sandbox, demo_account: Account
+) -> None:
+    customer = sandbox.customer("demo", "GRAN01")
+    records = sandbox.invoices("demo", "GRAN01")
+    [no_charge] = [r for r in records if r.total == 0]
+    # KashFlow sets Paid only once payments cover a non-zero total: here the flag says
+    # "not paid" while nothing is outstanding, and the client owes nothing for it.
+    assert (no_charge.paid, no_charge.outstanding) == (False, Decimal(0))
+    [owed] = [r for r in records if r.outstanding > 0]
+
+    unpaid = await statement(demo_account, customer.id, Scope("unpaid"))
+    everything = await statement(demo_account, customer.id, Scope("all"))
+
+    assert unpaid.numbers == (owed.number,)
+    assert no_charge.number in everything.numbers
+    with pytest.raises(NotFound):
+        await invoice_in_scope(demo_account, customer.id, Scope("unpaid"), no_charge.number)
+    found = await invoice_in_scope(demo_account, customer.id, Scope("all"), no_charge.number)
+    assert found.number == no_charge.number

@@ -280,6 +280,8 @@ async def test_a_form_without_the_sessions_token_is_refused(harness: Harness, to
 
 async def test_a_form_from_another_origin_is_refused(harness: Harness) -> None:
     await harness.sign_in()
+    link = await harness.make_link("FOX01")
+    harness.clock.now += 1  # "made before now": the revocation cut-off lies after the link
     token = await harness.csrf("/settings/revoke-all")
     response = await harness.client.post(
         "/settings/revoke-all",
@@ -287,6 +289,7 @@ async def test_a_form_from_another_origin_is_refused(harness: Harness) -> None:
         headers={"Origin": "https://evil.example"},
     )
     assert response.status == 403
+    # The refused forms changed nothing: the link still opens and is listed as active.
     # Under the settings pages' Referrer-Policy (same-origin) our own forms name our
     # origin; "null" comes only from a sandboxed frame or a data: page.
     response = await harness.client.post(
@@ -295,6 +298,9 @@ async def test_a_form_from_another_origin_is_refused(harness: Harness) -> None:
         headers={"Origin": "null"},
     )
     assert response.status == 403
+    assert (await harness.client.get(path_of(link))).status == 200
+    links = await (await harness.client.get("/settings/links")).text()
+    assert links.count('class="settings-status settings-status-active">active<') == 1
     response = await harness.client.post(
         "/settings/revoke-all",
         data={"csrf": token, "confirm": "revoke-all"},
@@ -302,6 +308,7 @@ async def test_a_form_from_another_origin_is_refused(harness: Harness) -> None:
     )
     assert response.status == 200
     assert "Every link of this account made before now is revoked." in await response.text()
+    assert (await harness.client.get(path_of(link))).status == 404
 
 
 # -- customers and links -----------------------------------------------------------------
@@ -855,7 +862,7 @@ async def test_after_a_password_change_one_step_re_issues_and_updates_the_bot(
     )
     job_page = started.headers["Location"].split("?")[0]
     workers = harness.client.app[SETTINGS].workers
-    await asyncio.wait_for(asyncio.gather(*workers), timeout=10)
+    await asyncio.wait_for(asyncio.gather(*workers), timeout=60)
     done = await (await harness.client.get(job_page)).text()
     assert "Finished: 2 of 2 clients done." in done
     mails = await harness.capture.wait_for(2)

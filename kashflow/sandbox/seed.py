@@ -469,7 +469,7 @@ def _foxglove_drafts(rng: random.Random, today: date) -> list[Draft]:
 
 
 def _granite_drafts(rng: random.Random, today: date) -> list[Draft]:
-    return [
+    drafts = [
         Draft(
             "GRAN01",
             today - timedelta(days=50 + 30 * k),
@@ -480,6 +480,15 @@ def _granite_drafts(rng: random.Random, today: date) -> list[Draft]:
         )
         for k in range(3)
     ]
+    # A no-charge invoice: nothing is owed, yet KashFlow never sets Paid on a zero total, so
+    # "paid" and "outstanding" disagree here (the unpaid scope must go by what is owed).
+    # The newest draft of all and, like every CIS draft, it takes no random draw: no other
+    # invoice's number or contents move.
+    snagging = NewLine("Snagging visit, site 7 (no charge)", Decimal(1), Decimal("0.00"))
+    drafts.append(
+        Draft("GRAN01", today - timedelta(days=1), (snagging,), Decimal(0), "Site 7", cis=True)
+    )
+    return drafts
 
 
 def _post(account: Account, drafts: list[Draft], rng: random.Random) -> None:

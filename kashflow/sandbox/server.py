@@ -235,7 +235,7 @@ class Sandbox:
         self._ledger.account(account).password = password
 
     async def wait_for_call(
-        self, operation: str | None = None, *, count: int = 1, within: float = 5.0
+        self, operation: str | None = None, *, count: int = 1, within: float = 60.0
     ) -> Call:
         """The ``count``-th recorded call of ``operation`` (any when None), waiting for it."""
         async with asyncio.timeout(within):

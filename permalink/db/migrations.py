@@ -261,6 +261,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX mailbox_messages_by_age ON mailbox_messages (taken_at)",
         ),
     ),
+    Migration(
+        11,
+        "rate-limit slots held per message, so a retried message does not spend twice",
+        ("ALTER TABLE rate_hits ADD COLUMN holder TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -55,6 +55,31 @@ def _translate(error: BaseException) -> NoReturn:
     raise StoreUnavailable(f"the state database failed ({type(error).__name__})") from error
 
 
+class _Rows:
+    """A cursor whose fetches speak the store's errors too: a statement runs (and, outside
+    a transaction, commits) as its rows are fetched, so a ``RETURNING`` insert meets a full
+    disk at ``fetchall``, not at ``execute``."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        try:
+            return self._cursor.fetchone()
+        except (sqlite3.Error, OSError) as error:
+            _translate(error)
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return self._cursor.fetchall()
+        except (sqlite3.Error, OSError) as error:
+            _translate(error)
+
+
 class SqliteConn(Conn):
     dialect: Dialect = SQLITE
 
@@ -63,7 +88,7 @@ class SqliteConn(Conn):
 
     def execute(self, sql: str, params: Params = ()) -> Result:
         try:
-            return self._conn.execute(sql, params)
+            return _Rows(self._conn.execute(sql, params))
         except (sqlite3.Error, OSError) as error:
             _translate(error)
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from pypdf import PdfReader
 
-from bot.capture import CapturedMessage, CaptureServer
-from bot.listener import ListenerSettings
+from bot.capture import CapturedMessage, CaptureServer, Credentials, self_signed_certificate
+from bot.listener import ListenerSettings, server_tls_context
 from bot.service import BotService
 from bot.worker import RetryPolicy, Settled
 from kashflow.client import KashFlow
@@ -81,12 +81,12 @@ class Rig:
 
     async def send(self, raw: bytes, *, mail_from: str = ACME, rcpt: str = REQUEST) -> None:
         def deliver() -> None:
-            with smtplib.SMTP("127.0.0.1", self.service.port, timeout=5) as client:
+            with smtplib.SMTP("127.0.0.1", self.service.port, timeout=60) as client:
                 client.sendmail(mail_from, [rcpt], raw)
 
         await asyncio.to_thread(deliver)
 
-    async def settle(self, count: int, timeout: float = 10.0) -> list[Settled]:  # noqa: ASYNC109
+    async def settle(self, count: int, timeout: float = 60.0) -> list[Settled]:  # noqa: ASYNC109
         """The first ``count`` settled attempts, once they have happened."""
         settled = await self.service.worker.wait_for(lambda s: len(s) >= count, timeout)
         return settled[:count]
@@ -128,15 +128,26 @@ async def bot_rigs(
     tmp_path: Path, sandbox: Sandbox, kashflow: KashFlow, *, database_url: str | None = None
 ) -> AsyncIterator[MakeRig]:
     """Start bots for the sandbox's ``demo`` account; keyword arguments are bot settings
-    (plus ``trusted_authserv_id``, ``credentials``, ``lease_s`` and ``mailboxes``, the IMAP
-    door's policy)."""
+    (plus ``trusted_authserv_id``, ``credentials``, ``lease_s``, ``mailboxes``, the IMAP
+    door's policy, and ``relay_auth``: a ``(username, password)`` the relay asks for, over
+    STARTTLS, as real relays do)."""
     started: list[tuple[BotService, CaptureServer, Database]] = []
 
     async def make(**bot_settings: Any) -> Rig:
         directory = tmp_path / f"state-{len(started)}"
         db = open_database(database_url, directory)
         keyring = Keyring.generate()
-        capture = CaptureServer(tmp_path / f"outbox-{len(started)}")
+        relay_auth: tuple[str, str] | None = bot_settings.pop("relay_auth", None)
+        secure: dict[str, Any] = {}
+        relay_ca: str | None = None
+        if relay_auth is not None:
+            cert, key = self_signed_certificate(tmp_path / f"relay-tls-{len(started)}")
+            relay_ca = str(cert)
+            secure = {
+                "tls_context": server_tls_context(str(cert), str(key)),
+                "credentials": Credentials(*relay_auth),
+            }
+        capture = CaptureServer(tmp_path / f"outbox-{len(started)}", **secure)
         await capture.start()
         core = make_core(
             db,
@@ -145,6 +156,7 @@ async def bot_rigs(
             public_base_url=BASE_URL,
             mail_domain=DOMAIN,
             lease_s=bot_settings.pop("lease_s", None),
+            relay_ca_file=relay_ca,
         )
         service = BotService(
             core,
@@ -167,6 +179,9 @@ async def bot_rigs(
             "default_scope": "unpaid",
             **bot_settings,
         }
+        if relay_auth is not None:
+            settings.update(relay_security="starttls", relay_username=relay_auth[0])
+            await accounts.set_relay_password("demo", relay_auth[1])
         await accounts.update("demo", **settings)
         await service.start()
         started.append((service, capture, db))

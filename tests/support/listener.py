@@ -75,7 +75,7 @@ class RawClient:
 
     async def reply(self) -> tuple[int, str]:
         lines: list[str] = []
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(30):
             while True:
                 line = (await self.reader.readline()).decode()
                 lines.append(line[4:].rstrip())
