@@ -5,8 +5,9 @@ Links and revocations (:mod:`permalink.registry`), accounts and their sealed sec
 activity (:mod:`permalink.activity`), rate limits and throttles (:mod:`permalink.limits`),
 sign-in sessions (:mod:`permalink.sessions`), the domains each account has proved
 (:mod:`permalink.domains`), the IMAP mailboxes the bot reads (:mod:`permalink.mailboxes`),
-the settings forms' submissions (:mod:`permalink.submissions`) and password-change
-re-issues (:mod:`permalink.reissues`). :class:`SqlStore` keeps them in a
+the settings forms' submissions (:mod:`permalink.submissions`), password-change re-issues
+(:mod:`permalink.reissues`) and what a business tells its clients (payment instructions,
+logo, languages: :mod:`permalink.business`). :class:`SqlStore` keeps them in a
 :class:`~permalink.db.Database` — the SQLite file in the state directory by default, or
 PostgreSQL so several processes share one state. Nothing a request needs lives only in
 one process's memory; callers see the tables, never a driver.
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from permalink.accounts import AccountSettings
 from permalink.activity import ActivityLog
+from permalink.business import BusinessProfiles
 from permalink.db import Database
 from permalink.domains import DomainProofs
 from permalink.keyring import Keyring, KeyringSource
@@ -58,6 +60,8 @@ class Store(Protocol):
     @property
     def reissues(self) -> Reissues: ...
     @property
+    def business(self) -> BusinessProfiles: ...
+    @property
     def description(self) -> str: ...
 
     def close(self) -> None: ...
@@ -86,6 +90,7 @@ class SqlStore:
         self.mailboxes = Mailboxes(db, keyring, clock=clock)
         self.submissions = FormSubmissions(db)
         self.reissues = Reissues(db, clock=clock)
+        self.business = BusinessProfiles(db, clock)
 
     @property
     def description(self) -> str:
