@@ -149,8 +149,7 @@ def _iban(value: object) -> str:
         return ""
     if not iban_valid(compact):
         raise ValueError(
-            "That IBAN is not valid: check it against your bank's (its check digits do not "
-            "match)."
+            "That IBAN is not valid: check it against your bank's (its check digits do not match)."
         )
     return compact
 
@@ -418,8 +417,6 @@ class BusinessProfiles:
                     )
 
         await self._db.run(write)
-
-
 
 
 @dataclass(frozen=True, slots=True)

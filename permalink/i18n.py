@@ -169,9 +169,7 @@ def _context_gettext(context: jinja2.runtime.Context, message: str) -> str:
 
 
 @jinja2.pass_context
-def _context_ngettext(
-    context: jinja2.runtime.Context, singular: str, plural: str, n: int
-) -> str:
+def _context_ngettext(context: jinja2.runtime.Context, singular: str, plural: str, n: int) -> str:
     return ngettext(context.get("language"), singular, plural, n)
 
 

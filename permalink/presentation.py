@@ -1,7 +1,7 @@
 """How invoices are written for people, the same on a page, in a mail and in a PDF.
 
 One home for the rows a client sees (every cell already formatted), the status labels,
-money, dates, the balance ("invoices − credit = to pay"), the aging of what is owed, the
+money, dates, the balance ("invoices - credit = to pay"), the aging of what is owed, the
 heading of a scope, the titles of documents and bookmarks, and the name a merged document
 is saved under, so the page, the reply, the statement pack and the settings pages never
 disagree about any of them. Money and dates are written by Babel in the reader's language
@@ -195,6 +195,7 @@ class Balance:
 
     currency: str
     owed: str
+    #: Unapplied credit, written as a positive amount ("credit £162.00").
     credit: str
     to_pay: str
     has_credit: bool
@@ -204,7 +205,7 @@ class Balance:
 
 
 def balances(invoices: Iterable[Invoice], language: str = DEFAULT_LANGUAGE) -> list[Balance]:
-    """Per currency (in the order they first appear): invoices − credit = to pay."""
+    """Per currency (in the order they first appear): invoices - credit = to pay."""
     owed: dict[str, Decimal] = {}
     credit: dict[str, Decimal] = {}
     for invoice in invoices:
@@ -222,7 +223,7 @@ def balances(invoices: Iterable[Invoice], language: str = DEFAULT_LANGUAGE) -> l
         Balance(
             currency=code,
             owed=format_money(owed[code], code, language),
-            credit=format_money(credit[code], code, language),
+            credit=format_money(-credit[code], code, language),
             to_pay=format_money(max(owed[code] + credit[code], Decimal(0)), code, language),
             has_credit=credit[code] < 0,
             in_credit=owed[code] + credit[code] < 0,
@@ -244,9 +245,7 @@ class Lead:
     owing: bool
 
 
-def lead(
-    invoices: Sequence[Invoice], today: date, language: str = DEFAULT_LANGUAGE
-) -> Lead:
+def lead(invoices: Sequence[Invoice], today: date, language: str = DEFAULT_LANGUAGE) -> Lead:
     owing = [b for b in balances(invoices, language) if not b.nothing_to_pay]
     late = [i for i in invoices if i.overdue(today)]
     overdue: dict[str, Decimal] = {}

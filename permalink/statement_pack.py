@@ -1,7 +1,7 @@
 """The statement pack: one PDF that opens with a statement page we render, then every invoice.
 
 The cover (fpdf2) names the business and the client, the date, what is to pay per currency
-(invoices − credit = to pay), how old the debt is (not yet due, 1–30, 31–60, 61–90, over 90
+(invoices - credit = to pay), how old the debt is (not yet due, 1-30, 31-60, 61-90, over 90
 days overdue), how to pay, and the documents in the file with the page each starts on.
 The invoices follow as KashFlow printed them (pypdf), each with a bookmark
 (``Invoice 1251 · 26 Nov 2026 · £1,008.00``, credit notes named as such); the document
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Final
@@ -77,7 +77,7 @@ class PackParts:
     pdfs: tuple[bytes, ...]
     today: date
     language: str = DEFAULT_LANGUAGE
-    payment: PaymentInstructions = PaymentInstructions()
+    payment: PaymentInstructions = field(default_factory=PaymentInstructions)
     logo: bytes | None = None
     cover: bool = True
 
@@ -221,8 +221,10 @@ def _draw_cover(pdf: _Cover, parts: PackParts, starts: Sequence[int]) -> bytes:
     pdf.line_of(
         0,
         4,
-        _("Amounts as in KashFlow on %(date)s. Each invoice follows on its own pages.",
-          date=format_date(parts.today, language)),
+        _(
+            "Amounts as in KashFlow on %(date)s. Each invoice follows on its own pages.",
+            date=format_date(parts.today, language),
+        ),
         align="C",
     )
     return bytes(pdf.output())
@@ -239,8 +241,12 @@ def _heading(pdf: _Cover, parts: PackParts, language: str) -> None:
     pdf.line_of(110, 7, company.name)
     pdf.ln(7)
     pdf.style(8.5, colour=_MUTED)
-    details = [*(a for a in company.address if a), company.postcode, company.email,
-               company.telephone]
+    details = [
+        *(a for a in company.address if a),
+        company.postcode,
+        company.email,
+        company.telephone,
+    ]
     if company.vat_number:
         details.append(_("VAT number %(number)s", number=company.vat_number))
     for text in details:
@@ -287,8 +293,10 @@ def _balance(pdf: _Cover, parts: PackParts, language: str) -> None:
     for balance in found:
         pdf.set_x(19)
         pdf.style(15, bold=True)
-        amount = _("In credit: %(amount)s", amount=balance.credit) if balance.in_credit else (
-            balance.to_pay
+        amount = (
+            _("In credit: %(amount)s", amount=balance.credit)
+            if balance.in_credit
+            else (balance.to_pay)
         )
         pdf.line_of(90, 7.5, amount)
         pdf.ln(7.5)
@@ -301,7 +309,7 @@ def _balance(pdf: _Cover, parts: PackParts, language: str) -> None:
                 _(
                     "Invoices %(owed)s − credit %(credit)s = to pay %(to_pay)s",
                     owed=balance.owed,
-                    credit=balance.credit.lstrip("-−"),
+                    credit=balance.credit,
                     to_pay=balance.to_pay,
                 ),
             )
@@ -315,8 +323,7 @@ def _aging(pdf: _Cover, parts: PackParts, language: str) -> None:
     if not buckets:
         return
     pdf.style(10, bold=True, colour=_ACCENT)
-    pdf.cell(0, 6, pdf.text_of(_("How long it has been owed")), new_x=XPos.LMARGIN,
-             new_y=YPos.NEXT)
+    pdf.cell(0, 6, pdf.text_of(_("How long it has been owed")), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     width = 180 / (len(AGING_BUCKETS) + (1 if len(buckets) > 1 else 0))
     pdf.set_fill_color(*_WASH)
     pdf.style(7.5, bold=True, colour=_MUTED)
@@ -357,8 +364,9 @@ def _how_to_pay(pdf: _Cover, parts: PackParts, language: str) -> None:
         if reference.per_invoice and pay.reference != "customer":
             shown = _("the invoice number, e.g. %(example)s", example=reference.text)
             if pay.reference == "customer-invoice":
-                shown = _("your account and the invoice number, e.g. %(example)s",
-                          example=reference.text)
+                shown = _(
+                    "your account and the invoice number, e.g. %(example)s", example=reference.text
+                )
         else:
             shown = reference.text
         facts.append((_("Reference"), shown))
