@@ -34,6 +34,15 @@ STATUS_LABELS: Final = {
     "credit": N_("Credit"),
 }
 SCOPE_HEADINGS: Final = {"all": N_("Your invoices"), "unpaid": N_("Your unpaid invoices")}
+#: Each badge's (text, background) colours: the page's stylesheet uses the same pairs
+#: (``--paid-ink``/``--paid-bg`` …), so a reply's badges look like the page's.
+BADGE_COLOURS: Final = {
+    "paid": ("#1b5e30", "#e4f3e8"),
+    "part-paid": ("#1d4f91", "#e6eefa"),
+    "due": ("#6b4a00", "#fdf1d3"),
+    "overdue": ("#8f1d1d", "#fbe6e6"),
+    "credit": ("#5b2a86", "#f0e8f8"),
+}
 #: Aging of what is owed, by days past the due date (the statement's summary).
 AGING_BUCKETS: Final = (
     ("current", N_("Not yet due")),
@@ -122,6 +131,8 @@ class InvoiceRow:
     days_overdue: int = 0
     #: The invoice's own page below the link, when it has one.
     page_url: str = ""
+    #: A credit note's credit still to use, as a positive amount ("credit £162.00").
+    credit_left: str = ""
 
 
 def invoice_row(
@@ -150,6 +161,9 @@ def invoice_row(
         reference=invoice.reference,
         days_overdue=(today - invoice.due).days if invoice.overdue(today) else 0,
         page_url=page_url,
+        credit_left=format_money(-invoice.outstanding, money, language)
+        if invoice.is_credit_note
+        else "",
     )
 
 
@@ -321,6 +335,7 @@ def document_filename(company: str, customer_code: str, scope: Scope, day: date)
 
 __all__ = [
     "AGING_BUCKETS",
+    "BADGE_COLOURS",
     "SCOPE_HEADINGS",
     "STATUS_LABELS",
     "Balance",
