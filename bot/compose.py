@@ -145,12 +145,13 @@ def compose_unknown_sender(
     be forged, and an answer that echoed it would carry someone else's words to a stranger.
     """
     chosen = pick_language(language)
+    _ = Words(chosen)
     context = {**company_context(company), "language": chosen}
     text, html = render("unknown_sender", context)
     msg = message(
         to=to,
         from_addr=from_addr,
-        subject=Words(chosen)("Your message to %(company)s", company=one_line(company.name)),
+        subject=_("Your message to %(company)s", company=one_line(company.name)),
         text=text,
         html=html,
         our_domain=our_domain,

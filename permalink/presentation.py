@@ -100,7 +100,8 @@ def statement_title(
     company: CompanyDetails, customer: Customer, day: date, language: str = DEFAULT_LANGUAGE
 ) -> str:
     """``Northwind Studio Ltd — Acme Fabrication Ltd — statement 3 Dec 2026``."""
-    return Words(language)(
+    _ = Words(language)
+    return _(
         "%(company)s — %(customer)s — statement %(date)s",
         company=company.name,
         customer=customer.name,

@@ -108,10 +108,11 @@ def build_pack(parts: PackParts, *, max_pages: int = MAX_PAGES) -> bytes:
     for count in counts:
         starts.append(first + 1)
         first += count
+    _ = Words(language)
     if parts.cover:
         writer.append(PdfReader(io.BytesIO(render_cover(parts, starts))), import_outline=False)
         writer.add_outline_item(
-            title=Words(language)("Statement · %(date)s", date=format_date(parts.today, language)),
+            title=_("Statement · %(date)s", date=format_date(parts.today, language)),
             page_number=0,
         )
     for index, (reader, invoice) in enumerate(zip(readers, parts.invoices, strict=True)):
@@ -219,7 +220,7 @@ def _draw_cover(pdf: _Cover, parts: PackParts, starts: Sequence[int]) -> bytes:
     pdf.set_y(-14)
     pdf.style(7.5, colour=_MUTED)
     pdf.line_of(
-        0,
+        180,
         4,
         _(
             "Amounts as in KashFlow on %(date)s. Each invoice follows on its own pages.",
@@ -390,7 +391,7 @@ def _contents(pdf: _Cover, parts: PackParts, starts: Sequence[int], language: st
     columns = (
         (_("Document"), 52.0, "L"),
         (_("Date"), 28.0, "L"),
-        (_("Due"), 28.0, "L"),
+        (_("Due date"), 28.0, "L"),
         (_("Total"), 30.0, "R"),
         (_("To pay"), 30.0, "R"),
         (_("Page"), 12.0, "R"),
