@@ -51,6 +51,7 @@ from permalink.gateway import Gateway, KashFlowAccount
 from permalink.keyring import Keyring, KeyringSource, keyring_source
 from permalink.links import InvalidLink, Link, new_link, open_link, seal
 from permalink.mailer import Mailer
+from permalink.presentation import open_first
 from permalink.registry import LinkRecord, MintedBy
 from permalink.relay import Relay, relay_for
 from permalink.scopes import Scope, Statement, invoice_in_scope, statement
@@ -321,14 +322,17 @@ class Core:
         business: BusinessProfile,
         today: date,
     ) -> bytes:
-        """The invoices of ``found``, in its order, as a statement pack: the statement page
-        in ``language`` (unless the business turned it off), then every invoice with its
-        bookmark. Built once at a time per document, like :meth:`merged_document`."""
+        """The invoices of ``found`` as a statement pack: the statement page in ``language``
+        (unless the business turned it off), then every invoice with its bookmark, in the
+        page's order (still to pay first, each newest first). Built once at a time per
+        document, like :meth:`merged_document`."""
+        invoices = open_first(found.invoices)
+        numbers = tuple(i.number for i in invoices)
         key = (
             "pack",
             credentials.username.lower(),
             credentials.password,
-            found.numbers,
+            numbers,
             language,
             today,
             business,
@@ -341,8 +345,8 @@ class Core:
             parts = PackParts(
                 company=found.company,
                 customer=found.customer,
-                invoices=found.invoices,
-                pdfs=tuple(await self._fetch(credentials, found.numbers)),
+                invoices=invoices,
+                pdfs=tuple(await self._fetch(credentials, numbers)),
                 today=today,
                 language=language,
                 payment=business.payment,

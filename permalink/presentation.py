@@ -174,6 +174,14 @@ def invoice_rows(
     return [invoice_row(invoice, today, language=language) for invoice in invoices]
 
 
+def open_first(invoices: Iterable[Invoice]) -> tuple[Invoice, ...]:
+    """The order a client reads them in, on the page and in the pack: what is still to
+    pay first, then the rest, each newest first."""
+    ordered = sorted(invoices, key=lambda i: (i.issued, i.number), reverse=True)
+    still_open = [i for i in ordered if i.outstanding != 0 and not i.paid]
+    return (*still_open, *(i for i in ordered if i.outstanding == 0 or i.paid))
+
+
 # -- what is owed ---------------------------------------------------------------------------
 
 
@@ -353,6 +361,7 @@ __all__ = [
     "invoice_row",
     "invoice_rows",
     "lead",
+    "open_first",
     "outstanding_amounts",
     "outstanding_by_currency",
     "scope_heading",

@@ -257,9 +257,9 @@ async def test_merged_pdf_holds_every_invoice_in_page_order(rig: WebRig, client:
     assert response.content_type == "application/pdf"
     assert "IVY01-invoices-" in response.headers["Content-Disposition"]
     assert int(response.headers["Content-Length"]) == len(body)
-    # The pack follows the statement's order: every invoice, newest first.
-    listed = newest_first(rig.sandbox.invoices("demo", "IVY01"))
-    assert sorted(n for n, *_ in rows(page)) == sorted(listed)
+    # The pack follows the page: what is still to pay first, each part newest first.
+    listed = [n for n, *_ in rows(page)]
+    assert listed == open_first(rig.sandbox.invoices("demo", "IVY01"))
     printed = pdf_invoice_numbers(body)
     # Each invoice's pages, in order (multi-page ones repeat), after the statement page.
     assert list(dict.fromkeys(printed)) == listed
