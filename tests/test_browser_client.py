@@ -8,11 +8,10 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from permalink.business import clean_logo
 from tests.support import WebRig, web_rig
@@ -23,7 +22,7 @@ from web.security import RedactingAccessLogger
 pytestmark = pytest.mark.browser
 
 #: (name, viewport, device scale): 200 % zoom of a 1280x800 window is a 640x400 CSS viewport.
-SCREENS = [
+SCREENS: list[tuple[str, ViewportSize, int]] = [
     ("phone", {"width": 390, "height": 844}, 3),
     ("desktop", {"width": 1280, "height": 800}, 1),
     ("zoom200", {"width": 640, "height": 400}, 2),
@@ -65,9 +64,11 @@ async def browser() -> AsyncIterator[Browser]:
         yield launched
 
 
-async def open_page(browser: Browser, url: str, screen: dict[str, Any], scale: int) -> Page:
+async def open_page(browser: Browser, url: str, screen: ViewportSize, scale: int) -> Page:
     context = await browser.new_context(
-        viewport=screen, device_scale_factor=scale, bypass_csp=True  # for axe only
+        viewport=screen,
+        device_scale_factor=scale,
+        bypass_csp=True,  # for axe only
     )
     page = await context.new_page()
     response = await page.goto(url)
@@ -84,7 +85,7 @@ async def sideways(page: Page) -> int:
 
 @pytest.mark.parametrize(("name", "screen", "scale"), SCREENS, ids=[s[0] for s in SCREENS])
 async def test_the_long_history_fits_every_screen(
-    rig: WebRig, site: str, browser: Browser, name: str, screen: dict[str, Any], scale: int
+    rig: WebRig, site: str, browser: Browser, name: str, screen: ViewportSize, scale: int
 ) -> None:
     page = await open_page(browser, f"{site}/l/{rig.mint('ACME01')}", screen, scale)
     assert await sideways(page) <= 0, f"the page scrolls sideways on the {name} screen"
@@ -118,7 +119,7 @@ async def test_no_wcag_aa_violations(
     browser: Browser,
     what: str,
     name: str,
-    screen: dict[str, Any],
+    screen: ViewportSize,
     scale: int,
 ) -> None:
     invoice = rig.sandbox.invoices("demo", "FOX01")[0].number
@@ -185,7 +186,10 @@ async def test_on_a_phone_the_payment_details_unfold_with_a_tap(
     rig: WebRig, site: str, browser: Browser
 ) -> None:
     context = await browser.new_context(
-        viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True, has_touch=True
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=3,
+        is_mobile=True,
+        has_touch=True,
     )
     page = await context.new_page()
     await page.goto(f"{site}/l/{rig.mint('IVY01')}")

@@ -26,6 +26,8 @@ def png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (300, 100), (29, 79, 145)).save(out, format="PNG")
     return out.getvalue()
+
+
 TITLES = re.compile(r'class="c-invoice"><a href="[^"]+">((?:Invoice|Credit note) \d+)</a>')
 
 

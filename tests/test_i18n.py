@@ -30,9 +30,7 @@ from permalink.i18n import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-CLIENT_TEMPLATES = sorted(
-    [*(TEMPLATES / "web").glob("*.html"), *(TEMPLATES / "mail").glob("*.*")]
-)
+CLIENT_TEMPLATES = sorted([*(TEMPLATES / "web").glob("*.html"), *(TEMPLATES / "mail").glob("*.*")])
 GETTEXT = {"_", "gettext", "ngettext"}
 # Attributes a reader (or a screen reader) meets as words.
 READ_ATTRIBUTES = {"alt", "title", "aria-label", "placeholder", "data-label", "data-busy-text"}
@@ -84,7 +82,9 @@ def test_each_catalogue_translates_every_message_and_keeps_its_placeholders(
     translated = {
         (m.id if isinstance(m.id, str) else m.id[0])
         for m in catalogue
-        if m.id and m.string and all(m.string if isinstance(m.string, tuple) else [m.string])
+        if m.id
+        and m.string
+        and all(m.string if isinstance(m.string, tuple) else [m.string])
         and not m.fuzzy
     }
     assert extracted - translated == set(), f"{language} lacks translations"
@@ -162,9 +162,12 @@ def _literal_text(template: nodes.Template, html: bool) -> list[str]:
 
 def _shown_constants(node: nodes.Node) -> list[str]:
     """String constants an expression would print, outside gettext calls."""
-    if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
-        if node.node.name in GETTEXT:
-            return []
+    if (
+        isinstance(node, nodes.Call)
+        and isinstance(node.node, nodes.Name)
+        and node.node.name in GETTEXT
+    ):
+        return []
     if isinstance(node, nodes.Const) and isinstance(node.value, str):
         return WORD.findall(node.value)
     shown: list[str] = []
@@ -182,7 +185,7 @@ def _shown_constants(node: nodes.Node) -> list[str]:
 
 @pytest.mark.parametrize("path", CLIENT_TEMPLATES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_word_in_a_client_template_is_translatable(path: Path) -> None:
-    env = jinja2.Environment(extensions=["jinja2.ext.i18n"])
+    env = jinja2.Environment(extensions=["jinja2.ext.i18n"], autoescape=True)
     tree = env.parse(path.read_text(encoding="utf-8"))
     # Jinja comments are gone from the tree; {% trans %} blocks are gettext calls.
     found = _literal_text(tree, html=path.suffix == ".html")
@@ -190,7 +193,7 @@ def test_every_word_in_a_client_template_is_translatable(path: Path) -> None:
 
 
 def test_the_check_catches_a_word_left_out() -> None:
-    env = jinja2.Environment(extensions=["jinja2.ext.i18n"])
+    env = jinja2.Environment(extensions=["jinja2.ext.i18n"], autoescape=True)
     for source in (
         "<p>Total outstanding</p>",
         '<img alt="Our logo" src="x">',
@@ -198,7 +201,11 @@ def test_the_check_catches_a_word_left_out() -> None:
         "<p>{{ _('To pay') }} now</p>",
     ):
         assert _literal_text(env.parse(source), html=True) != [], source
-    for source in ("<p>{{ _('To pay') }}</p>", "{% trans %}Hello{% endtrans %}", "<p>{{ amount }}</p>"):
+    for source in (
+        "<p>{{ _('To pay') }}</p>",
+        "{% trans %}Hello{% endtrans %}",
+        "<p>{{ amount }}</p>",
+    ):
         assert _literal_text(env.parse(source), html=True) == [], source
 
 

@@ -77,9 +77,7 @@ def newest_first(records: tuple[InvoiceRecord, ...]) -> list[int]:
 def open_first(records: tuple[InvoiceRecord, ...]) -> list[int]:
     """The page's order: what is still to pay (newest first), then the paid ones."""
     still_open = tuple(r for r in records if not r.paid and r.outstanding != 0)
-    return newest_first(still_open) + newest_first(
-        tuple(r for r in records if r not in still_open)
-    )
+    return newest_first(still_open) + newest_first(tuple(r for r in records if r not in still_open))
 
 
 def pdf_invoice_numbers(data: bytes) -> list[int]:
