@@ -55,7 +55,7 @@ from permalink.presentation import open_first
 from permalink.registry import LinkRecord, MintedBy
 from permalink.relay import Relay, relay_for
 from permalink.scopes import Scope, Statement, invoice_in_scope, statement
-from permalink.statement_pack import PackParts, build_pack
+from permalink.statement_pack import PackParts, build_pack, split_pages
 from permalink.store import Store
 
 log = logging.getLogger(__name__)
@@ -346,7 +346,7 @@ class Core:
                 company=found.company,
                 customer=found.customer,
                 invoices=invoices,
-                pdfs=tuple(await self._fetch(credentials, numbers)),
+                pdfs=tuple(await self._fetch_each(credentials, numbers)),
                 today=today,
                 language=language,
                 payment=business.payment,
@@ -396,6 +396,25 @@ class Core:
                     return await batcher.invoices_pdf(numbers)
 
         return await fetch_documents(Gated(), numbers, concurrency=self.config.pdf_concurrency)
+
+    async def _fetch_each(self, credentials: Credentials, numbers: Sequence[int]) -> list[bytes]:
+        """One PDF per invoice, as the pack bookmarks each. With batching (PDF_BATCH) a
+        batch comes back as one document: one page per invoice is split page by page;
+        anything else is fetched again invoice by invoice."""
+        documents = await self._fetch(credentials, numbers)
+        if len(documents) == len(numbers):
+            return documents
+        size = -(-len(numbers) // len(documents))
+        each: list[bytes] = []
+        for index, document in enumerate(documents):
+            chunk = list(numbers[index * size : (index + 1) * size])
+            pages = await self.off_loop(split_pages, document)
+            if len(pages) == len(chunk):
+                each += pages
+            else:  # a multi-page invoice in the batch: where each begins is unknown
+                for number in chunk:
+                    each += await self._fetch(credentials, [number])
+        return each
 
     def _gate(self, username: str) -> asyncio.Semaphore:
         key = username.lower()

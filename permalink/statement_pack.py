@@ -93,6 +93,19 @@ def _read(data: bytes, index: int) -> PdfReader:
     return reader
 
 
+def split_pages(document: bytes) -> list[bytes]:
+    """Each page of ``document`` as a PDF of its own (a batch printed one page per invoice)."""
+    reader = _read(document, 0)
+    pages = []
+    for page in reader.pages:
+        writer = PdfWriter()
+        writer.add_page(page)
+        out = io.BytesIO()
+        writer.write(out)
+        pages.append(out.getvalue())
+    return pages
+
+
 def build_pack(parts: PackParts, *, max_pages: int = MAX_PAGES) -> bytes:
     """The pack: the statement page (unless turned off), then each invoice, bookmarked."""
     if len(parts.pdfs) != len(parts.invoices):
@@ -432,4 +445,4 @@ def _contents(pdf: _Cover, parts: PackParts, starts: Sequence[int], language: st
         pdf.ln(_ROW)
 
 
-__all__ = ["FONT_DIRS", "PackParts", "build_pack", "render_cover"]
+__all__ = ["FONT_DIRS", "PackParts", "build_pack", "render_cover", "split_pages"]

@@ -18,6 +18,7 @@ from PIL import Image
 
 from permalink.business import clean_logo
 from tests.support import WebRig, web_rig
+from tests.support.pdfs import bookmarks
 
 Client = TestClient[Any, Any]
 
@@ -182,3 +183,22 @@ async def test_error_pages_speak_the_browsers_language(client: Client) -> None:
     html = await response.text()
     assert response.status == 404
     assert '<html lang="es">' in html and "Este enlace no es válido" in html
+
+
+@pytest.mark.parametrize("code", ["IVY01", "FOX01"])
+async def test_with_pdf_batching_the_pack_still_bookmarks_each_invoice(
+    tmp_path: Path, aiohttp_client: Any, code: str
+) -> None:
+    async with web_rig(tmp_path, gateway={"print_batch": 3}) as batched:
+        client: Client = await aiohttp_client(batched.app)
+        token = batched.mint(code)
+        response = await client.get(f"/l/{token}/all.pdf")
+        assert response.status == 200
+        marks = bookmarks(await response.read())
+        records = batched.sandbox.invoices("demo", code)
+        assert len(marks) == 1 + len(records)
+        assert sorted(title.split(" · ")[0] for title, _ in marks[1:]) == sorted(
+            f"Invoice {r.number}" for r in records
+        )
+        starts = [page for _, page in marks]
+        assert starts == sorted(starts) and len(set(starts)) == len(starts)
