@@ -46,8 +46,9 @@ async def test_the_reply_is_in_the_clients_language_and_says_how_to_pay(
     business = rig.core.store.business
     await business.update("demo", iban="DE89370400440532013000", bic="COBADEFFXXX")
     await business.set_customer_language("demo", "CORV01", "de")
+    # Too little text to tell its language: the client's setting decides.
     await rig.send(
-        request_mail("Invoices please", sender="billing@corvid.example"),
+        request_mail("?", sender="billing@corvid.example", subject="CORV01"),
         mail_from="billing@corvid.example",
     )
     [reply] = await rig.capture.wait_for(1)
@@ -58,3 +59,17 @@ async def test_the_reply_is_in_the_clients_language_and_says_how_to_pay(
     assert pdf is not None
     assert bookmarks(pdf)[0][0].startswith("Kontoauszug · ")
     assert "Kontoauszug" in PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+
+
+async def test_the_language_a_request_is_written_in_comes_first(make_rig: MakeRig) -> None:
+    rig = await make_rig(default_scope="all")
+    await rig.core.store.business.set_customer_language("demo", "CORV01", "de")
+    await rig.send(
+        request_mail(
+            "Bonjour, pourriez-vous m'envoyer toutes nos factures ? Merci",
+            sender="billing@corvid.example",
+        ),
+        mail_from="billing@corvid.example",
+    )
+    [reply] = await rig.capture.wait_for(1)
+    assert "Voici toutes vos factures de Northwind Studio Ltd." in body_text(reply)

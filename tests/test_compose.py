@@ -166,7 +166,7 @@ def test_reply_leads_with_what_is_to_pay_and_lists_only_open_invoices() -> None:
 
 def test_credit_notes_read_as_credit_and_are_taken_off_what_is_to_pay() -> None:
     credit = invoice(1243, net=Decimal("-135.00"), vat=Decimal("-27.00"))
-    msg = reply(invoices=[invoice(1234), credit], intent=Intent("unpaid"))
+    msg = reply(invoices=[invoice(1234), credit], intent=Intent(Scope("unpaid")))
     text, html = text_of(msg), html_of(msg)
     assert "- Credit note 1243 [Credit]: credit £162.00" in text
     assert "Invoices £480.00 − credit £162.00 = to pay £318.00" in text
