@@ -129,13 +129,13 @@ async def test_views_search_and_sorting_are_links(rig: WebRig, client: Client) -
     token = rig.mint("ACME01")
     html = await page(client, f"/l/{token}")
     for view in ("unpaid", "overdue"):
-        assert f'<a href="?view={view}">' in html
+        assert f'<a href="/l/{token}?view={view}">' in html
     records = rig.sandbox.invoices("demo", "ACME01")
     overdue = await page(client, f"/l/{token}?view=overdue")
     assert sorted(titles(overdue)) == sorted(
         f"Invoice {r.number}" for r in records if not r.paid and r.due < date.today()
     )
-    assert '<a href="?view=overdue" aria-current="page">' in overdue
+    assert f'<a href="/l/{token}?view=overdue" aria-current="page">' in overdue
     found = await page(client, f"/l/{token}?q=125")
     assert titles(found) and all("125" in t for t in titles(found))
     assert "Showing" in found

@@ -64,7 +64,8 @@ class Query:
         )
 
     def href(self, **changes: object) -> str:
-        """This query with ``changes``, as ``?…`` (defaults left out, so URLs stay short)."""
+        """This query with ``changes``, as ``?…`` after the page's path (defaults left
+        out, so URLs stay short; ``""`` when all are defaults)."""
         values = {
             "view": self.view,
             "q": self.search,
@@ -78,7 +79,7 @@ class Query:
         if values["sort"] == "due" and values["dir"] == "asc":
             values["dir"] = ""
         kept = {k: v for k, v in values.items() if v not in ("", None) and defaults.get(k) != v}
-        return "?" + urlencode(kept) if kept else "?"
+        return "?" + urlencode(kept) if kept else ""
 
 
 @dataclass(frozen=True, slots=True)
