@@ -32,7 +32,6 @@ from permalink.presentation import (
     format_date,
     invoice_rows,
     lead,
-    scope_text,
 )
 from permalink.scopes import Scope
 
@@ -305,6 +304,28 @@ def _bank_lines(
     return [(label, value) for label, value in lines if value]
 
 
+def _scope_words(scope: Scope, _: Words, *, title: bool = False) -> str:
+    """What a link shows, in a few words for a client: "all invoices", "invoice 1234"."""
+    numbers = ", ".join(str(n) for n in scope.numbers)
+    if scope.kind == "invoice" and len(scope.numbers) == 1:
+        words = (
+            _("Invoice %(numbers)s", numbers=numbers)
+            if title
+            else _("invoice %(numbers)s", numbers=numbers)
+        )
+    elif scope.kind == "invoice":
+        words = (
+            _("Invoices %(numbers)s", numbers=numbers)
+            if title
+            else _("invoices %(numbers)s", numbers=numbers)
+        )
+    elif scope.kind == "unpaid":
+        words = _("Unpaid invoices") if title else _("unpaid invoices")
+    else:
+        words = _("All invoices") if title else _("all invoices")
+    return words
+
+
 @dataclass(frozen=True, slots=True)
 class NewLink:
     """A link written into a re-issue mail: its URL, what it shows and until when."""
@@ -325,35 +346,44 @@ def compose_reissue_email(
     wording: Wording | None = None,
     message_id: str = "",
     now: datetime | None = None,
+    language: str | None = None,
 ) -> EmailMessage:
     """The mail that gives a client their new link(s) after the business's KashFlow
-    password changed: the old link stopped working; here is what replaces it.
+    password changed: the old link stopped working; here is what replaces it. Written in
+    ``language`` (the client's, as the caller chose).
 
     ``message_id`` is fixed by the caller so a mail sent again after an interruption is
     the same message to the client's mail program.
     """
     wording = wording or Wording()
-    say = phrases()
+    chosen = pick_language(language)
+    say = phrases(chosen)
+    _ = Words(chosen)
     name = one_line(company.name)
     context = {
         **company_context(company),
+        "language": chosen,
         "greeting": str(say.greeting(wording.greeting, customer.contact or customer.name)),
         "links": [
             {
                 "url": link.url,
-                "shows": scope_text(link.scope),
-                "expires": format_date(link.expires) if link.expires else "",
+                "shows": _scope_words(link.scope, _),
+                "shows_title": _scope_words(link.scope, _, title=True),
+                "expires": format_date(link.expires, chosen) if link.expires else "",
             }
             for link in links
         ],
         "sign_off": str(say.sign_off(wording.sign_off, name)),
     }
     text, html = render("reissue", context)
-    plural = "s" if len(links) > 1 else ""
+    if len(links) > 1:
+        subject = _("Your new invoice links from %(company)s", company=company.name)
+    else:
+        subject = _("Your new invoice link from %(company)s", company=company.name)
     msg = message(
         to=to,
         from_addr=from_addr,
-        subject=f"Your new invoice link{plural} from {company.name}",
+        subject=subject,
         text=text,
         html=html,
         our_domain=our_domain,
