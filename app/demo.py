@@ -3,15 +3,18 @@
 The sandbox stands in for KashFlow, a capture server for the outbound relay (each reply
 lands as an ``.eml`` file in the outbox), and the demo account's bot is configured to
 answer at ``invoices@northwind.example``. With ``--imap`` a Dovecot on loopback
-(:mod:`app.dovecot`) holds the request address's mailbox, and the bot reads it too.
-Restarted on the same state directory it resumes: the same key, settings, spooled mail
-and links (the IMAP mailbox itself starts empty each time).
+(:mod:`app.dovecot`) holds the request address's mailbox, and the bot reads it too. The
+demo business has payment instructions and a logo, and its German client (Corvid
+Analytics GmbH) is written to in German. Restarted on the same state directory it
+resumes: the same key, settings, spooled mail and links (the IMAP mailbox itself starts
+empty each time).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import os
@@ -36,6 +39,7 @@ from app.runtime import (
 )
 from bot.capture import CaptureServer
 from kashflow.sandbox import DEMO, Sandbox
+from permalink.business import clean_logo
 from permalink.core import Core
 from permalink.keyring import Keyring
 from permalink.links import InvalidLink, open_link
@@ -316,6 +320,7 @@ async def _announce(
     mailbox: Dovecot | None,
 ) -> None:
     await _configure_bot(core, capture)
+    await _configure_business(core)
     customers = await _customer_links(core, state / "demo.json", web_url)
     first = customers[0]["links"]["all"]
     info: dict[str, Any] = {
@@ -383,6 +388,43 @@ async def _configure_mailbox(core: Core, mailbox: Dovecot | None) -> None:
         folder="INBOX",
         done_folder="Answered",
     )
+
+
+async def _configure_business(core: Core) -> None:
+    """Payment instructions, a logo and a German client, unless the demo's accountant has
+    already set them (a restarted demo keeps their changes)."""
+    profiles = core.store.business
+    if (await profiles.get(DEMO.username)).payment.given:
+        return
+    await profiles.update(
+        DEMO.username,
+        bank_name="Barclays Bank UK PLC",
+        account_name="Northwind Studio Ltd",
+        sort_code="20-00-00",
+        account_number="55779911",
+        # The IBAN the standard (ISO 13616) gives as its British example.
+        iban="GB29NWBK60161331926819",
+        bic="NWBKGB2L",
+        reference="invoice",
+        pay_url="https://pay.northwind-studio.example/",
+    )
+    await profiles.set_logo(DEMO.username, clean_logo(_demo_logo()))
+    await profiles.set_customer_language(DEMO.username, "CORV01", "de")
+
+
+def _demo_logo() -> bytes:
+    """A small wordmark for the demo business, drawn here so the demo ships no image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGBA", (360, 96), (255, 255, 255, 0))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((0, 8, 80, 88), radius=16, fill=(29, 79, 145, 255))
+    draw.polygon([(20, 70), (40, 24), (60, 70)], fill=(255, 255, 255, 255))
+    font = ImageFont.load_default(size=34)
+    draw.text((96, 28), "Northwind", font=font, fill=(27, 31, 36, 255))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 async def _customer_links(core: Core, previous: Path, web_url: str) -> list[dict[str, Any]]:

@@ -2,10 +2,16 @@
 
 Each message is an ``EmailMessage`` with a plain-text part and an HTML alternative rendered
 from the jinja2 templates in ``templates/mail/`` (see :mod:`permalink.mail`, which writes the
-reply's body for the bot and for the settings pages' preview alike), plus the merged PDF
-when there is one. Recipients are exactly the
+reply's body for the bot and for the settings pages' preview alike), plus the statement
+pack when there is one. Recipients are exactly the
 addresses the caller passes: the worker passes the address KashFlow has on file, never
 anything the request claims.
+
+A reply is written for a phone: it leads with what is to pay and by when, has one button
+to the client's link, lists the invoices still open (paid ones are counted, not listed)
+with the page's badge colours, and says how to pay. It speaks the client's language: the
+language the request was written in, else the one the accountant chose for the client,
+else the account's default (:func:`permalink.i18n.pick_language`).
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from datetime import date, datetime
 from email.message import EmailMessage
 
 from bot.intent import Intent
-from bot.language import DEFAULT_LANGUAGE, Language
+from bot.language import Language
 from bot.mailparse import Request
 from kashflow.models import CompanyDetails, Customer, Invoice
+from permalink.business import PaymentInstructions
+from permalink.i18n import Words, pick_language
 from permalink.mail import (
     MAX_LISTED,
     Wording,
@@ -76,20 +84,28 @@ def compose_reply(
     our_domain: str,
     today: date,
     wording: Wording | None,
-    language: Language = DEFAULT_LANGUAGE,
+    language: Language | str | None = None,
     now: datetime | None = None,
+    customer_language: str | None = None,
+    default_language: str | None = None,
+    payment: PaymentInstructions | None = None,
 ) -> EmailMessage:
-    """The answer to a customer's request: their invoices, the permalink and the merged PDF.
+    """The answer to a customer's request: what is to pay, their link, the open invoices,
+    how to pay, and the statement pack attached.
 
     The message itself is :func:`permalink.mail.compose_invoices_mail` (the settings pages
     preview the same one); this adds what makes it a reply: the subject, the thread and
-    the automatic-reply marks. ``language`` is the one the reply is to be written in (the
-    request's, else the customer's).
+    the automatic-reply marks, and chooses its language: ``language`` (the one the request
+    was written in, as :mod:`bot.language` detected it), else ``customer_language`` (the
+    accountant's choice for this client), else ``default_language`` (the account's).
     """
+    chosen = pick_language(language, customer_language, default_language)
+    _ = Words(chosen)
     msg = compose_invoices_mail(
         to=to,
         from_addr=from_addr,
-        subject=reply_subject(request.subject) or f"Your invoices from {one_line(company.name)}",
+        subject=reply_subject(request.subject)
+        or _("Your invoices from %(company)s", company=one_line(company.name)),
         company=company,
         customer=customer,
         invoices=invoices,
@@ -103,8 +119,9 @@ def compose_reply(
         our_domain=our_domain,
         today=today,
         wording=wording,
-        language=language,
+        language=chosen,
         now=now,
+        payment=payment,
     )
     _thread(msg, request)
     _mark_automatic(msg)
@@ -119,18 +136,22 @@ def compose_unknown_sender(
     company: CompanyDetails,
     our_domain: str,
     now: datetime | None = None,
+    language: str | None = None,
 ) -> EmailMessage:
-    """A neutral answer to an address KashFlow does not know.
+    """A neutral answer to an address KashFlow does not know, in ``language`` (the
+    request's, else the account's default, as the caller chose).
 
     Nothing from the request is repeated — not even its subject — because the sender may
     be forged, and an answer that echoed it would carry someone else's words to a stranger.
     """
-    context = company_context(company)
+    chosen = pick_language(language)
+    _ = Words(chosen)
+    context = {**company_context(company), "language": chosen}
     text, html = render("unknown_sender", context)
     msg = message(
         to=to,
         from_addr=from_addr,
-        subject=f"Your message to {one_line(company.name)}",
+        subject=_("Your message to %(company)s", company=one_line(company.name)),
         text=text,
         html=html,
         our_domain=our_domain,

@@ -2,8 +2,9 @@
 
 A :class:`Job` carries one spooled message through :data:`PIPELINE`, read top to bottom:
 route it to an account, skip it if its reply already left, read it, drop duplicates, ask
-the guards, find the customer, spend the rate limits, gather the invoices in scope, merge
-their PDFs, mint the permalink, write the reply and hand it to the relay. Each step either
+the guards, find the customer, spend the rate limits, gather the invoices in scope, read
+what the business set for the client (payment instructions, language), build the
+statement pack, mint the permalink, write the reply and hand it to the relay. Each step either
 lets the job go on (``None``) or ends it with an :data:`Outcome`; the worker turns the
 outcome into a spool state and an activity record.
 
@@ -22,13 +23,14 @@ from email.message import EmailMessage
 from bot.compose import compose_reply, compose_unknown_sender, reply_subject
 from bot.guards import GuardContext, first_stop, refers_to_us, thread_root
 from bot.intent import Intent, read_intent
-from bot.language import NAMES, reply_language
+from bot.language import NAMES
 from bot.mailparse import Request
 from bot.reading import MailReader, TooCostly, too_complex
 from kashflow.errors import BadDocument, KashFlowError, NotFound
 from kashflow.models import CompanyDetails, Credentials, Customer, address_key
 from permalink.accounts import BotSettings
 from permalink.addresses import NotAnAddress, mailbox, usable
+from permalink.business import ClientSettings
 from permalink.core import Core, RelayNotReady
 from permalink.gateway import KashFlowAccount
 from permalink.keyring import SecretUnreadable
@@ -118,6 +120,8 @@ class Job:
     recipient: str = ""
     intent: Intent | None = None
     statement: Statement | None = None
+    #: What the business set for the client: payment instructions, languages.
+    client: ClientSettings | None = None
     company: CompanyDetails | None = None
     pdf: bytes | None = None
     pdf_note: str = ""
@@ -139,6 +143,14 @@ class Job:
     def kashflow(self, ctx: Context) -> KashFlowAccount:
         assert self.credentials is not None, "route runs first"
         return ctx.core.kashflow(self.credentials)
+
+    @property
+    def language(self) -> str:
+        """The reply's language: the one the request was written in, else the client's
+        setting, else the account's default."""
+        assert self.client is not None, "client_settings runs first"
+        asked = self.intent.language if self.intent is not None else None
+        return self.client.language(asked=asked)
 
 
 Step = Callable[[Context, Job], Awaitable[Outcome | None]]
@@ -367,12 +379,28 @@ async def _named_invoices(
     return found, intent
 
 
+async def client_settings(ctx: Context, job: Job) -> Outcome | None:
+    """What the business set for this client (or, for an unknown sender, its defaults)."""
+    code = job.customer.code if job.customer is not None else ""
+    if code:
+        job.client = await ctx.core.client_settings(job.account, code)
+    else:
+        job.client = ClientSettings(await ctx.core.store.business.get(job.account))
+    return None
+
+
 async def attach(ctx: Context, job: Job) -> Outcome | None:
     if job.statement is None or not job.statement.invoices:
         return None
-    assert job.credentials is not None
+    assert job.credentials is not None and job.client is not None
     try:
-        pdf = await ctx.core.merged_document(job.credentials, job.statement.numbers)
+        pdf = await ctx.core.statement_pack(
+            job.credentials,
+            job.statement,
+            language=job.language,
+            business=job.client.business,
+            today=date.fromtimestamp(ctx.clock()),
+        )
     except BadDocument as error:
         log.warning("spool #%d: no PDF attached: %s", job.message.id, error.message)
         job.pdf_note = "PDF left out: KashFlow returned an unreadable document"
@@ -407,6 +435,7 @@ async def write_reply(ctx: Context, job: Job) -> Outcome | None:
             from_addr=from_addr,
             company=job.company,
             our_domain=ctx.mail_domain,
+            language=job.language,
         )
     else:
         assert job.statement is not None and job.intent is not None
@@ -426,12 +455,14 @@ async def write_reply(ctx: Context, job: Job) -> Outcome | None:
                 date.fromtimestamp(ctx.clock()),
             ),
             intent=job.intent,
-            # The customer's own language setting, once KashFlow or the settings hold one,
-            # goes between the request's and the default.
-            language=reply_language(job.intent.language),
+            # The request's language, then the client's setting, then the account's default.
+            language=job.intent.language,
             our_domain=ctx.mail_domain,
             today=date.fromtimestamp(ctx.clock()),
             wording=settings.wording,
+            customer_language=job.client.customer_language if job.client else None,
+            default_language=job.client.business.default_language if job.client else None,
+            payment=job.client.business.payment if job.client else None,
         )
     if job.sent_before is not None:
         # An earlier attempt may have reached the recipient; the same Message-ID lets
@@ -503,6 +534,7 @@ PIPELINE: tuple[Step, ...] = (
     identify,
     rate_limit,
     gather,
+    client_settings,
     attach,
     mint_link,
     write_reply,

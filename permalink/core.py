@@ -6,10 +6,13 @@ product's steps themselves:
 
 * open a live link: the token opens under the server keyring and is not revoked;
 * list what a link (or a request) covers, live from KashFlow;
-* build a document: one invoice's PDF, checked, or every invoice in scope merged into one;
-  merging runs on the core's one pool of merge threads, one build per document at a time
-  (a second request for the same document waits for the first), with the KashFlow calls
-  in flight bounded per account across every link;
+* build a document: one invoice's PDF, checked, or every invoice in scope merged into one
+  — the statement pack, a statement page we render then each invoice with a bookmark
+  (:mod:`permalink.statement_pack`); merging runs on the core's one pool of merge threads,
+  one build per document at a time (a second request for the same document waits for the
+  first), with the KashFlow calls in flight bounded per account across every link;
+* what the business set for a client: payment instructions, logo, language
+  (:meth:`Core.client_settings`);
 * mint a link, registered with its account and a mark of the password it seals, and
   write an existing link's URL again (for "copy") while that password is still current;
 * send a message through an account's own relay.
@@ -23,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from email.message import EmailMessage
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -40,15 +44,18 @@ from kashflow.documents import (
 )
 from kashflow.models import CompanyDetails, Credentials, Customer, Invoice
 from permalink.accounts import account_key
+from permalink.business import BusinessProfile, ClientSettings
 from permalink.dnsproof import Checked, TxtLookup, check
 from permalink.domains import domain_of
 from permalink.gateway import Gateway, KashFlowAccount
 from permalink.keyring import Keyring, KeyringSource, keyring_source
 from permalink.links import InvalidLink, Link, new_link, open_link, seal
 from permalink.mailer import Mailer
+from permalink.presentation import open_first
 from permalink.registry import LinkRecord, MintedBy
 from permalink.relay import Relay, relay_for
 from permalink.scopes import Scope, Statement, invoice_in_scope, statement
+from permalink.statement_pack import PackParts, build_pack, split_pages
 from permalink.store import Store
 
 log = logging.getLogger(__name__)
@@ -283,20 +290,91 @@ class Core:
         await self.off_loop(check_pdf, pdf)
         return company.result(), invoice.result(), pdf
 
+    async def invoice_detail(
+        self, credentials: Credentials, customer_id: int, scope: Scope, number: int
+    ) -> Statement:
+        """Company, customer and one invoice the scope covers, read with its lines."""
+        account = self.kashflow(credentials)
+        async with calls_at_once() as group:
+            company = group.create_task(account.company_details())
+            customer = group.create_task(account.customer_by_id(customer_id))
+            invoice = group.create_task(invoice_in_scope(account, customer_id, scope, number))
+        return Statement(
+            company.result(), customer.result(), Scope("invoice", number), (invoice.result(),)
+        )
+
+    async def client_settings(self, account: str, customer_code: str) -> ClientSettings:
+        """What the business set for this client: its profile and the client's language."""
+        business = self.store.business
+        return ClientSettings(
+            await business.get(account), await business.customer_language(account, customer_code)
+        )
+
     async def merged_document(self, credentials: Credentials, numbers: Sequence[int]) -> bytes:
-        """Every invoice in ``numbers`` merged into one PDF, in that order.
+        """Every invoice in ``numbers`` merged into one PDF, in that order (no cover).
 
         Built once at a time per account and list of invoices: a request for a document
         already being built waits for that build instead of starting another.
         """
-        key = (credentials.username.lower(), credentials.password, tuple(numbers))
+        key = ("merged", credentials.username.lower(), credentials.password, tuple(numbers))
+
+        async def build() -> bytes:
+            return await self.off_loop(merge_pdfs, await self._fetch(credentials, numbers))
+
+        return await self._once(key, build)
+
+    async def statement_pack(
+        self,
+        credentials: Credentials,
+        found: Statement,
+        *,
+        language: str,
+        business: BusinessProfile,
+        today: date,
+    ) -> bytes:
+        """The invoices of ``found`` as a statement pack: the statement page in ``language``
+        (unless the business turned it off), then every invoice with its bookmark, in the
+        page's order (still to pay first, each newest first). Built once at a time per
+        document, like :meth:`merged_document`."""
+        invoices = open_first(found.invoices)
+        numbers = tuple(i.number for i in invoices)
+        key = (
+            "pack",
+            credentials.username.lower(),
+            credentials.password,
+            numbers,
+            language,
+            today,
+            business,
+        )
+
+        async def build() -> bytes:
+            logo = None
+            if business.statement_cover and business.has_logo:
+                logo = await self.store.business.logo(credentials.username)
+            parts = PackParts(
+                company=found.company,
+                customer=found.customer,
+                invoices=invoices,
+                pdfs=tuple(await self._fetch_each(credentials, numbers)),
+                today=today,
+                language=language,
+                payment=business.payment,
+                logo=logo,
+                cover=business.statement_cover,
+            )
+            return await self.off_loop(build_pack, parts)
+
+        return await self._once(key, build)
+
+    async def _once(self, key: tuple[object, ...], build: Callable[[], Awaitable[bytes]]) -> bytes:
         running = self._building.get(key)
         if running is not None:
             return await asyncio.shield(running)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._building[key] = future
         try:
-            pdf = await self._build(credentials, numbers)
+            pdf = await build()
         except BaseException as error:
             future.set_exception(error)
             # Nobody else may be waiting; the failure is still reported to this caller.
@@ -308,7 +386,7 @@ class Core:
         finally:
             del self._building[key]
 
-    async def _build(self, credentials: Credentials, numbers: Sequence[int]) -> bytes:
+    async def _fetch(self, credentials: Credentials, numbers: Sequence[int]) -> list[bytes]:
         account = self.kashflow(credentials)
         gate = self._gate(credentials.username)
         # A gateway that prints several invoices per call (PDF_BATCH) is asked a batch at
@@ -327,8 +405,26 @@ class Core:
                 async with gate:
                     return await batcher.invoices_pdf(numbers)
 
-        pdfs = await fetch_documents(Gated(), numbers, concurrency=self.config.pdf_concurrency)
-        return await self.off_loop(merge_pdfs, pdfs)
+        return await fetch_documents(Gated(), numbers, concurrency=self.config.pdf_concurrency)
+
+    async def _fetch_each(self, credentials: Credentials, numbers: Sequence[int]) -> list[bytes]:
+        """One PDF per invoice, as the pack bookmarks each. With batching (PDF_BATCH) a
+        batch comes back as one document: one page per invoice is split page by page;
+        anything else is fetched again invoice by invoice."""
+        documents = await self._fetch(credentials, numbers)
+        if len(documents) == len(numbers):
+            return documents
+        size = -(-len(numbers) // len(documents))
+        each: list[bytes] = []
+        for index, document in enumerate(documents):
+            chunk = list(numbers[index * size : (index + 1) * size])
+            pages = await self.off_loop(split_pages, document)
+            if len(pages) == len(chunk):
+                each += pages
+            else:  # a multi-page invoice in the batch: where each begins is unknown
+                for number in chunk:
+                    each += await self._fetch(credentials, [number])
+        return each
 
     def _gate(self, username: str) -> asyncio.Semaphore:
         key = username.lower()

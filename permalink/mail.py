@@ -5,7 +5,8 @@ preview of a reply) write mail from the same jinja2 templates in ``templates/mai
 autoescaped) with the stdlib ``email`` package, under one sender identity per account
 (:func:`sender`: the business's name and its sender address). Recipients are exactly the
 addresses a caller passes. Money, dates and rows are written by :mod:`permalink.presentation`,
-as on the pages.
+as on the pages, and the words come from the same catalogues (:mod:`permalink.i18n`): a
+template speaks the ``language`` of its context.
 """
 
 from __future__ import annotations
@@ -17,15 +18,25 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from markupsafe import Markup, escape
 
 from kashflow.models import CompanyDetails, Customer, Invoice
-from permalink import TEMPLATES_PACKAGE
-from permalink.presentation import format_date, invoice_rows, scope_text, total_outstanding
+from permalink import TEMPLATES_PACKAGE, i18n
+from permalink.i18n import Words, pick_language
+from permalink.presentation import (
+    BADGE_COLOURS,
+    balances,
+    format_date,
+    invoice_rows,
+    lead,
+)
 from permalink.scopes import Scope
+
+if TYPE_CHECKING:
+    from permalink.business import PaymentInstructions
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 #: A reply lists at most this many invoices; the link shows the rest.
@@ -68,8 +79,10 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
     env.filters["nl2br"] = _nl2br
+    i18n.install(env)
     return env
 
 
@@ -82,9 +95,12 @@ def render(name: str, context: dict[str, Any]) -> tuple[str, str]:
     )
 
 
-def phrases() -> Any:
-    """The macros of ``_phrases.txt``, called from Python so they return plain strings."""
-    return environment().get_template("_phrases.txt").module
+@cache
+def phrases(language: str | None = None) -> Any:
+    """The macros of ``_phrases.txt`` in ``language`` (English by default), called from
+    Python so they return plain strings."""
+    template = environment().get_template("_phrases.txt")
+    return template.make_module({"language": pick_language(language)})
 
 
 def message(
@@ -134,30 +150,36 @@ def compose_link_email(
     our_domain: str | None = None,
     wording: Wording | None = None,
     now: datetime | None = None,
+    language: str | None = None,
 ) -> EmailMessage:
-    """The mail that carries a permalink the accountant chose to send to a customer.
+    """The mail that carries a permalink the accountant chose to send to a customer, in
+    ``language`` (the client's, else the account's default, as the caller chose).
 
     A person asked for it to be sent, so it is not marked as automatic.
     """
     wording = wording or Wording()
-    say = phrases()
+    language = pick_language(language)
+    say = phrases(language)
+    _ = Words(language)
     name = one_line(company.name)
     numbers = ", ".join(str(n) for n in scope.numbers)
     context = {
         **company_context(company),
+        "language": language,
         "greeting": str(say.greeting(wording.greeting, customer.contact or customer.name)),
         "intro": str(say.link_intro(wording.intro, scope.kind, numbers, name)),
         "kind": scope.kind,
         "link_lead": str(say.link_lead(scope.kind)),
         "link_url": link_url,
-        "expires": format_date(expires) if expires else "",
+        "expires": format_date(expires, language) if expires else "",
         "sign_off": str(say.sign_off(wording.sign_off, name)),
     }
-    subject = (
-        f"{'Invoice' if scope.invoice else 'Invoices'} {numbers} from {company.name}"
-        if scope.kind == "invoice"
-        else f"Your invoices from {company.name}"
-    )
+    if scope.kind != "invoice":
+        subject = _("Your invoices from %(company)s", company=company.name)
+    elif scope.invoice:
+        subject = _("Invoice %(numbers)s from %(company)s", numbers=numbers, company=company.name)
+    else:
+        subject = _("Invoices %(numbers)s from %(company)s", numbers=numbers, company=company.name)
     text, html = render("link", context)
     return message(
         to=to,
@@ -189,31 +211,51 @@ def compose_invoices_mail(
     our_domain: str | None,
     today: date,
     wording: Wording | None,
-    language: str = "en",
+    language: str | None = None,
     now: datetime | None = None,
+    payment: PaymentInstructions | None = None,
 ) -> EmailMessage:
-    """The mail that answers a request for invoices: their list, the link, the merged PDF.
+    """The mail that answers a request for invoices, written for a phone: what is to pay
+    and by when, one button to the link, the invoices still open (paid ones counted, not
+    listed; invoices asked for by number listed whatever their state) with the page's
+    badge colours, how to pay, and the statement pack attached.
 
-    The bot sends it as a reply (:func:`bot.compose.compose_reply` threads and marks it);
-    the bot page previews exactly this message. ``pdf`` is ``None`` when the merged PDF is
-    over the size limit: the mail then says the link does the work. ``numbers`` are the
-    invoices asked for by number, ``not_found`` those asked for that are not the client's.
-    ``language`` is the one to write in (the templates take it from the context, and write
-    English until they have catalogues for the others). Replies by the customer go to the
-    company's own address.
+    The bot sends it as a reply (:func:`bot.compose.compose_reply` threads and marks it,
+    and chooses ``language``); the bot page previews exactly this message. ``pdf`` is
+    ``None`` when the pack is over the size limit: the mail then says the link does the
+    work. ``numbers`` are the invoices asked for by number, ``not_found`` those asked for
+    that are not the client's. Replies by the customer go to the company's own address.
     """
+    # Imported here: permalink.business files its settings beside the bot's, which use
+    # this module's Wording.
+    from permalink.business import PaymentInstructions
+
     wording = wording or Wording()
-    say = phrases()
+    chosen = pick_language(language)
+    say = phrases(chosen)
+    _ = Words(chosen)
     name, count = one_line(company.name), len(invoices)
+    still_open = [i for i in invoices if i.outstanding != 0 and not i.paid]
+    # Invoices asked for by number are shown whatever their state; otherwise what is open.
+    listed = list(invoices) if kind == "invoice" else still_open
+    payment = payment or PaymentInstructions()
+    owing = [i.number for i in (still_open or invoices)]
     context = {
         **company_context(company),
+        "language": chosen,
         "greeting": str(say.greeting(wording.greeting, customer.contact or customer.name)),
-        "language": language,
         "intro": str(say.intro(wording.intro, kind, tuple(numbers), name, count)),
         "not_found": str(say.not_found(tuple(not_found), kind)),
-        "rows": invoice_rows(invoices[:MAX_LISTED], today),
-        "more": max(0, count - MAX_LISTED),
-        "total_outstanding": total_outstanding(invoices),
+        "lead": lead(invoices, today, chosen),
+        "balances": balances(invoices, chosen),
+        "rows": invoice_rows(listed[:MAX_LISTED], today, chosen),
+        "listing_open": kind != "invoice",
+        "more": max(0, len(listed) - MAX_LISTED),
+        "paid_count": count - len(listed),
+        "badges": BADGE_COLOURS,
+        "button": _("Open the invoice") if kind == "invoice" else _("See your invoices"),
+        "payment": payment,
+        "bank": _bank_lines(payment, customer.code, owing, _),
         "link_lead": str(say.link_lead(kind, count)),
         "link_url": link_url,
         "attachment_note": str(say.attachment(pdf is not None, pdf_filename, count)),
@@ -237,6 +279,53 @@ def compose_invoices_mail(
     return msg
 
 
+def _bank_lines(
+    payment: PaymentInstructions, customer_code: str, numbers: Sequence[int], _: Words
+) -> list[tuple[str, str]]:
+    """(label, value) for each bank detail given, and the reference to quote."""
+    if not payment.bank_transfer:
+        return []
+    reference = payment.reference_for(customer_code, numbers)
+    if not reference.per_invoice:
+        quoted = reference.text
+    elif payment.reference == "customer-invoice":
+        quoted = _("Your account and the invoice number, e.g. %(example)s", example=reference.text)
+    else:
+        quoted = _("The invoice number, e.g. %(example)s", example=reference.text)
+    lines = [
+        (_("Bank"), payment.bank_name),
+        (_("Account name"), payment.account_name),
+        (_("Sort code"), payment.sort_code),
+        (_("Account number"), payment.account_number),
+        (_("IBAN"), payment.iban_grouped),
+        (_("BIC"), payment.bic),
+        (_("Reference"), quoted),
+    ]
+    return [(label, value) for label, value in lines if value]
+
+
+def _scope_words(scope: Scope, _: Words, *, title: bool = False) -> str:
+    """What a link shows, in a few words for a client: "all invoices", "invoice 1234"."""
+    numbers = ", ".join(str(n) for n in scope.numbers)
+    if scope.kind == "invoice" and len(scope.numbers) == 1:
+        words = (
+            _("Invoice %(numbers)s", numbers=numbers)
+            if title
+            else _("invoice %(numbers)s", numbers=numbers)
+        )
+    elif scope.kind == "invoice":
+        words = (
+            _("Invoices %(numbers)s", numbers=numbers)
+            if title
+            else _("invoices %(numbers)s", numbers=numbers)
+        )
+    elif scope.kind == "unpaid":
+        words = _("Unpaid invoices") if title else _("unpaid invoices")
+    else:
+        words = _("All invoices") if title else _("all invoices")
+    return words
+
+
 @dataclass(frozen=True, slots=True)
 class NewLink:
     """A link written into a re-issue mail: its URL, what it shows and until when."""
@@ -257,35 +346,44 @@ def compose_reissue_email(
     wording: Wording | None = None,
     message_id: str = "",
     now: datetime | None = None,
+    language: str | None = None,
 ) -> EmailMessage:
     """The mail that gives a client their new link(s) after the business's KashFlow
-    password changed: the old link stopped working; here is what replaces it.
+    password changed: the old link stopped working; here is what replaces it. Written in
+    ``language`` (the client's, as the caller chose).
 
     ``message_id`` is fixed by the caller so a mail sent again after an interruption is
     the same message to the client's mail program.
     """
     wording = wording or Wording()
-    say = phrases()
+    chosen = pick_language(language)
+    say = phrases(chosen)
+    _ = Words(chosen)
     name = one_line(company.name)
     context = {
         **company_context(company),
+        "language": chosen,
         "greeting": str(say.greeting(wording.greeting, customer.contact or customer.name)),
         "links": [
             {
                 "url": link.url,
-                "shows": scope_text(link.scope),
-                "expires": format_date(link.expires) if link.expires else "",
+                "shows": _scope_words(link.scope, _),
+                "shows_title": _scope_words(link.scope, _, title=True),
+                "expires": format_date(link.expires, chosen) if link.expires else "",
             }
             for link in links
         ],
         "sign_off": str(say.sign_off(wording.sign_off, name)),
     }
     text, html = render("reissue", context)
-    plural = "s" if len(links) > 1 else ""
+    if len(links) > 1:
+        subject = _("Your new invoice links from %(company)s", company=company.name)
+    else:
+        subject = _("Your new invoice link from %(company)s", company=company.name)
     msg = message(
         to=to,
         from_addr=from_addr,
-        subject=f"Your new invoice link{plural} from {company.name}",
+        subject=subject,
         text=text,
         html=html,
         our_domain=our_domain,

@@ -285,6 +285,7 @@ async def _email(
         )
     if not mailing.from_addr:
         return "failed", "", "Set a request address on the Mail bot page first."
+    client = await core.client_settings(account, customer.code)
     message = compose_reissue_email(
         to=", ".join(recipients),
         from_addr=mailing.from_addr,
@@ -294,6 +295,7 @@ async def _email(
         our_domain=core.config.mail_domain,
         wording=mailing.wording,
         message_id=message_id,
+        language=client.language(),
     )
     try:
         await core.send_for_account(account, message, recipients)

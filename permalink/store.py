@@ -6,8 +6,9 @@ activity (:mod:`permalink.activity`), rate limits and throttles (:mod:`permalink
 sign-in sessions (:mod:`permalink.sessions`), the domains each account has proved
 (:mod:`permalink.domains`), the IMAP mailboxes the bot reads (:mod:`permalink.mailboxes`),
 the settings forms' submissions (:mod:`permalink.submissions`), password-change re-issues
-(:mod:`permalink.reissues`) and, across them, every sealed secret (:mod:`permalink.sealed`).
-:class:`SqlStore` keeps them in a
+(:mod:`permalink.reissues`), what a business tells its clients (payment instructions,
+logo, languages: :mod:`permalink.business`) and, across them, every sealed secret
+(:mod:`permalink.sealed`). :class:`SqlStore` keeps them in a
 :class:`~permalink.db.Database` — the SQLite file in the state directory by default, or
 PostgreSQL so several processes share one state. Nothing a request needs lives only in
 one process's memory; callers see the tables, never a driver.
@@ -21,6 +22,7 @@ from typing import Protocol
 
 from permalink.accounts import AccountSettings
 from permalink.activity import ActivityLog
+from permalink.business import BusinessProfiles
 from permalink.db import Database
 from permalink.domains import DomainProofs
 from permalink.keyring import Keyring, KeyringSource
@@ -61,6 +63,7 @@ class Store(Protocol):
     def reissues(self) -> Reissues: ...
     @property
     def secrets(self) -> SealedSecrets: ...
+    def business(self) -> BusinessProfiles: ...
     @property
     def description(self) -> str: ...
 
@@ -91,6 +94,7 @@ class SqlStore:
         self.submissions = FormSubmissions(db)
         self.reissues = Reissues(db, clock=clock)
         self.secrets = SealedSecrets(db, keyring)
+        self.business = BusinessProfiles(db, clock)
 
     @property
     def description(self) -> str:

@@ -22,6 +22,7 @@ from kashflow.errors import (
     Rejected,
     Unavailable,
 )
+from permalink.i18n import N_
 
 Reader = Literal["client", "sign_in", "accountant", "bot"]
 
@@ -45,47 +46,59 @@ class Words:
 
 _CLIENT: Final[Mapping[type[KashFlowError], Words]] = {
     BadCredentials: Words(
-        "This link needs renewing",
-        "The business's KashFlow sign-in has changed since this link was made — ask them "
-        "for a new link.",
+        N_("This link needs renewing"),
+        N_(
+            "The business's KashFlow sign-in has changed since this link was made — ask them "
+            "for a new link."
+        ),
         503,
     ),
     IpNotAuthorised: Words(
-        "KashFlow turned this service away",
-        "The business's KashFlow settings do not let this service in at the moment — please "
-        "ask the business that sent you this link.",
+        N_("KashFlow turned this service away"),
+        N_(
+            "The business's KashFlow settings do not let this service in at the moment — please "
+            "ask the business that sent you this link."
+        ),
         503,
     ),
     ApiDisabled: Words(
-        "Invoices are not being shared right now",
-        "The business's KashFlow account is not set up to share invoices at the moment — "
-        "please ask the business that sent you this link.",
+        N_("Invoices are not being shared right now"),
+        N_(
+            "The business's KashFlow account is not set up to share invoices at the moment — "
+            "please ask the business that sent you this link."
+        ),
         503,
     ),
     Unavailable: Words(
-        "KashFlow isn't answering",
-        "KashFlow isn't answering — try again in a minute.",
+        N_("KashFlow isn't answering"),
+        N_("KashFlow isn't answering — try again in a minute."),
         503,
         temporary=True,
         retry_after=RETRY_AFTER_S,
     ),
     BadDocument: Words(
-        "The invoice document could not be read",
-        "KashFlow sent back an invoice document we could not read. Please try again later, "
-        "or ask the business for a copy.",
+        N_("The invoice document could not be read"),
+        N_(
+            "KashFlow sent back an invoice document we could not read. Please try again later, "
+            "or ask the business for a copy."
+        ),
         502,
         temporary=True,
     ),
     NotFound: Words(
-        "Invoice not found",
-        "This link does not give access to that invoice. Go back to the list of invoices "
-        "and choose one from there.",
+        N_("Invoice not found"),
+        N_(
+            "This link does not give access to that invoice. Go back to the list of invoices "
+            "and choose one from there."
+        ),
         404,
     ),
     Rejected: Words(
-        "KashFlow could not answer",
-        "KashFlow could not complete the request. Please try again later, or ask the "
-        "business that sent you this link.",
+        N_("KashFlow could not answer"),
+        N_(
+            "KashFlow could not complete the request. Please try again later, or ask the "
+            "business that sent you this link."
+        ),
         502,
     ),
 }

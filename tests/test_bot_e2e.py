@@ -60,7 +60,8 @@ async def test_a_customer_request_gets_one_reply_with_their_link_and_pdf(rig: Ri
     assert pdf is not None
     unpaid = unpaid_numbers(rig, "ACME01")
     assert len(unpaid) == 7
-    assert pages(pdf) == await expected_pages(rig, unpaid)
+    # The statement page, then every page of every unpaid invoice.
+    assert pages(pdf) == 1 + await expected_pages(rig, unpaid)
     for number in unpaid:
         assert f"Invoice {number}" in body_text(reply)
     # With no wording of the accountant's saved, the reply greets the contact by name.
@@ -82,7 +83,7 @@ async def test_asking_for_unpaid_invoices_sends_only_those(make_rig: MakeRig) ->
     assert str(rig.link(reply).scope) == "unpaid"
     unpaid = unpaid_numbers(rig, "DUNE01")
     pdf = attachment(reply)
-    assert pdf is not None and pages(pdf) == await expected_pages(rig, unpaid)
+    assert pdf is not None and pages(pdf) == 1 + await expected_pages(rig, unpaid)
 
 
 async def test_asking_for_one_invoice_sends_that_invoice(rig: Rig) -> None:
@@ -92,7 +93,7 @@ async def test_asking_for_one_invoice_sends_that_invoice(rig: Rig) -> None:
     link = rig.link(reply)
     assert (link.scope.kind, link.scope.invoice) == ("invoice", number)
     pdf = attachment(reply)
-    assert pdf is not None and pages(pdf) == await expected_pages(rig, [number])
+    assert pdf is not None and pages(pdf) == 1 + await expected_pages(rig, [number])
 
 
 async def test_someone_elses_invoice_number_gets_the_default_scope(rig: Rig) -> None:
@@ -132,7 +133,7 @@ async def test_a_range_of_invoices_gets_exactly_theirs_and_names_the_rest(rig: R
     noun = "invoice" if len(others) == 1 else "invoices"
     assert f"We could not find {noun} {missing if len(others) > 1 else others[0]}" in text
     pdf = attachment(reply)
-    assert pdf is not None and pages(pdf) == await expected_pages(rig, theirs)
+    assert pdf is not None and pages(pdf) == 1 + await expected_pages(rig, theirs)
 
 
 async def test_a_list_of_their_invoices_is_sent_as_one_set(rig: Rig) -> None:

@@ -16,6 +16,7 @@ from bot.compose import MAX_LISTED, compose_reply, compose_unknown_sender, reply
 from bot.intent import Intent
 from bot.mailparse import Request, parse
 from kashflow.models import CompanyDetails, Customer, Invoice
+from permalink.business import PaymentInstructions
 from permalink.mail import Wording, compose_link_email
 from permalink.presentation import format_money
 from permalink.scopes import Scope
@@ -62,6 +63,7 @@ def reply(
     who: Customer | None = None,
     company: CompanyDetails = COMPANY,
     wording: Wording | None = None,
+    **options: Any,
 ) -> EmailMessage:
     """The bot's reply as it arrives at the customer: serialised, then parsed again."""
     msg = compose_reply(
@@ -79,6 +81,7 @@ def reply(
         today=TODAY,
         wording=wording,
         now=datetime(2025, 3, 20, 9, 30, tzinfo=UTC),
+        **options,
     )
     return received(msg)
 
@@ -126,7 +129,7 @@ def test_reply_has_text_html_and_the_pdf() -> None:
     msg = reply()
     assert msg.get_content_type() == "multipart/mixed"
     assert "Invoice 1234" in text_of(msg)
-    assert "<td>1234</td>" in html_of(msg)
+    assert "<strong>Invoice 1234</strong>" in html_of(msg)
     attachments = list(msg.iter_attachments())
     assert len(attachments) == 1
     assert attachments[0].get_content_type() == "application/pdf"
@@ -134,7 +137,7 @@ def test_reply_has_text_html_and_the_pdf() -> None:
     assert attachments[0].get_content() == PDF
 
 
-def test_reply_lists_invoices_with_money_dates_status_and_total() -> None:
+def test_reply_leads_with_what_is_to_pay_and_lists_only_open_invoices() -> None:
     invoices = [
         invoice(1234),
         invoice(1200, issued=date(2025, 1, 3), due=date(2025, 2, 2), paid_amount=Decimal(100)),
@@ -143,26 +146,71 @@ def test_reply_lists_invoices_with_money_dates_status_and_total() -> None:
     msg = reply(invoices=invoices, intent=Intent(Scope("all")))
     text, html = text_of(msg), html_of(msg)
     assert "Here are all your invoices from Northwind Traders Ltd." in text
-    assert (
-        "Invoice 1200  issued 3 Jan 2025  due 2 Feb 2025  £480.00  outstanding £380.00  [Overdue]"
-        in text
-    )
-    assert (
-        "Invoice 1234  issued 3 Mar 2025  due 2 Apr 2025  £480.00  outstanding £480.00  [Due]"
-        in text
-    )
-    assert "outstanding £0.00  [Paid]" in text
-    assert "Total outstanding: £860.00" in text
-    for cell in ("3 Jan 2025", "£380.00", ">Overdue</span>", ">Paid</span>", "£860.00"):
+    # The amount due and the next due date come before the list.
+    assert text.index("To pay: £860.00") < text.index("Still to pay:")
+    assert "Overdue: £380.00 on 1 invoice" in text
+    assert "Next due 2 Apr 2025" in text
+    assert "- Invoice 1234 [Due]: due 2 Apr 2025, to pay £480.00" in text
+    assert "- Invoice 1200 [Overdue]: due 2 Feb 2025, to pay £380.00" in text
+    # The paid one is counted, not listed.
+    assert "Invoice 1100" not in text and "Invoice 1100" not in html
+    assert "Plus 1 paid invoice, on the page." in text
+    for cell in ("3 Jan 2025", "£380.00", ">Overdue</span>", "£860.00"):
         assert cell in html
+    # One button to the link; the badges wear the page's colours.
+    assert html.count('href="https://invoices.northwind.example/l/tok?a=1&amp;b=2"') == 1
+    assert "color:#8f1d1d;background:#fbe6e6;" in html
     assert "https://invoices.northwind.example/l/tok?a=1&b=2" in text
-    assert 'href="https://invoices.northwind.example/l/tok?a=1&amp;b=2"' in html
-    assert "All of them are attached as one PDF (Northwind Traders Ltd - invoices.pdf)." in text
+    assert "attached as one PDF (Northwind Traders Ltd - invoices.pdf)" in text
+
+
+def test_credit_notes_read_as_credit_and_are_taken_off_what_is_to_pay() -> None:
+    credit = invoice(1243, net=Decimal("-135.00"), vat=Decimal("-27.00"))
+    msg = reply(invoices=[invoice(1234), credit], intent=Intent(Scope("unpaid")))
+    text, html = text_of(msg), html_of(msg)
+    assert "- Credit note 1243 [Credit]: credit £162.00" in text
+    assert "Invoices £480.00 − credit £162.00 = to pay £318.00" in text
+    assert "To pay: £318.00" in text
+    assert "[Paid]" not in text
+    assert ">Credit</span>" in html
+
+
+def test_reply_says_how_to_pay() -> None:
+    payment = PaymentInstructions(
+        bank_name="Barclays Bank UK PLC",
+        account_name="Northwind Traders Ltd",
+        sort_code="20-00-00",
+        account_number="55779911",
+        reference="customer",
+        pay_url="https://pay.northwind.example/",
+    )
+    msg = reply(payment=payment)
+    text, html = text_of(msg), html_of(msg)
+    for line in (
+        "Bank: Barclays Bank UK PLC",
+        "Sort code: 20-00-00",
+        "Account number: 55779911",
+        "Reference: OKA01",
+        "Pay online: https://pay.northwind.example/",
+    ):
+        assert line in text
+    assert 'href="https://pay.northwind.example/"' in html
+
+
+def test_reply_speaks_the_language_of_the_request_then_the_client_then_the_default() -> None:
+    german = reply(language="de", customer_language="fr", default_language="es")
+    french = reply(customer_language="fr", default_language="es")
+    spanish = reply(default_language="es")
+    assert "Zu zahlen: 480,00\xa0£" in text_of(german)
+    assert '<html lang="de">' in html_of(german)
+    assert "À payer : 480,00\xa0£GB" in text_of(french)
+    assert "A pagar: 480,00\xa0GBP" in text_of(spanish)
+    assert "Rechnung 1234" in text_of(german)
 
 
 def test_mixed_currencies_are_totalled_apart() -> None:
     invoices = [invoice(1), invoice(2, currency="EUR"), invoice(3, currency="USD")]
-    assert "Total outstanding: £480.00 + €480.00 + USD 480.00" in text_of(reply(invoices=invoices))
+    assert "To pay: £480.00 + €480.00 + US$480.00" in text_of(reply(invoices=invoices))
 
 
 @pytest.mark.parametrize(
@@ -170,13 +218,19 @@ def test_mixed_currencies_are_totalled_apart() -> None:
     [
         (Decimal("1234.5"), "GBP", "£1,234.50"),
         (Decimal("80"), "eur", "€80.00"),
-        (Decimal("12"), "USD", "USD 12.00"),
+        (Decimal("12"), "USD", "US$12.00"),
         (Decimal("-45.678"), "GBP", "-£45.68"),
         (Decimal("0"), "", "£0.00"),
     ],
 )
 def test_money_honours_the_currency(amount: Decimal, currency: str, shown: str) -> None:
     assert format_money(amount, currency) == shown
+
+
+def test_money_is_written_as_the_clients_locale_writes_it() -> None:
+    assert format_money(Decimal("1002"), "EUR", "de") == "1.002,00\xa0€"
+    assert format_money(Decimal("1002"), "EUR", "nl") == "€\xa01.002,00"
+    assert format_money(Decimal("1002"), "GBP", "cy") == "£1,002.00"
 
 
 def test_too_large_pdf_is_left_out_and_the_link_does_the_work() -> None:
@@ -290,8 +344,8 @@ def test_long_lists_are_cut_and_point_to_the_link() -> None:
     invoices = [invoice(n) for n in range(1, MAX_LISTED + 11)]
     text = text_of(reply(invoices=invoices, intent=Intent(Scope("all"))))
     assert f"Invoice {MAX_LISTED} " in text and f"Invoice {MAX_LISTED + 1} " not in text
-    assert "... and 10 more: see the link below." in text
-    assert f"Total outstanding: £{480 * (MAX_LISTED + 10):,}.00" in text
+    assert "... and 10 more on the page." in text
+    assert f"To pay: £{480 * (MAX_LISTED + 10):,}.00" in text
 
 
 def test_reply_to_of_the_request_is_never_used() -> None:
@@ -376,7 +430,7 @@ def test_unknown_sender_gets_a_neutral_answer_that_echoes_nothing() -> None:
     assert "We could not find an account with Northwind Traders Ltd" in text
     assert "please contact accounts@northwind.example" in text
     assert b"PILLS" not in bytes(msg) and b"http://spam" not in bytes(msg)
-    assert 'href="mailto:accounts@northwind.example"' in html_of(msg)
+    assert "please contact accounts@northwind.example" in html_of(msg)
     assert list(msg.iter_attachments()) == []
 
 

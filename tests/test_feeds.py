@@ -229,7 +229,7 @@ async def test_json_view_lists_the_invoices_as_the_page_does(rig: WebRig, client
         assert Decimal(entry["outstanding"]) == record.outstanding
         assert entry["pdf_url"] == f"{PUBLIC_BASE_URL}/l/{token}/invoice/{record.number}.pdf"
     statuses = {i["status"] for i in document["invoices"]}
-    assert statuses <= {"paid", "part-paid", "due", "overdue"}
+    assert statuses <= {"paid", "part-paid", "due", "overdue", "credit"}
     assert document["totals"] == [
         {
             "currency": "GBP",

@@ -31,9 +31,9 @@ from web.security import RedactingAccessLogger
 Client = TestClient[Any, Any]
 
 ROW = re.compile(
-    r'<th scope="row" data-label="Invoice">(\d+)</th>.*?'
-    r'data-label="Total" class="num">([^<]*)<.*?'
-    r'data-label="Outstanding" class="num">([^<]*)<.*?'
+    r'<th scope="row" class="c-invoice"><a href="[^"]+">(?:Invoice|Credit note) (\d+)</a></th>.*?'
+    r'class="num c-total">([^<]*)<.*?'
+    r'class="num c-owed">([^<]*)<.*?'
     r'class="badge badge-([a-z-]+)"',
     re.S,
 )
@@ -60,6 +60,8 @@ def rows(html: str) -> list[tuple[int, str, str, str]]:
 
 
 def expected_status(record: InvoiceRecord, today: date) -> str:
+    if record.is_credit_note:
+        return "credit"
     if record.paid or record.outstanding <= 0:
         return "paid"
     if record.due < today:
@@ -72,11 +74,20 @@ def newest_first(records: tuple[InvoiceRecord, ...]) -> list[int]:
     return [r.number for r in ordered]
 
 
+def open_first(records: tuple[InvoiceRecord, ...]) -> list[int]:
+    """The page's order: what is still to pay (newest first), then the paid ones."""
+    still_open = tuple(r for r in records if not r.paid and r.outstanding != 0)
+    return newest_first(still_open) + newest_first(tuple(r for r in records if r not in still_open))
+
+
 def pdf_invoice_numbers(data: bytes) -> list[int]:
-    """The invoice number printed on each page, in page order."""
+    """The invoice number printed on each page after the statement page, in page order."""
     reader = PdfReader(io.BytesIO(data))
+    pages = reader.pages
+    if "Statement" in pages[0].extract_text():
+        pages = pages[1:]
     numbers = []
-    for page in reader.pages:
+    for page in pages:
         found = FOOTER.findall(page.extract_text())
         assert found, "every sandbox page names its invoice"
         numbers.append(int(found[-1]))
@@ -105,7 +116,7 @@ async def test_all_scope_lists_every_invoice_with_amounts_and_status(
     records = rig.sandbox.invoices("demo", "BRIGHT01")
     today = date.today()
     shown = rows(html)
-    assert [n for n, *_ in shown] == newest_first(records)
+    assert [n for n, *_ in shown] == open_first(records)
     by_number = {r.number: r for r in records}
     for number, total, owed, status in shown:
         record = by_number[number]
@@ -114,6 +125,7 @@ async def test_all_scope_lists_every_invoice_with_amounts_and_status(
         assert status == expected_status(record, today)
     owed_total = sum((r.outstanding for r in records), Decimal(0))
     assert f"<li>{gbp(owed_total)}</li>" in html
+    assert '<html lang="en-GB">' in html
     assert "Download all as one PDF" in html
     assert f'href="/l/{token}/all.pdf"' in html
     assert f'href="/l/{token}/unpaid.pdf"' in html
@@ -131,15 +143,21 @@ async def test_unpaid_scope_lists_only_what_is_owed(rig: WebRig, client: Client)
     assert "Unpaid only" not in html  # the whole page already is
 
 
-async def test_invoice_scope_shows_that_invoice_alone(rig: WebRig, client: Client) -> None:
+async def test_invoice_scope_shows_that_invoice_with_its_lines_and_totals(
+    rig: WebRig, client: Client
+) -> None:
     record = rig.sandbox.invoices("demo", "DUNE01")[0]
     token = rig.mint("DUNE01", f"invoice:{record.number}")
     html = await (await client.get(f"/l/{token}")).text()
 
-    assert [n for n, *_ in rows(html)] == [record.number]
-    assert f"Invoice {record.number}" in html
+    assert f"<h1>Invoice {record.number}</h1>" in html
+    for line in record.lines:
+        assert line.description in html
+    assert f"<dt>VAT</dt><dd>{gbp(record.vat)}</dd>" in html
+    assert f"<dt>Total</dt><dd>{gbp(record.total)}</dd>" in html
+    assert f'href="/l/{token}/invoice/{record.number}.pdf"' in html
     assert "Download as PDF" in html
-    assert "Unpaid only" not in html
+    assert "All your invoices" not in html  # a link to one invoice has no list
 
 
 async def test_euro_invoices_are_shown_in_euros(rig: WebRig, client: Client) -> None:
@@ -148,7 +166,7 @@ async def test_euro_invoices_are_shown_in_euros(rig: WebRig, client: Client) -> 
     records = rig.sandbox.invoices("demo", "CORV01")
     first = rows(html)[0]
     assert first[1] == f"€{next(r for r in records if r.number == first[0]).total:,.2f}"
-    assert "£" not in html.split("<tbody>")[1]
+    assert "£" not in html.split("<tbody>")[1].split("</main>")[0]
 
 
 async def test_invoices_raised_after_the_link_appear_and_paid_ones_leave_unpaid(
@@ -237,15 +255,18 @@ async def test_merged_pdf_holds_every_invoice_in_page_order(rig: WebRig, client:
     assert response.content_type == "application/pdf"
     assert "IVY01-invoices-" in response.headers["Content-Disposition"]
     assert int(response.headers["Content-Length"]) == len(body)
+    # The pack follows the page: what is still to pay first, each part newest first.
     listed = [n for n, *_ in rows(page)]
+    assert listed == open_first(rig.sandbox.invoices("demo", "IVY01"))
     printed = pdf_invoice_numbers(body)
-    # Each invoice's pages, in the order the page lists them (multi-page ones repeat).
+    # Each invoice's pages, in order (multi-page ones repeat), after the statement page.
     assert list(dict.fromkeys(printed)) == listed
     pages = 0
     for number in listed:
         single = await (await client.get(f"/l/{token}/invoice/{number}.pdf")).read()
         pages += len(PdfReader(io.BytesIO(single)).pages)
     assert len(printed) == pages
+    assert len(PdfReader(io.BytesIO(body)).pages) == 1 + pages
 
 
 async def test_unpaid_pdf_of_an_all_link_holds_only_unpaid_invoices(

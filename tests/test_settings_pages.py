@@ -556,7 +556,7 @@ async def test_preview_shows_the_real_reply_without_saving(harness: Harness) -> 
     # The text part of the real reply, as the client gets it: total, link, PDF, footer.
     text = page[page.index('class="settings-mail-text"') :]
     assert "Ahoy there," in text
-    assert "Total outstanding: £1,140.00" in text
+    assert "To pay: £1,140.00" in text
     assert "All of them are attached as one PDF" in text
     assert "This is an automatic reply from Northwind Studio Ltd." in text
     # Each empty field shows the words it stands for.

@@ -24,6 +24,7 @@ import jinja2
 from aiohttp import web
 
 import permalink
+from permalink import i18n
 from permalink.core import Core
 from permalink.limits import ThrottlePolicy
 from web.errors import error_middleware
@@ -80,12 +81,15 @@ def create_app(core: Core, config: WebConfig | None = None) -> web.Application:
     app[CORE] = core
     app[TRUSTED_PROXIES] = config.trusted_proxies
 
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader(permalink.TEMPLATES_PACKAGE, "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
     )
+    # Pages speak the language in their context (English when none is given).
+    i18n.install(env)
     # Every response, including ones streamed by a handler and aiohttp's own 404s, is
     # given its headers here: a middleware runs too late for a prepared StreamResponse.
     app.on_response_prepare.append(add_security_headers)

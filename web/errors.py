@@ -21,6 +21,7 @@ from aiohttp import web
 
 from kashflow.errors import KashFlowError
 from permalink.activity import redact
+from permalink.i18n import N_, Words, negotiate, pick_language
 from permalink.trouble import words_for
 from web.security import redact_path
 
@@ -56,24 +57,26 @@ class ErrorPage:
 
 LINK_NOT_VALID: Final = ErrorPage(
     404,
-    "This link is not valid",
-    "Please ask the business that sent it to you for a new link.",
+    N_("This link is not valid"),
+    N_("Please ask the business that sent it to you for a new link."),
 )
 PAGE_NOT_FOUND: Final = ErrorPage(
     404,
-    "Page not found",
-    "There is nothing at this address. Check the link you were sent.",
+    N_("Page not found"),
+    N_("There is nothing at this address. Check the link you were sent."),
 )
 TOO_MANY_ATTEMPTS: Final = ErrorPage(
     429,
-    "Too many attempts",
-    "Too many links from your connection did not work. Please wait a minute, then try "
-    "your link again.",
+    N_("Too many attempts"),
+    N_(
+        "Too many links from your connection did not work. Please wait a minute, then try "
+        "your link again."
+    ),
 )
 SERVER_ERROR: Final = ErrorPage(
     500,
-    "Something went wrong",
-    "Sorry, we could not show this page. Please try again in a few minutes.",
+    N_("Something went wrong"),
+    N_("Sorry, we could not show this page. Please try again in a few minutes."),
 )
 
 
@@ -84,11 +87,14 @@ def page_for_kashflow(error: KashFlowError) -> ErrorPage:
 
 
 def render(request: web.Request, page: ErrorPage) -> web.Response:
-    """The error page as a response; the body depends on ``page`` alone."""
+    """The error page as a response, in the language the browser asks for; the body
+    depends on ``page`` and that language alone."""
+    language = pick_language(negotiate(request.headers.get("Accept-Language")))
+    _ = Words(language)
     response = aiohttp_jinja2.render_template(
         ERROR_TEMPLATE,
         request,
-        {"title": page.title, "message": page.message},
+        {"title": _(page.title), "message": _(page.message), "language": language},
         status=page.status,
     )
     if page.retry_after is not None:

@@ -185,6 +185,35 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        4,
+        "the client's side: payment instructions, logo, languages",
+        (
+            """CREATE TABLE business_profiles (
+    account          TEXT PRIMARY KEY,
+    bank_name        TEXT NOT NULL DEFAULT '',
+    account_name     TEXT NOT NULL DEFAULT '',
+    sort_code        TEXT NOT NULL DEFAULT '',
+    account_number   TEXT NOT NULL DEFAULT '',
+    iban             TEXT NOT NULL DEFAULT '',
+    bic              TEXT NOT NULL DEFAULT '',
+    reference        TEXT NOT NULL DEFAULT 'invoice',
+    pay_url          TEXT NOT NULL DEFAULT '',
+    default_language TEXT NOT NULL DEFAULT 'en-GB',
+    statement_cover  INTEGER NOT NULL DEFAULT 1,
+    logo             {bytes},
+    logo_updated     {bigint},
+    updated          {bigint} NOT NULL
+)""",
+            """CREATE TABLE customer_languages (
+    account       TEXT NOT NULL,
+    customer_code TEXT NOT NULL,
+    language      TEXT NOT NULL,
+    updated       {bigint} NOT NULL,
+    PRIMARY KEY (account, customer_code)
+)""",
+        ),
+    ),
+    Migration(
         5,
         "the accountant's pages: password marks on links, form submissions, re-issues",
         (

@@ -4,7 +4,9 @@
   counting honestly or lying about it;
 * :func:`deflate_bomb` — one page whose content stream is mebibytes of zeros deflated
   twice over;
-* :func:`no_pages_pdf` and :func:`one_page_pdf` — the smallest empty and sound documents.
+* :func:`no_pages_pdf` and :func:`one_page_pdf` — the smallest empty and sound documents;
+
+and reading a PDF back as a reader shows it: :func:`bookmarks` and :func:`language`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,15 @@ from __future__ import annotations
 import io
 import zlib
 
-from pypdf import PdfWriter
-from pypdf.generic import ArrayObject, DictionaryObject, NameObject, NumberObject, StreamObject
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import (
+    ArrayObject,
+    Destination,
+    DictionaryObject,
+    NameObject,
+    NumberObject,
+    StreamObject,
+)
 
 
 def pdf_bytes(writer: PdfWriter) -> bytes:
@@ -69,6 +78,24 @@ def deflate_bomb(megabytes: int) -> bytes:
     return pdf_bytes(writer)
 
 
+def bookmarks(data: bytes | PdfReader) -> list[tuple[str, int]]:
+    """(title, page index) of each top-level bookmark, in order."""
+    reader = data if isinstance(data, PdfReader) else PdfReader(io.BytesIO(data))
+    found = []
+    for item in reader.outline:
+        assert isinstance(item, Destination), "the pack's bookmarks are one level deep"
+        page = reader.get_destination_page_number(item)
+        assert page is not None
+        found.append((str(item.title), page))
+    return found
+
+
+def language(data: bytes) -> str:
+    """The document's language (the catalog's /Lang)."""
+    root = PdfReader(io.BytesIO(data)).root_object
+    return str(root.get("/Lang", ""))
+
+
 #: The bombs the reliability suite and benchmarks/pdf_bombs.py use, by name.
 HONEST_PAGE_TREE_LEVELS = 13  # 8 192 pages, counted honestly
 LYING_PAGE_TREE_LEVELS = 30  # a billion pages under a /Count of 1
@@ -78,7 +105,9 @@ __all__ = [
     "DEFLATE_MEGABYTES",
     "HONEST_PAGE_TREE_LEVELS",
     "LYING_PAGE_TREE_LEVELS",
+    "bookmarks",
     "deflate_bomb",
+    "language",
     "no_pages_pdf",
     "one_page_pdf",
     "page_tree_bomb",

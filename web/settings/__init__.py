@@ -1,4 +1,5 @@
-"""The accountant's settings pages: sign-in, customers and links, the mail bot, activity.
+"""The accountant's settings pages: sign-in, customers and links, the mail bot, the
+business's details for its clients (payment, languages, logo), activity.
 
 :func:`setup_settings` adds them to the application :func:`web.app.create_app` builds,
 under ``/settings/`` (sign-in at ``/settings/login``), around the same
@@ -12,7 +13,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from permalink.core import Core
-from web.settings import previews, reissue
+from web.settings import business, previews, reissue
 from web.settings.auth import SETTINGS, SettingsConfig, SettingsState
 from web.settings.once import FORMS, Forms, new_key
 from web.settings.session import SessionCodec
@@ -35,6 +36,7 @@ def setup_settings(app: web.Application, core: Core, config: SettingsConfig) -> 
     previews.add_routes(app.router)
     reissue.add_routes(app.router)
     app.on_shutdown.append(reissue.stop_workers)
+    business.add_routes(app.router)
 
 
 __all__ = ["SettingsConfig", "setup_settings"]

@@ -209,6 +209,7 @@ _SECTIONS: Final = {
     "settings/activity.html": "settings.activity",
     "settings/reissue.html": "settings.links",
     "settings/reissue_job.html": "settings.links",
+    "settings/business.html": "settings.business",
 }
 
 

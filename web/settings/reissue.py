@@ -121,6 +121,7 @@ async def _preview(
             for link in entry.links
         ],
         wording=Wording(greeting=bot.wording.greeting, sign_off=bot.wording.sign_off),
+        language=(await st.core.client_settings(session.account, customer.code)).language(),
     )
     return mail_view(message)
 

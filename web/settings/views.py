@@ -35,6 +35,7 @@ from permalink.activity import (
 )
 from permalink.addresses import shown, usable
 from permalink.core import RelayNotReady
+from permalink.i18n import languages_offered
 from permalink.keyring import SecretUnreadable
 from permalink.mail import Wording, compose_link_email, sender
 from permalink.presentation import InvoiceRow, customer_label, invoice_row, scope_text
@@ -257,9 +258,10 @@ def link_email(
     url_: str,
     company: CompanyDetails,
     bot: BotSettings,
+    language: str | None = None,
 ) -> EmailMessage:
-    """The email that carries a link to its customer, from the account's sender, to
-    every usable address on file (:func:`usable_addresses`)."""
+    """The email that carries a link to its customer, from the account's sender, in the
+    client's ``language``, to every usable address on file (:func:`usable_addresses`)."""
     scope = Scope.parse(record.scope)
     recipients, _ = usable_addresses(customer)
     return compose_link_email(
@@ -275,6 +277,7 @@ def link_email(
         # The bot's introduction is written for replies ("the invoices you asked for");
         # an emailed link keeps the templates' own sentence.
         wording=Wording(greeting=bot.wording.greeting, sign_off=bot.wording.sign_off),
+        language=language,
     )
 
 
@@ -297,12 +300,18 @@ async def customer(request: web.Request, session: Session) -> web.StreamResponse
     rows = _link_rows(st, session, records, {found.code.upper(): found.id})
     shown = next((r for r in rows if r.record.link_id == request.query.get("link")), None)
     preview: MailView | None = None
+    client = await st.core.client_settings(session.account, found.code)
     if shown is not None and shown.url and found.emails:
         bot = await st.core.store.accounts.get(session.account)
         company = await company_of(st, session)
         preview = mail_view(
             link_email(
-                customer=found, record=shown.record, url_=shown.url, company=company, bot=bot
+                customer=found,
+                record=shown.record,
+                url_=shown.url,
+                company=company,
+                bot=bot,
+                language=client.language(),
             )
         )
     today = date.fromtimestamp(st.now())
@@ -317,6 +326,9 @@ async def customer(request: web.Request, session: Session) -> web.StreamResponse
             "shown": shown,
             "preview": preview,
             "defaults": {"scope": "all", "invoice": "", "expires_days": ""},
+            "client_language": client.customer_language,
+            "languages": list(languages_offered()),
+            "language_saved": request.query.get("done") == "language",
         },
     )
 
@@ -407,7 +419,15 @@ async def _email_link(
     company = await company_of(st, session)
     if not (bot.sender or company.email):
         return 409, "Set a request address on the Mail bot page first."
-    message = link_email(customer=found, record=record, url_=url_, company=company, bot=bot)
+    client = await st.core.client_settings(session.account, found.code)
+    message = link_email(
+        customer=found,
+        record=record,
+        url_=url_,
+        company=company,
+        bot=bot,
+        language=client.language(),
+    )
     failure = await _send(st, session, message, recipients, kind=LINK_EMAILED, about=found)
     if failure:
         return 502, failure
