@@ -47,7 +47,7 @@ class ServeProcess:
         database_url: str | None = None,
         public_base_url: str = BASE_URL,
         env: Mapping[str, str] | None = None,
-        verbose: bool = False,
+        verbose: bool = False,  # every logger at DEBUG
     ) -> None:
         self.state, self.kashflow_url, self.role, self.port = state, kashflow_url, role, port
         self.verbose = verbose
@@ -78,6 +78,8 @@ class ServeProcess:
         env[port] = str(self.port)
         if self.database_url:
             env["KASHFLOW_PERMALINK_DATABASE_URL"] = self.database_url
+        if self.verbose:
+            env["KASHFLOW_PERMALINK_LOG_LEVEL"] = "debug"
         env.update(self.extra_env)
         return env
 
@@ -87,7 +89,6 @@ class ServeProcess:
                 sys.executable,
                 "-m",
                 "app.cli",
-                *(["--verbose"] if self.verbose else []),
                 "serve",
                 "--role",
                 self.role,
