@@ -59,3 +59,25 @@ async def test_revoke_by_link_id_on_the_configured_store(
         "kashflow-permalink: that is neither a link this server can open nor a known link id\n"
     )
     assert unknown.stdout == ""
+
+
+def test_the_demo_reads_its_database_from_the_environment_like_every_command(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "demo"
+    result = cli(
+        "demo",
+        "--state-dir",
+        str(state),
+        "--http-port",
+        "0",
+        "--smtp-port",
+        "0",
+        env={"KASHFLOW_PERMALINK_DATABASE_URL": "mysql://x"},
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("kashflow-permalink: KASHFLOW_PERMALINK_DATABASE_URL must be ")
+    assert "postgresql://" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not state.exists()  # refused before anything was made or started
