@@ -21,7 +21,6 @@ from app import config, logs
 from app.config import ConfigError, Settings
 from kashflow.errors import KashFlowError, NotFound
 from kashflow.models import Credentials
-from permalink.db import is_database_url
 from permalink.keyring import Keyring
 from permalink.links import InvalidLink, open_link
 from permalink.scopes import Scope
@@ -81,12 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="MS",
         help="delay the sandbox adds to each KashFlow call (default 0)",
-    )
-    demo.add_argument(
-        "--database-url",
-        metavar="URL",
-        help="a postgresql:// database shared by every process (default: SQLite in the "
-        "state directory)",
     )
     demo.add_argument(
         "--web-replicas",
@@ -453,10 +446,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.web_replicas < 1 or args.bot_workers < 1:
         raise ConfigError("--web-replicas and --bot-workers are at least 1")
-    if args.database_url is not None and not is_database_url(args.database_url):
-        raise ConfigError("--database-url must be a postgresql:// URL")
     state, keyring = prepare(args.state_dir)
-    shape = Shape(args.database_url, args.web_replicas, args.bot_workers, imap=args.imap)
+    shape = Shape(settings.database_url, args.web_replicas, args.bot_workers, imap=args.imap)
     # The demo's own processes log as it was asked to.
     child_env = {
         config.SPECS["log_level"].variable: settings.log_level,

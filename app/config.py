@@ -98,7 +98,7 @@ class Settings:
         kinds.database_url(),
         "A PostgreSQL database shared by every process of the deployment, instead of "
         "SQLite in the state directory.",
-        STATEFUL,
+        (*STATEFUL, "demo"),
     )
     keys: str | None = setting(
         None,

@@ -3,7 +3,8 @@
 Over real sockets: the settings pages on loopback, the sandbox KashFlow, and a DNS server
 of the test's own on loopback that the product's resolver (dnspython) asks for the TXT
 record. An account cannot take over another firm's request address by typing it; it can
-once it has published the record, or once the operator grants the domain.
+once it has published the record, or once the operator grants the domain. The pages'
+tests run on both stores.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ _RECORD = re.compile(
 
 
 @pytest.fixture
-async def site(tmp_path: Path, kashflow: KashFlow, sandbox: Sandbox) -> AsyncIterator[Site]:
-    async with settings_site(tmp_path, kashflow, sandbox) as built:
+async def site(
+    tmp_path: Path, kashflow: KashFlow, sandbox: Sandbox, state_url: str | None
+) -> AsyncIterator[Site]:
+    """The settings pages on each store: the proofs are rows in the shared state."""
+    async with settings_site(tmp_path, kashflow, sandbox, database_url=state_url) as built:
         yield built
 
 

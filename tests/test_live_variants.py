@@ -27,7 +27,7 @@ from kashflow.errors import (
 from kashflow.mapping import invoice as invoice_from_row
 from kashflow.models import Credentials
 from kashflow.sandbox import DEMO, IPLOCKED, NOAPI, Sandbox
-from kashflow.sandbox.faults import Check
+from kashflow.sandbox.faults import PDF_FETCH, Check
 from kashflow.sandbox.seed import IPLOCKED_AUTO_AUTH_KEY
 
 
@@ -123,6 +123,19 @@ async def test_html_served_as_a_pdf_is_still_not_a_pdf(
     with pytest.raises(BadDocument) as caught:
         await demo_account.invoice_pdf(sandbox.invoices("demo")[0].number)
     assert "not a PDF" in caught.value.detail
+
+
+async def test_a_pdf_that_opens_only_within_a_session_is_not_a_pdf_to_the_gateway(
+    sandbox: Sandbox, demo_account: Account
+) -> None:
+    # The gateway keeps no cookies by design: a print URL that needs the session cookie its
+    # first answer sets is refused as a bad document, never fetched with a session.
+    sandbox.faults.pdf_needs_cookie = True
+    with pytest.raises(BadDocument) as caught:
+        await demo_account.invoice_pdf(sandbox.invoices("demo")[0].number)
+    assert caught.value.detail == "HTTP 200, text/html, not a PDF"
+    fetches = [call for call in sandbox.calls if call.operation == PDF_FETCH]
+    assert fetches and not any(call.cookie for call in fetches)
 
 
 async def test_a_short_lived_print_url_is_fetched_at_once(

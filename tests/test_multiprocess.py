@@ -10,7 +10,8 @@ the capture relay. The tests share that one demo and use what a user would:
   other when its lease ran out;
 * revocation: made with ``kashflow-permalink revoke`` and through one process's settings
   pages (signed in on another), then refused by every web process on its next request;
-* throttling: invalid tokens from one address counted together across the web processes.
+* throttling: invalid tokens from one address counted together across the web processes,
+  and wrong passwords spread over them locking sign-in on all.
 
 The bots' lease is short (``KASHFLOW_PERMALINK_LEASE_SECONDS``) so a dead bot's work is
 taken over within seconds; each step waits for the event it needs, with a bound.
@@ -358,3 +359,33 @@ async def test_invalid_tokens_are_counted_across_web_processes(cluster: Cluster)
         link = cluster.info["customers"][3]["links"]["unpaid"]
         async with http.get(on(urls[2], link)) as resp:
             assert resp.status == 200
+
+
+async def test_wrong_passwords_on_several_web_processes_lock_sign_in_on_all(
+    cluster: Cluster,
+) -> None:
+    # A loopback address of its own: the lock is per address (and per username from it), so
+    # the other tests' sign-ins from 127.0.0.1 are not held up by it.
+    address = "127.0.0.78"
+    connector = aiohttp.TCPConnector(local_addr=(address, 0), force_close=True)
+    urls = cluster.web_urls
+    allowance = 6  # the sign-in policy's failures before the lock
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=jar) as http:
+        pages = SettingsClient(http)
+
+        async def sign_in(web: str, password: str) -> tuple[int, str]:
+            token = await pages.csrf(web + "/settings/login")
+            form = {"csrf": token, "username": "demo", "password": password}
+            async with http.post(web + "/settings/login", data=form) as resp:
+                return resp.status, await resp.text()
+
+        # Two wrong passwords on each process: none of them sees more than two.
+        for n in range(allowance):
+            status, _ = await sign_in(urls[n % 3], "wrong-password")
+            assert status == 401
+        # Together they lock the next attempt, on every process, even with the right one.
+        for url in urls:
+            status, page = await sign_in(url, "demo-api-pass")
+            assert status == 429, url
+            assert "Too many sign-ins with a wrong password" in page

@@ -144,3 +144,66 @@ async def test_check_reports_a_port_another_program_holds(
         "in use by another program" in result.stdout
     )
     assert "--smtp-port" not in result.stdout  # a web process has no mail port to check
+
+
+async def test_serve_fetches_pdfs_only_from_the_hosts_its_setting_lists(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    import aiohttp
+
+    from kashflow.sandbox.faults import PDF_FETCH
+
+    state = tmp_path / "state"
+    assert (await run_cli("keys", "create", "--state-dir", str(state))).returncode == 0
+    credentials = {"KASHFLOW_USERNAME": "demo", "KASHFLOW_PASSWORD": "demo-api-pass"}
+    made = await run_cli(
+        "link",
+        "--customer",
+        "ACME01",
+        "--state-dir",
+        str(state),
+        "--kashflow-endpoint",
+        sandbox.url,
+        env=credentials,
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().rsplit("/l/", 1)[1]
+    number = sandbox.invoices("demo", "ACME01")[0].number
+
+    async def invoice_pdf(hosts: str, log: str) -> tuple[int, str, str]:
+        """The invoice's PDF route on a web process whose PDF host list is ``hosts``: the
+        status, its content type, and the page's text (or "%PDF-")."""
+        web = ServeProcess(
+            state,
+            sandbox.url,
+            role="web",
+            log=tmp_path / log,
+            env={"KASHFLOW_PERMALINK_PDF_HOSTS": hosts},
+        )
+        await web.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{web.url}/l/{token}") as page:
+                    assert page.status == 200  # KashFlow answers either way
+                async with http.get(f"{web.url}/l/{token}/invoice/{number}.pdf") as pdf:
+                    body = await pdf.read()
+                    text = "%PDF-" if body.startswith(b"%PDF-") else body.decode()
+                    return pdf.status, pdf.content_type, text
+        finally:
+            await web.kill()
+
+    # The sandbox's print URLs are on 127.0.0.1: listed, the PDF comes through.
+    assert await invoice_pdf(sandbox.pdf_hosts, "allowed.log") == (200, "application/pdf", "%PDF-")
+    fetched = [call.operation for call in sandbox.calls].count(PDF_FETCH)
+    printed = [call.operation for call in sandbox.calls].count("PrintInvoice")
+    assert fetched == 1
+
+    # Only the real KashFlow's host listed: the document error page, and no PDF fetched.
+    status, content_type, text = await invoice_pdf("securedwebapp.com", "refused.log")
+    assert (status, content_type) == (502, "text/html")
+    assert "The invoice document could not be read" in text
+    refused = (tmp_path / "refused.log").read_text()
+    assert "KashFlow PDF not fetched: PrintInvoice URL refused: host 127.0.0.1 is not on" in refused
+    # KashFlow was asked to print; the URL it gave was never opened.
+    assert [call.operation for call in sandbox.calls].count("PrintInvoice") > printed
+    assert [call.operation for call in sandbox.calls].count(PDF_FETCH) == fetched

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 import re
 import sys
@@ -138,6 +139,27 @@ async def test_each_variant_of_the_live_service_shows_in_the_report(
         assert re.search(r"invoice lines: 0 with xsi:type, [1-9]\d* without", report), report
     else:
         assert expected in section(report, title), section(report, title)
+
+
+def item(text: str, label: str) -> list[str]:
+    """The lines the report gives under ``label`` (an item of a section)."""
+    lines = text.split(f"\n{label}\n", 1)[1].split("\n")
+    return [line.strip() for line in itertools.takewhile(lambda row: row.startswith("  "), lines)]
+
+
+async def test_a_pdf_that_needs_its_session_cookie_is_reported_unusable_as_served(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    sandbox.faults.pdf_needs_cookie = True
+    code, report = await probe(sandbox, tmp_path, customer="IVY01")
+    assert code == 0, report
+    pdf = section(report, "one invoice's PDF")
+    without = item(pdf, "PDF, opened at once without cookies")
+    assert "cookies set: ASP.NET_SessionId" in without
+    assert any(line.startswith("starts with %PDF-: no") for line in without), without
+    with_cookies = item(pdf, "PDF, opened with the cookies its answers set")
+    assert any(line.startswith("starts with %PDF-: yes") for line in with_cookies), with_cookies
+    assert "invoice PDF usable as served: no" in section(report, "summary")
 
 
 async def test_a_pdf_url_that_expires_shows_after_the_wait(

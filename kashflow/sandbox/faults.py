@@ -3,8 +3,9 @@
 Fault switches break things (latency, hangs, resets, HTTP 500, malformed XML, random
 errors, bad PDFs, throttling). Variant switches choose between the ways the live service
 may behave where no public source says which it does (how an empty list is written, how
-the PDF is served, whether lines name their type, how e-mail is matched, in which order a
-caller is checked); each default is the sandbox's best reading of the live service.
+the PDF is served and whether it needs a session cookie, whether lines name their type,
+how e-mail is matched, in which order a caller is checked); each default is the sandbox's
+best reading of the live service.
 Every switch can be flipped while the sandbox runs; ``operations`` narrows the transport
 faults (hang, reset, HTTP 500, malformed XML, throttling) and the random errors to some
 operations (``PDF_FETCH`` names a download of a printed PDF).
@@ -77,6 +78,11 @@ class Faults:
     list_print: ListPrint = "merged"
     # Every answer sets a session cookie, as an ASP.NET site may (see ``Call.cookie``).
     set_cookie: bool = False
+    # The PDF opens only within a session: a GET without the ``ASP.NET_SessionId`` cookie
+    # is redirected to the same URL with one set, and then (still without it) answered
+    # with an HTML sign-in page. A client keeping cookies gets the PDF; one that keeps
+    # none (this product) never does.
+    pdf_needs_cookie: bool = False
     unknown_customer_id: UnknownCustomerId = "empty"
     email_match: EmailMatch = "loose"
     check_order: tuple[Check, ...] = DEFAULT_CHECK_ORDER

@@ -76,6 +76,8 @@ class Sandbox:
         self._random = random.Random(seed)
         self._print_links = PrintLinks(print_ttl_seconds)
         self._pdfs = PdfCache()
+        # The ASP.NET_SessionId values PDF answers have set (``Faults.pdf_needs_cookie``).
+        self._pdf_sessions: set[str] = set()
         self._rendering: dict[tuple[object, ...], asyncio.Future[bytes]] = {}
         self._invoice_xml: dict[tuple[str, int, bool], tuple[InvoiceRecord, str]] = {}
         self._customer_xml: dict[tuple[str, int], str] = {}
@@ -498,6 +500,10 @@ class Sandbox:
             return self._throttled()
         if self.faults.bad_pdf == "404" or account is None:
             return web.Response(status=404, text=_NOT_FOUND_PAGE, content_type="text/html")
+        if self.faults.pdf_needs_cookie:
+            outside = self._outside_session(request)
+            if outside is not None:
+                return outside
         if self.faults.bad_pdf == "html":
             return web.Response(text=_SIGN_IN_PAGE, content_type="text/html")
         invoices = [account.invoices[n] for n in numbers]
@@ -516,6 +522,22 @@ class Sandbox:
                 "Cache-Control": "private, no-store",
             },
         )
+
+    def _outside_session(self, request: web.Request) -> web.StreamResponse | None:
+        """What a PDF request without a session gets, as ASP.NET answers one: a redirect
+        to the same URL setting the session cookie, then, if it came back without the
+        cookie, the sign-in page. None when the request carries a session it was given."""
+        if request.cookies.get(_SESSION_COOKIE, "") in self._pdf_sessions:
+            return None
+        if request.query.get(_COOKIE_PROBE) == "1":
+            response = web.Response(text=_SIGN_IN_PAGE, content_type="text/html")
+        else:
+            again = request.rel_url.update_query({_COOKIE_PROBE: "1"})
+            response = web.Response(status=302, headers={"Location": str(again)})
+        session = secrets.token_hex(12)
+        self._pdf_sessions.add(session)
+        response.headers.add("Set-Cookie", f"{_SESSION_COOKIE}={session}; path=/; HttpOnly")
+        return response
 
     async def _render(self, account: Account, invoices: list[InvoiceRecord]) -> bytes:
         key = PdfCache.key(account.username, invoices)
@@ -573,6 +595,9 @@ def _drop(request: web.Request) -> web.StreamResponse:
 
 _SERVICE_PAGE: Final = "<html><body><h1>KashFlowAPI (sandbox)</h1></body></html>"
 _NOT_FOUND_PAGE: Final = "<html><body><h1>404 - File or directory not found.</h1></body></html>"
+_SESSION_COOKIE: Final = "ASP.NET_SessionId"
+#: The query parameter ASP.NET adds when it redirects to find out whether cookies work.
+_COOKIE_PROBE: Final = "AspxAutoDetectCookieSupport"
 _SIGN_IN_PAGE: Final = (
     "<!DOCTYPE html><html><head><title>KashFlow - Log in</title></head>"
     "<body><form><input name='username'><input name='password' type='password'></form>"

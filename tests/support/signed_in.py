@@ -96,10 +96,16 @@ class Accountant:
 
 @asynccontextmanager
 async def settings_site(
-    tmp_path: Path, kashflow: KashFlow, sandbox: Sandbox, **core_config: Any
+    tmp_path: Path,
+    kashflow: KashFlow,
+    sandbox: Sandbox,
+    *,
+    database_url: str | None = None,
+    **core_config: Any,
 ) -> AsyncIterator[Site]:
-    """The app on loopback; ``core_config`` overrides the core's options."""
-    db = open_database(None, tmp_path)
+    """The app on loopback; ``core_config`` overrides the core's options. The state is
+    SQLite in ``tmp_path``, or the PostgreSQL ``database_url`` names."""
+    db = open_database(database_url, tmp_path)
     async with dns_server() as dns:
         options = {
             "public_base_url": BASE,
