@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
+from pypdf import PdfReader
 
 from permalink.business import clean_logo
 from tests.support import WebRig, web_rig
@@ -202,3 +203,23 @@ async def test_with_pdf_batching_the_pack_still_bookmarks_each_invoice(
         )
         starts = [page for _, page in marks]
         assert starts == sorted(starts) and len(set(starts)) == len(starts)
+
+
+async def test_a_business_that_turns_the_statement_off_gets_invoices_only(
+    rig: WebRig, client: Client
+) -> None:
+    await rig.core.store.business.update("demo", statement_cover=False)
+    token = rig.mint("IVY01")
+    response = await client.get(f"/l/{token}/all.pdf")
+    assert response.status == 200
+    pack = PdfReader(io.BytesIO(await response.read()))
+    singles = 0
+    for record in rig.sandbox.invoices("demo", "IVY01"):
+        one = await client.get(f"/l/{token}/invoice/{record.number}.pdf")
+        assert one.status == 200
+        singles += len(PdfReader(io.BytesIO(await one.read())).pages)
+    assert len(pack.pages) == singles
+    marks = bookmarks(pack)
+    assert len(marks) == len(rig.sandbox.invoices("demo", "IVY01"))
+    assert not any(title.startswith("Statement · ") for title, _ in marks)
+    assert pack.metadata is not None and pack.metadata.title
