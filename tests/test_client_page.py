@@ -63,6 +63,10 @@ async def test_the_page_speaks_the_browsers_language(rig: WebRig, client: Client
     owed = sum((r.outstanding for r in rig.sandbox.invoices("demo", "CORV01")), Decimal(0))
     german = f"{owed:,.2f}".replace(",", " ").replace(".", ",").replace(" ", ".")
     assert f"<li>{german}\xa0€</li>" in html
+    # Dates as a German reader writes them: the day the page speaks of, and each due date.
+    assert f"{date.today():%d.%m.%Y}" in html
+    for record in rig.sandbox.invoices("demo", "CORV01"):
+        assert f"{record.due:%d.%m.%Y}" in html
 
 
 async def test_the_accountants_choice_comes_before_the_browser_and_the_default_after(
@@ -101,6 +105,8 @@ async def test_the_page_says_how_to_pay(rig: WebRig, client: Client) -> None:
         pay_url="https://pay.northwind.example/",
     )
     html = await page(client, f"/l/{rig.mint('IVY01')}")
+    # Who the page is from: the business and its address, as KashFlow holds them.
+    assert '<p class="address">2nd Floor, 14 Canal Wharf, Manchester, M1 3LE</p>' in html
     for text in ("How to pay", "Barclays Bank UK PLC", "20-00-00", "55779911", "IVY01"):
         assert text in html
     assert 'href="https://pay.northwind.example/"' in html
