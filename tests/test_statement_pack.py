@@ -9,12 +9,13 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from PIL import Image
 from pypdf import PdfReader
 
 from kashflow.client import Account
 from kashflow.errors import BadDocument
 from kashflow.models import CompanyDetails, Customer, Invoice
-from permalink.business import PaymentInstructions
+from permalink.business import PaymentInstructions, clean_logo
 from permalink.presentation import format_date
 from permalink.statement_pack import FONT_DIRS, PackParts, build_pack
 from tests.support.pdfs import bookmarks, language, one_page_pdf
@@ -225,3 +226,13 @@ def test_two_currencies_are_totalled_and_aged_apart() -> None:
     assert lines[lines.index("How long it has been owed") + 1].startswith("Currency Not yet due")
     assert "GBP £100.00 £0.00 £250.00 £0.00 £0.00" in lines
     assert "EUR €0.00 €66.00 €0.00 €0.00 €0.00" in lines
+
+
+async def test_the_business_logo_heads_the_statement(demo_account: Account) -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (300, 100), (29, 79, 145)).save(out, format="PNG")
+    parts = await parts_for(demo_account, "IVY01")
+    assert len(read(build_pack(parts)).pages[0].images) == 0
+    reader = read(build_pack(replace(parts, logo=clean_logo(out.getvalue()))))
+    [logo] = reader.pages[0].images
+    assert logo.image is not None and logo.image.size[0] / logo.image.size[1] == 3
