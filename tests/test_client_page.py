@@ -17,7 +17,9 @@ from aiohttp.test_utils import TestClient
 from PIL import Image
 from pypdf import PdfReader
 
+import web
 from permalink.business import clean_logo
+from permalink.presentation import BADGE_COLOURS
 from tests.support import WebRig, web_rig
 from tests.support.pdfs import bookmarks
 
@@ -229,3 +231,13 @@ async def test_a_business_that_turns_the_statement_off_gets_invoices_only(
     assert len(marks) == len(rig.sandbox.invoices("demo", "IVY01"))
     assert not any(title.startswith("Statement · ") for title, _ in marks)
     assert pack.metadata is not None and pack.metadata.title
+
+
+def test_the_email_badges_wear_the_pages_colours() -> None:
+    css = (Path(web.__file__).parent / "static" / "web.css").read_text()
+    colours = dict(re.findall(r"(--[a-z]+-(?:ink|bg)):\s*(#[0-9a-f]{6})", css))
+    for status, (ink, background) in BADGE_COLOURS.items():
+        badge = rf"\.badge-{status} \{{ color: var\((--[a-z]+-ink)\); "
+        rule = re.search(badge + r"background: var\((--[a-z]+-bg)\); \}", css)
+        assert rule is not None, f"web.css has no badge for {status}"
+        assert (colours[rule.group(1)], colours[rule.group(2)]) == (ink, background), status
