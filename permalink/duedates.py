@@ -6,6 +6,10 @@ URL and a reminder the day before. The UID of an invoice's event is the same on 
 fetch and from every link to it, so a subscribed calendar updates the event (a part
 payment changes its amount) or drops it (once paid) instead of adding another.
 
+The words, the money and the dates are in the client's language (the page's choice: the
+accountant's setting for the client, then the browser's, then the account's default),
+written by Babel as that locale writes them.
+
 The UID names the invoice number and a digest of the account: it identifies the event
 without carrying the KashFlow username or anything sealed in the link.
 """
@@ -21,6 +25,7 @@ from urllib.parse import urlsplit
 from icalendar import Alarm, Calendar, Event, vDuration
 
 from kashflow.models import Invoice
+from permalink.i18n import DEFAULT_LANGUAGE, Words
 from permalink.presentation import format_date, format_money
 from permalink.scopes import Statement
 
@@ -55,22 +60,27 @@ def due_calendar(
     link_url: str,
     public_base_url: str,
     now: datetime,
+    language: str = DEFAULT_LANGUAGE,
 ) -> bytes:
-    """The calendar (``text/calendar`` bytes) of the statement's invoices still owed."""
+    """The calendar (``text/calendar`` bytes) of the statement's invoices still owed,
+    in ``language``."""
+    _ = Words(language)
     company = found.company.name
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("method", "PUBLISH")
-    name = f"Invoices from {company}"
+    name = _("Invoices from %(company)s", company=company)
     calendar.add("name", name)
     calendar.add("x-wr-calname", name)
     calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", vDuration(REFRESH))
     stamp = now.astimezone(UTC).replace(microsecond=0)
     for invoice in owed(found.invoices):
-        calendar.add_component(_event(invoice, company, account, link_url, public_base_url, stamp))
+        calendar.add_component(
+            _event(invoice, company, account, link_url, public_base_url, stamp, _)
+        )
     body: bytes = calendar.to_ical()
     return body
 
@@ -82,35 +92,41 @@ def _event(
     link_url: str,
     public_base_url: str,
     stamp: datetime,
+    _: Words,
 ) -> Event:
-    amount = format_money(invoice.outstanding, invoice.currency)
-    title = f"Invoice {invoice.number} due — {amount}"
+    amount = format_money(invoice.outstanding, invoice.currency, _.language)
+    title = _("Invoice %(number)s due — %(amount)s", number=invoice.number, amount=amount)
     event = Event()
     event.add("uid", event_uid(account, invoice.number, public_base_url))
     event.add("dtstamp", stamp)
     event.add("dtstart", invoice.due)
     event.add("dtend", invoice.due + timedelta(days=1))
     event.add("summary", title)
-    event.add("description", _description(invoice, company, amount, link_url))
+    event.add("description", _description(invoice, company, amount, link_url, _))
     event.add("url", link_url)
     # A due date is a reminder, not a meeting: it must not show the day as busy.
     event.add("transp", "TRANSPARENT")
     alarm = Alarm()
     alarm.add("action", "DISPLAY")
-    alarm.add("description", f"Tomorrow: {title}")
+    alarm.add("description", _("Tomorrow: %(title)s", title=title))
     alarm.add("trigger", REMINDER)
     event.add_component(alarm)
     return event
 
 
-def _description(invoice: Invoice, company: str, amount: str, link_url: str) -> str:
-    total = format_money(invoice.total, invoice.currency)
-    issued = format_date(invoice.issued)
+def _description(invoice: Invoice, company: str, amount: str, link_url: str, _: Words) -> str:
+    language = _.language
     due: date = invoice.due
     lines = [
-        f"Invoice {invoice.number} from {company}, dated {issued}: {total}.",
-        f"{amount} to pay by {format_date(due)}.",
-        f"See it and download the PDF: {link_url}",
+        _(
+            "Invoice %(number)s from %(company)s, dated %(date)s: %(total)s.",
+            number=invoice.number,
+            company=company,
+            date=format_date(invoice.issued, language),
+            total=format_money(invoice.total, invoice.currency, language),
+        ),
+        _("%(amount)s to pay by %(date)s.", amount=amount, date=format_date(due, language)),
+        _("See it and download the PDF: %(url)s", url=link_url),
     ]
     return "\n".join(lines)
 

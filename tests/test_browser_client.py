@@ -1,12 +1,15 @@
 """The client's side in Debian's chromium: a phone (390 px), a desktop (1280 px) and a
 desktop at 200 % zoom; no sideways scrolling, the first invoice on the first screen, the
-220-invoice customer in a few screens, the keyboard, and axe-core's WCAG 2.2 AA rules.
+220-invoice customer in a few screens, the keyboard, and axe-core's WCAG 2.2 AA rules;
+and the bot's reply read as a phone's mail app shows it.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from decimal import Decimal
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from playwright.async_api import Browser, Page, ViewportSize, expect
 from permalink.business import clean_logo
 from tests.support import WebRig, web_rig
 from tests.support.axe import axe_violations
+from tests.support.bot import MakeRig, request_mail
 from tests.support.browser import chromium, serve
 from web.security import RedactingAccessLogger
 
@@ -90,11 +94,11 @@ async def test_the_long_history_fits_every_screen(
 ) -> None:
     page = await open_page(browser, f"{site}/l/{rig.mint('ACME01')}", screen, scale)
     assert await sideways(page) <= 0, f"the page scrolls sideways on the {name} screen"
-    first = page.locator("table.invoices tbody tr").first
-    await expect(first).to_be_visible()
-    if name != "zoom200":  # a 400 px tall window holds the summary, no more
-        top = await first.evaluate("row => row.getBoundingClientRect().top")
-        assert top < screen["height"], f"the first invoice starts at {top}px on {name}"
+    first = page.locator("table.invoices tbody tr").first.locator(".c-invoice a")
+    await expect(first).to_have_text("Invoice 1251")
+    # The first invoice's name is read without scrolling, even in a 400 px tall window.
+    bottom = await first.evaluate("link => link.getBoundingClientRect().bottom")
+    assert bottom <= screen["height"], f"the first invoice ends at {bottom}px on {name}"
     height = await page.evaluate("document.documentElement.scrollHeight")
     assert height <= MOST_SCREENS[name] * screen["height"], f"{height}px tall on {name}"
     # Sorting and views are links: following one keeps the page a page.
@@ -199,4 +203,30 @@ async def test_on_a_phone_the_payment_details_unfold_with_a_tap(
     await page.get_by_text("How to pay").tap()
     await expect(sort_code).to_be_visible()
     await expect(page.locator("img.logo")).to_be_visible()
+    await context.close()
+
+
+async def test_the_reply_reads_on_a_phone(make_rig: MakeRig, browser: Browser) -> None:
+    bot = await make_rig(default_scope="unpaid")
+    await bot.core.store.business.update(
+        "demo", bank_name="Barclays Bank UK PLC", sort_code="200000", account_number="55779911"
+    )
+    await bot.send(request_mail("Please send my unpaid invoices"))
+    [reply] = await bot.capture.wait_for(1)
+    part = reply.parsed().get_body(preferencelist=("html",))
+    assert isinstance(part, EmailMessage)
+    context = await browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True
+    )
+    page = await context.new_page()
+    await page.set_content(str(part.get_content()))
+    assert await sideways(page) <= 0, "the reply scrolls sideways on a phone"
+    owed = sum((r.outstanding for r in bot.sandbox.invoices("demo", "ACME01")), Decimal(0))
+    amount = page.get_by_text(f"£{owed:,.2f}", exact=True)
+    button = page.locator('a[href*="/l/"]')
+    await expect(button).to_have_count(1)  # one button to the link
+    for what, element in (("the amount to pay", amount), ("the link's button", button)):
+        bottom = await element.evaluate("el => el.getBoundingClientRect().bottom")
+        assert bottom <= 844, f"{what} ends at {bottom}px, below the first screen"
+    assert await axe_violations(page) == []
     await context.close()

@@ -145,7 +145,7 @@ async def test_set_up_the_bot_and_send_the_test_email(browser: Browser, served: 
     await expect(page.locator("[data-mail-text]")).to_contain_text("Dear client,")
     reply = page.frame_locator(".settings-mail-frame")
     await expect(reply.get_by_text("Dear client,")).to_be_visible()
-    await expect(reply.get_by_text("To pay", exact=False).first).to_be_visible()
+    await expect(reply.get_by_text("To pay", exact=True)).to_be_visible()
     await page.get_by_role("button", name="Save the bot settings").click()
     await expect(page.get_by_text("The bot settings are saved.")).to_be_visible()
     await expect(page.get_by_text("Password: •••• saved")).to_be_visible()
@@ -181,6 +181,7 @@ async def test_settings_fit_a_phone_and_work_from_the_keyboard(
         "/settings/links",
         "/settings/reissue",
         "/settings/bot",
+        "/settings/business",
         "/settings/activity",
     ):
         await page.goto(served.base + path)
@@ -188,6 +189,39 @@ async def test_settings_fit_a_phone_and_work_from_the_keyboard(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
         assert overflow <= 0, f"{path} scrolls sideways on a phone"
+    await context.close()
+
+
+#: Each settings table's headings and buttons, and how many lines each is drawn on.
+LINES_DRAWN = """() => [...document.querySelectorAll(
+    '.settings-table thead th, .settings-table button')].map(el => {
+  const style = getComputedStyle(el);
+  const line = parseFloat(style.lineHeight) || 1.2 * parseFloat(style.fontSize);
+  const padding = parseFloat(style.paddingTop) + parseFloat(style.paddingBottom)
+    + parseFloat(style.borderTopWidth) + parseFloat(style.borderBottomWidth);
+  return [el.textContent.trim(), el.getClientRects().length,
+          (el.offsetHeight - padding) / line];
+})"""
+
+
+async def test_on_a_desktop_no_heading_or_button_breaks_inside_a_word(
+    browser: Browser, served: Served
+) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await sign_in(page, served.base)
+    await page.goto(f"{served.base}/settings/customers/FOX01")
+    await page.get_by_role("button", name="Make the link").click()
+    await expect(page.get_by_label("Link", exact=True)).to_be_visible()
+    for path in ("/settings/customers", "/settings/links"):
+        await page.goto(served.base + path)
+        drawn = await page.evaluate(LINES_DRAWN)
+        texts = [text for text, _, _ in drawn]
+        assert texts, f"{path} has no table"
+        if path == "/settings/links":
+            assert any(text.startswith("Revoke") for text in texts), texts
+        for text, boxes, lines in drawn:
+            assert boxes == 1 and lines < 2, f"{text!r} on {path} is drawn on {lines:.1f} lines"
     await context.close()
 
 

@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
+from pypdf import PdfReader
 
+import web
 from permalink.business import clean_logo
+from permalink.presentation import BADGE_COLOURS
 from tests.support import WebRig, web_rig
 from tests.support.pdfs import bookmarks
 
@@ -62,6 +65,10 @@ async def test_the_page_speaks_the_browsers_language(rig: WebRig, client: Client
     owed = sum((r.outstanding for r in rig.sandbox.invoices("demo", "CORV01")), Decimal(0))
     german = f"{owed:,.2f}".replace(",", " ").replace(".", ",").replace(" ", ".")
     assert f"<li>{german}\xa0€</li>" in html
+    # Dates as a German reader writes them: the day the page speaks of, and each due date.
+    assert f"{date.today():%d.%m.%Y}" in html
+    for record in rig.sandbox.invoices("demo", "CORV01"):
+        assert f"{record.due:%d.%m.%Y}" in html
 
 
 async def test_the_accountants_choice_comes_before_the_browser_and_the_default_after(
@@ -100,6 +107,8 @@ async def test_the_page_says_how_to_pay(rig: WebRig, client: Client) -> None:
         pay_url="https://pay.northwind.example/",
     )
     html = await page(client, f"/l/{rig.mint('IVY01')}")
+    # Who the page is from: the business and its address, as KashFlow holds them.
+    assert '<p class="address">2nd Floor, 14 Canal Wharf, Manchester, M1 3LE</p>' in html
     for text in ("How to pay", "Barclays Bank UK PLC", "20-00-00", "55779911", "IVY01"):
         assert text in html
     assert 'href="https://pay.northwind.example/"' in html
@@ -202,3 +211,33 @@ async def test_with_pdf_batching_the_pack_still_bookmarks_each_invoice(
         )
         starts = [page for _, page in marks]
         assert starts == sorted(starts) and len(set(starts)) == len(starts)
+
+
+async def test_a_business_that_turns_the_statement_off_gets_invoices_only(
+    rig: WebRig, client: Client
+) -> None:
+    await rig.core.store.business.update("demo", statement_cover=False)
+    token = rig.mint("IVY01")
+    response = await client.get(f"/l/{token}/all.pdf")
+    assert response.status == 200
+    pack = PdfReader(io.BytesIO(await response.read()))
+    singles = 0
+    for record in rig.sandbox.invoices("demo", "IVY01"):
+        one = await client.get(f"/l/{token}/invoice/{record.number}.pdf")
+        assert one.status == 200
+        singles += len(PdfReader(io.BytesIO(await one.read())).pages)
+    assert len(pack.pages) == singles
+    marks = bookmarks(pack)
+    assert len(marks) == len(rig.sandbox.invoices("demo", "IVY01"))
+    assert not any(title.startswith("Statement · ") for title, _ in marks)
+    assert pack.metadata is not None and pack.metadata.title
+
+
+def test_the_email_badges_wear_the_pages_colours() -> None:
+    css = (Path(web.__file__).parent / "static" / "web.css").read_text()
+    colours = dict(re.findall(r"(--[a-z]+-(?:ink|bg)):\s*(#[0-9a-f]{6})", css))
+    for status, (ink, background) in BADGE_COLOURS.items():
+        badge = rf"\.badge-{status} \{{ color: var\((--[a-z]+-ink)\); "
+        rule = re.search(badge + r"background: var\((--[a-z]+-bg)\); \}", css)
+        assert rule is not None, f"web.css has no badge for {status}"
+        assert (colours[rule.group(1)], colours[rule.group(2)]) == (ink, background), status

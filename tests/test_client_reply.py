@@ -73,3 +73,21 @@ async def test_the_language_a_request_is_written_in_comes_first(make_rig: MakeRi
     )
     [reply] = await rig.capture.wait_for(1)
     assert "Voici toutes vos factures de Northwind Studio Ltd." in body_text(reply)
+
+
+async def test_a_business_that_turns_the_statement_off_attaches_invoices_only(
+    make_rig: MakeRig,
+) -> None:
+    rig = await make_rig(default_scope="unpaid")
+    await rig.core.store.business.update("demo", statement_cover=False)
+    await rig.send(request_mail("Please send my unpaid invoices"))
+    [reply] = await rig.capture.wait_for(1)
+    pdf = attachment(reply)
+    assert pdf is not None
+    reader = PdfReader(io.BytesIO(pdf))
+    unpaid = [r for r in rig.sandbox.invoices("demo", "ACME01") if not r.paid]
+    marks = bookmarks(reader)
+    assert len(marks) == len(unpaid)
+    assert not any(title.startswith("Statement · ") for title, _ in marks)
+    assert marks[0][1] == 0 and "Statement" not in reader.pages[0].extract_text()
+    assert reader.metadata is not None and reader.metadata.title

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import imaplib
 import json
 import os
+import shlex
 import signal
 import smtplib
-import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ class Demo:
     def __init__(self, proc: asyncio.subprocess.Process, info: dict[str, Any]) -> None:
         self.proc = proc
         self.info = info
+        self.output: list[str] = []  # every line read so far
 
     async def wait_for_output(self, text: str, within: float = 30.0) -> str:
         """The first output line containing ``text``, waiting at most ``within`` seconds."""
@@ -33,6 +33,7 @@ class Demo:
             while True:
                 line = (await self.proc.stdout.readline()).decode()
                 assert line, "the demo exited"
+                self.output.append(line)
                 if text in line:
                     return line
 
@@ -89,10 +90,21 @@ async def test_demo_serves_links_settings_and_answers_mail(tmp_path: Path) -> No
                 assert resp.status == 200
             async with http.get(info["web"] + "/settings/login") as resp:
                 assert resp.status == 200 and "KashFlow" in await resp.text()
+            pages = {}
             for customer in info["customers"]:
                 async with http.get(customer["links"]["unpaid"]) as resp:
                     page = await resp.text()
                     assert resp.status == 200 and customer["name"] in page.replace("&amp;", "&")
+                    pages[customer["code"]] = page
+            # The demo business says how to pay, shows its logo, and CORV01 reads German.
+            for text in (
+                "How to pay",
+                "20-00-00",
+                "GB29 NWBK 6016 1331 9268 19",
+                '<img class="logo"',
+            ):
+                assert text in pages["ACME01"], text
+            assert '<html lang="de">' in pages["CORV01"] and "So zahlen Sie" in pages["CORV01"]
 
         acme = next(c for c in info["customers"] if c["code"] == "ACME01")
         await asyncio.to_thread(send_request, info, acme["email"], "My unpaid invoices, please.")
@@ -124,23 +136,11 @@ async def test_demo_resumes_on_the_same_state_dir(
             assert resp.status == 200
 
 
-def drop_in_mailbox(info: dict[str, Any], sender: str, text: str) -> None:
-    imap = info["imap"]
-    context = ssl.create_default_context(cafile=imap["ca_file"])
-    client = imaplib.IMAP4_SSL(imap["host"], imap["port"], ssl_context=context)
-    try:
-        client.login(imap["username"], imap["password"])
-        client.append(
-            imap["folder"],
-            "",
-            None,
-            (
-                f"From: {sender}\r\nTo: {info['request_address']}\r\nSubject: invoices\r\n"
-                f"Message-ID: <demo-imap@client.example>\r\n\r\n{text}\r\n"
-            ).encode(),
-        )
-    finally:
-        client.logout()
+def printed_command(line: str) -> list[str]:
+    """The ``python3 -c "…"`` line the welcome prints, as this interpreter would run it."""
+    words = shlex.split(line.strip())
+    assert words[:2] == ["python3", "-c"], line
+    return [sys.executable, *words[1:]]
 
 
 async def test_demo_with_imap_answers_the_mailbox_and_prints_the_feeds(tmp_path: Path) -> None:
@@ -150,6 +150,12 @@ async def test_demo_with_imap_answers_the_mailbox_and_prints_the_feeds(tmp_path:
         acme = next(c for c in info["customers"] if c["code"] == feeds["customer"])
         assert feeds["json"] == acme["links"]["all"] + ".json"
         assert feeds["webcal"] == "webcal://" + feeds["calendar"].split("://", 1)[1]
+        # The welcome prints the three feed addresses a user copies.
+        await running.wait_for_output(feeds["json"])
+        printed = "".join(running.output)
+        assert f"  calendar:       {feeds['calendar']}\n" in printed
+        assert f"  subscribe:      {feeds['webcal']}\n" in printed
+        assert f"  JSON:           {feeds['json']}\n" in printed
         async with aiohttp.ClientSession() as http:
             async with http.get(feeds["json"]) as resp:
                 assert resp.status == 200
@@ -158,11 +164,16 @@ async def test_demo_with_imap_answers_the_mailbox_and_prints_the_feeds(tmp_path:
                 assert resp.status == 200
                 assert (await resp.text()).startswith("BEGIN:VCALENDAR")
 
-        await asyncio.to_thread(drop_in_mailbox, info, acme["email"], "Unpaid ones please.")
+        # The welcome's own one-liner drops a request in the mailbox; the bot answers it.
+        await running.wait_for_output("drop a request in it:")
+        command = printed_command(await running.wait_for_output("import imaplib"))
+        dropped = await asyncio.create_subprocess_exec(*command)
+        async with asyncio.timeout(60):
+            assert await dropped.wait() == 0
         await running.wait_for_output("done (replied: ")
         (reply_file,) = Path(info["outbox"]).glob("*.eml")  # noqa: ASYNC240
         reply = message_from_bytes(reply_file.read_bytes(), policy=policy.default)
         assert reply["To"] == acme["email"]
-        assert reply["In-Reply-To"] == "<demo-imap@client.example>"
+        assert reply["Subject"] == "Re: my invoices"
     # The mailbox went with the demo: its directory is gone.
     assert not Path(info["imap"]["ca_file"]).exists()  # noqa: ASYNC240

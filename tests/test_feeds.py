@@ -106,6 +106,39 @@ async def test_calendar_has_an_all_day_event_per_unpaid_invoice_with_a_reminder(
     assert by_number == {}
 
 
+def euros_in_german(amount: Decimal) -> str:
+    return f"{amount:,.2f}".replace(",", " ").replace(".", ",").replace(" ", ".") + "\xa0€"
+
+
+async def test_a_german_clients_calendar_speaks_german(rig: WebRig, client: Client) -> None:
+    token = rig.mint("CORV01", "all")
+    english = {str(e["UID"]) for e in await calendar_of(client, token)}
+    await rig.core.store.business.set_customer_language("demo", "CORV01", "de")
+    response = await client.get(f"/l/{token}/due.ics")
+    assert response.status == 200
+    body = await response.read()
+    calendar = Calendar.from_ical(body)
+    assert str(calendar["X-WR-CALNAME"]) == "Rechnungen von Northwind Studio Ltd"
+    shown = events(body)
+    expected = {r.number: r for r in owed(rig.sandbox.invoices("demo", "CORV01"))}
+    assert expected and {str(e["UID"]) for e in shown} == english  # the same events
+    for event in shown:
+        number = int(str(event["SUMMARY"]).split()[1])
+        record = expected[number]
+        summary = f"Rechnung {number} fällig — {euros_in_german(record.outstanding)}"
+        assert str(event["SUMMARY"]) == summary
+        assert f"zu zahlen bis {record.due:%d.%m.%Y}" in str(event["DESCRIPTION"])
+        (alarm,) = event.walk("VALARM")
+        assert str(alarm["DESCRIPTION"]) == f"Morgen: {summary}"
+    # A browser asking for Welsh does not override the accountant's choice; for a client
+    # without one, it decides.
+    welsh = await client.get(f"/l/{token}/due.ics", headers={"Accept-Language": "cy"})
+    assert "Rechnung" in str(events(await welsh.read())[0]["SUMMARY"])
+    other = rig.mint("IVY01", "all")
+    asked = await client.get(f"/l/{other}/due.ics", headers={"Accept-Language": "cy"})
+    assert str(events(await asked.read())[0]["SUMMARY"]).startswith("Anfoneb ")
+
+
 async def test_calendar_uids_are_stable_so_calendars_update_instead_of_duplicating(
     rig: WebRig, client: Client
 ) -> None:

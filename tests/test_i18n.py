@@ -8,6 +8,8 @@ would show a German client an English sentence.
 from __future__ import annotations
 
 import re
+from datetime import date
+from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from permalink.i18n import (
     supported,
     translations,
 )
+from permalink.presentation import format_date, format_money
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_TEMPLATES = sorted([*(TEMPLATES / "web").glob("*.html"), *(TEMPLATES / "mail").glob("*.*")])
@@ -110,6 +113,16 @@ def test_a_catalogue_speaks_its_language() -> None:
         "3 facturen"
     )
     assert translations("en-GB").gettext("To pay") == "To pay"
+
+
+def test_dates_and_money_are_written_as_each_language_writes_them() -> None:
+    day = date(2026, 12, 3)
+    assert format_date(day, "en-GB") == "3 Dec 2026"
+    assert format_date(day, "cy") == "3 Rhag 2026"  # the README's example
+    assert format_date(day, "de") == "03.12.2026"
+    assert format_date(day, "fr") == "3 déc. 2026"
+    assert format_money(Decimal("1002"), "EUR", "de") == "1.002,00\xa0€"
+    assert format_money(Decimal("1008"), "GBP", "en-GB") == "£1,008.00"
 
 
 # -- every word in a client's template goes through gettext --------------------------------

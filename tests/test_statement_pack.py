@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from PIL import Image
 from pypdf import PdfReader
 
 from kashflow.client import Account
 from kashflow.errors import BadDocument
 from kashflow.models import CompanyDetails, Customer, Invoice
-from permalink.business import PaymentInstructions
+from permalink.business import PaymentInstructions, clean_logo
+from permalink.presentation import format_date
 from permalink.statement_pack import FONT_DIRS, PackParts, build_pack
-from tests.support.pdfs import bookmarks, language
+from tests.support.pdfs import bookmarks, language, one_page_pdf
 
 PAYMENT = PaymentInstructions(
     bank_name="Barclays Bank UK PLC",
@@ -81,8 +83,12 @@ async def test_the_pack_opens_with_the_statement_then_every_invoice_bookmarked(
         "55779911",
         "GB29 NWBK 6016 1331 9268 19",
         "In this file",
+        "Pay online",
+        "https://pay.northwind-studio.example/",
+        format_date(parts.today),
     ):
         assert text in cover, text
+    lines = cover.splitlines()
     for bucket in ("Not yet due", "1–30 days overdue", "Over 90 days overdue"):
         assert bucket in cover
     marks = bookmark_pages(reader)
@@ -93,8 +99,9 @@ async def test_the_pack_opens_with_the_statement_then_every_invoice_bookmarked(
         kind = "Credit note" if invoice.is_credit_note else "Invoice"
         assert title.startswith(f"{kind} {invoice.number} · "), title
         assert page == start
-        # The statement's table names the page each document starts on.
-        assert f"{kind} {invoice.number}" in cover
+        # The statement's table names the page each document starts on (1-based).
+        [row] = [line for line in lines if line.startswith(f"{kind} {invoice.number} ")]
+        assert row.endswith(f" {start + 1}"), row
         start += page_count(pdf)
     metadata = reader.metadata
     assert metadata is not None
@@ -167,3 +174,65 @@ def test_a_document_that_is_not_a_pdf_is_refused() -> None:
                 today=date(2026, 3, 1),
             )
         )
+
+
+TODAY = date(2026, 3, 1)
+
+
+def owed(number: int, due_in: int, amount: str, currency: str = "GBP") -> Invoice:
+    """An unpaid invoice issued a month before ``TODAY`` and due ``due_in`` days from it."""
+    return Invoice(
+        number,
+        number,
+        1,
+        "Client",
+        TODAY - timedelta(days=30),
+        TODAY + timedelta(days=due_in),
+        Decimal(amount),
+        Decimal(0),
+        Decimal(0),
+        False,
+        currency=currency,
+    )
+
+
+def cover_of(*invoices: Invoice) -> list[str]:
+    parts = PackParts(
+        company=CompanyDetails("Northwind Studio Ltd"),
+        customer=Customer(1, "CLIENT01", "Client"),
+        invoices=invoices,
+        pdfs=tuple(one_page_pdf() for _ in invoices),
+        today=TODAY,
+    )
+    return read(build_pack(parts)).pages[0].extract_text().splitlines()
+
+
+def test_the_aging_puts_each_debt_in_its_bucket() -> None:
+    lines = cover_of(
+        owed(1, 10, "101"), owed(2, -10, "202"), owed(3, -45, "303"), owed(4, -75, "404"),
+        owed(5, -120, "505"),
+    )  # fmt: skip
+    assert (
+        "Not yet due 1–30 days overdue 31–60 days overdue 61–90 days overdue Over 90 days overdue"
+    ) in lines
+    assert "£101.00 £202.00 £303.00 £404.00 £505.00" in lines
+    assert "£1,515.00" in lines
+
+
+def test_two_currencies_are_totalled_and_aged_apart() -> None:
+    lines = cover_of(owed(1, 10, "100"), owed(2, -40, "250"), owed(3, -5, "66", "EUR"))
+    to_pay = lines.index("To pay")
+    assert lines[to_pay + 1 : to_pay + 3] == ["£350.00", "€66.00"]
+    assert lines[lines.index("How long it has been owed") + 1].startswith("Currency Not yet due")
+    assert "GBP £100.00 £0.00 £250.00 £0.00 £0.00" in lines
+    assert "EUR €0.00 €66.00 €0.00 €0.00 €0.00" in lines
+
+
+async def test_the_business_logo_heads_the_statement(demo_account: Account) -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (300, 100), (29, 79, 145)).save(out, format="PNG")
+    parts = await parts_for(demo_account, "IVY01")
+    assert len(read(build_pack(parts)).pages[0].images) == 0
+    reader = read(build_pack(replace(parts, logo=clean_logo(out.getvalue()))))
+    [logo] = reader.pages[0].images
+    assert logo.image is not None and logo.image.size[0] / logo.image.size[1] == 3

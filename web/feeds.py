@@ -15,6 +15,7 @@ subscribed calendar fetches it every few hours, which would drown the real visit
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, date, datetime
 from typing import Final
@@ -24,6 +25,7 @@ from aiohttp import web
 from kashflow.errors import NotFound
 from permalink import duedates, jsonview
 from permalink.core import Core
+from permalink.i18n import negotiate
 from permalink.limits import ThrottlePolicy
 from permalink.links import Link
 from permalink.scopes import Statement
@@ -55,13 +57,20 @@ class Feeds:
     async def calendar(self, request: web.Request) -> web.StreamResponse:
         now = self._core.clock()
         link = await self._opener.open(request, now)
-        found = await self._statement(link)
+        found, settings = await asyncio.gather(
+            self._statement(link),
+            self._core.client_settings(link.account, link.customer_code),
+        )
+        # The page's language: the accountant's choice for the client, then the browser's
+        # (a calendar app fetching a subscription rarely says), then the account's default.
+        language = settings.language(browser=negotiate(request.headers.get("Accept-Language")))
         body = duedates.due_calendar(
             found,
             account=link.account,
             link_url=self._url(request, ROUTE_PAGE),
             public_base_url=self._base_url,
             now=datetime.fromtimestamp(now, UTC),
+            language=language,
         )
         return web.Response(
             body=body,
