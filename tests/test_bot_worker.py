@@ -156,6 +156,20 @@ async def test_mail_to_an_address_whose_bot_was_turned_off_is_parked(rig: Rig) -
     assert "turned off" in parked.reason
 
 
+async def test_mail_spooled_for_an_account_the_operator_has_not_allowed_is_parked(
+    make_rig: MakeRig,
+) -> None:
+    # Spooled before the operator restarted the bot with ALLOWED_ACCOUNTS.
+    rig = await make_rig(allowed_accounts={"second"})
+    spool_id = await spool(rig, request_mail())
+    rig.service.worker.wake()
+    [settled] = await rig.settle(1)
+    assert (settled.spool_id, settled.state) == (spool_id, "parked")
+    [parked] = await rig.core.store.spool.list(["parked"])
+    assert parked.reason == "the account is not in ALLOWED_ACCOUNTS of this server"
+    assert rig.capture.messages == []
+
+
 async def test_a_message_that_keeps_killing_the_bot_is_parked_in_the_end(rig: Rig) -> None:
     await rig.service.stop()
     spool_id = await spool(rig, request_mail())

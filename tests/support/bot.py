@@ -129,7 +129,7 @@ async def bot_rigs(
 ) -> AsyncIterator[MakeRig]:
     """Start bots for the sandbox's ``demo`` account; keyword arguments are bot settings
     (plus ``trusted_authserv_id``, ``credentials``, ``lease_s``, ``mailboxes``, the IMAP
-    door's policy, and ``relay_auth``: a ``(username, password)`` the relay asks for, over
+    door's policy, ``allowed_accounts``, the operator's list, and ``relay_auth``: a ``(username, password)`` the relay asks for, over
     STARTTLS, as real relays do)."""
     started: list[tuple[BotService, CaptureServer, Database]] = []
 
@@ -157,6 +157,7 @@ async def bot_rigs(
             mail_domain=DOMAIN,
             lease_s=bot_settings.pop("lease_s", None),
             relay_ca_file=relay_ca,
+            allowed_accounts=frozenset(bot_settings.pop("allowed_accounts", ())),
         )
         service = BotService(
             core,
