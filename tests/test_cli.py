@@ -287,6 +287,34 @@ async def test_check_tries_each_bots_kashflow_and_relay(tmp_path: Path, sandbox:
     assert f"FAILED  {relay_line}: " in down.stdout
 
 
+async def test_check_tries_the_relay_of_an_account_whose_bot_is_off(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    # The settings pages send "email this link" through an account's relay, bot on or off.
+    assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
+    db = open_database(None, tmp_path)
+    try:
+        accounts = AccountSettings(db, Keyring.load(tmp_path / "server.key"))
+        await accounts.update(
+            "demo", relay_host="127.0.0.1", relay_port=9, relay_security="none"
+        )  # nothing listens there
+        await accounts.update("second", relay_host="127.0.0.1", relay_port=9, relay_security="none")
+        # Sealed with a key this server does not have.
+        await AccountSettings(db, Keyring.generate(7)).set_relay_password("second", "secret")
+    finally:
+        db.close()
+    args = ["--kashflow-endpoint", sandbox.url, "--http-port", "0", "--smtp-port", "0"]
+    args += ["--allow-relay", "127.0.0.1"]
+    result = await acli("check", "--state-dir", str(tmp_path), *args)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED  account demo relay 127.0.0.1:9: " in result.stdout
+    assert (
+        "FAILED  account second relay: the stored relay password no longer opens with the "
+        "server key"
+    ) in result.stdout
+    assert "mail bot: no account has it switched on" in result.stdout
+
+
 async def test_check_prints_kashflows_own_words_when_it_refuses(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
