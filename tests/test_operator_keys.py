@@ -226,6 +226,23 @@ async def test_retire_refuses_while_a_stored_secret_still_needs_the_key(tmp_path
         db.close()
 
 
+async def test_retire_on_a_shared_database_says_to_copy_the_key_file(
+    tmp_path: Path, state_url: str | None
+) -> None:
+    state = tmp_path / "state"
+    await prepare_state(state, relay_port=2525, database_url=state_url)
+    settings = load({}, state_dir=str(state), database_url=state_url)
+    assert (await keys.rotate(settings))[0] == 0
+    status, lines = await keys.retire(settings, 1)
+    assert status == 0 and "key 1 retired; keys 2 (current 2)." in lines
+    other_machines = (
+        "Processes on other machines keep opening links sealed with key 1 until the new key "
+        "file reaches them: copy it to each of them now."
+    )
+    # Only a database other machines may share (PostgreSQL) has other machines to tell.
+    assert (other_machines in lines) == (state_url is not None)
+
+
 async def test_check_reports_secrets_no_key_opens_instead_of_crashing(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
