@@ -387,3 +387,19 @@ async def test_check_signs_in_to_each_bots_mailbox(
         assert untrusted.returncode == 1
         assert f"FAILED  {mailbox}: " in untrusted.stdout
         assert "certificate is not trusted" in untrusted.stdout
+
+
+def test_the_demo_says_it_leaves_a_deployments_variables_aside(tmp_path: Path) -> None:
+    # A shell that sourced a real deployment's env file, running the demo.
+    real = tmp_path / "real-state"
+    env = {"KASHFLOW_PERMALINK_STATE_DIR": str(real), "KASHFLOW_PERMALINK_HTTP_PORT": "9999"}
+    result = cli("demo", "--web-replicas", "0", env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        "kashflow-permalink demo: KASHFLOW_PERMALINK_STATE_DIR, KASHFLOW_PERMALINK_HTTP_PORT "
+        "left aside: the demo takes --state-dir, --http-port, --smtp-port, --database-url as "
+        "options only"
+    )
+    assert not real.exists()
+    shown = " ".join(cli("demo", "--help").stdout.split())
+    assert "(--state-dir, --http-port, --smtp-port, --database-url) are options only" in shown
