@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -281,6 +282,13 @@ async def test_check_tries_each_bots_kashflow_and_relay(tmp_path: Path, sandbox:
         assert "ok      account demo KashFlow sign-in: Northwind Studio Ltd" in healthy.stdout
         relay_line = f"account demo relay {relay.host}:{relay.port}"
         assert f"ok      {relay_line}: connects and signs in" in healthy.stdout
+        # The operator's list leaves the account out: its bot would refuse all its mail.
+        left_out = await acli(*args, "--allowed-accounts", "second")
+        assert left_out.returncode == 1
+        assert (
+            "FAILED  account demo: the bot is on but the account is not in --allowed-accounts "
+            "/ KASHFLOW_PERMALINK_ALLOWED_ACCOUNTS"
+        ) in left_out.stdout
 
     down = await acli(*args)  # the relay has gone
     assert down.returncode == 1
@@ -403,3 +411,26 @@ def test_the_demo_says_it_leaves_a_deployments_variables_aside(tmp_path: Path) -
     assert not real.exists()
     shown = " ".join(cli("demo", "--help").stdout.split())
     assert "(--state-dir, --http-port, --smtp-port, --database-url) are options only" in shown
+
+
+def test_check_reports_a_state_store_it_cannot_reach(tmp_path: Path) -> None:
+    assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"postgresql://kfp@127.0.0.1:{closed.getsockname()[1]}/state"
+        result = cli(
+            "check",
+            "--state-dir",
+            str(tmp_path),
+            "--database-url",
+            url,
+            "--http-port",
+            "0",
+            "--smtp-port",
+            "0",
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"FAILED  state: cannot connect to PostgreSQL at {url}" in result.stdout
+    assert "(--database-url / KASHFLOW_PERMALINK_DATABASE_URL" in result.stdout
+    assert "accounts: not checked (they need the key and the state store)" in result.stdout
+    assert "Traceback" not in result.stderr

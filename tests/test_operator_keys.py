@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -241,6 +242,23 @@ async def test_retire_on_a_shared_database_says_to_copy_the_key_file(
     )
     # Only a database other machines may share (PostgreSQL) has other machines to tell.
     assert (other_machines in lines) == (state_url is not None)
+
+
+async def test_retire_refuses_while_the_state_store_cannot_be_reached(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    key_file = state / "server.key"
+    Keyring.create(key_file).rotated().save(key_file)
+    before = Keyring.load(key_file)
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"postgresql://kfp@127.0.0.1:{closed.getsockname()[1]}/state"
+        status, lines = await keys.retire(load({}, state_dir=str(state), database_url=url), 1)
+    # Whether a stored secret still needs key 1 cannot be known: nothing is retired.
+    assert status == 1
+    assert lines[-1] == "key 1 was not retired."
+    assert "the state store could not be opened" in lines[0]
+    assert Keyring.load(key_file) == before
 
 
 async def test_check_reports_secrets_no_key_opens_instead_of_crashing(
