@@ -5,9 +5,9 @@ configured KashFlow endpoint (by name, always, whether or not any bot is on), th
 process's role listens on, and for each account with the mail bot on: its stored secrets,
 its KashFlow sign-in (with KashFlow's own words when it refuses), its relay and its IMAP
 mailbox, if it has one; and the relay of each account with the bot off that has one saved
-(the settings pages send "email this link" through it). Each check prints one line, ``ok`` or ``FAILED`` with
-the reason; nothing it meets ends it early or prints a traceback. The exit status is 1 if
-any check failed.
+(the settings pages send "email this link" through it). Each check prints one line, ``ok``
+or ``FAILED`` with the reason; nothing it meets ends it early or prints a traceback. The
+exit status is 1 if any check failed.
 """
 
 from __future__ import annotations
