@@ -4,9 +4,10 @@ It checks, in order, and whatever the configuration: the server key, the state s
 configured KashFlow endpoint (by name, always, whether or not any bot is on), the ports the
 process's role listens on, and for each account with the mail bot on: its stored secrets,
 its KashFlow sign-in (with KashFlow's own words when it refuses), its relay and its IMAP
-mailbox, if it has one. Each check prints one line, ``ok`` or ``FAILED`` with
-the reason; nothing it meets ends it early or prints a traceback. The exit status is 1 if
-any check failed.
+mailbox, if it has one; and the relay of each account with the bot off that has one saved
+(the settings pages send "email this link" through it). Each check prints one line, ``ok``
+or ``FAILED`` with the reason; nothing it meets ends it early or prints a traceback. The
+exit status is 1 if any check failed.
 """
 
 from __future__ import annotations
@@ -218,15 +219,32 @@ async def _is_mail(host: str, port: int) -> bool:
 async def _check_accounts(settings: Settings, keyring: Keyring, report: Report) -> None:
     core = build_core(settings, keyring)
     try:
-        names = await core.store.accounts.accounts_with_bot_enabled()
+        accounts = core.store.accounts
+        names = await accounts.accounts_with_bot_enabled()
         if not names:
             report.note("mail bot", "no account has it switched on")
         for name in names:
             await report.run(
                 f"account {name}", functools.partial(_check_account, core, name, report, settings)
             )
+        # With the bot off, an account's relay still sends "email this link" and the
+        # re-issued invoices from the settings pages.
+        relays = [
+            name
+            for name in await accounts.accounts_with_relay()
+            if name not in names and core.allows(name)
+        ]
+        for name in relays:
+            unreadable = await core.store.secrets.unreadable(name)
+            await report.run(
+                f"account {name} relay",
+                functools.partial(
+                    _check_account_relay, core, name, report, dead="relay_password" in unreadable
+                ),
+            )
         for secret in await core.store.secrets.stored():
-            if not secret.opens and secret.account not in names:
+            checked = secret.account in relays and secret.name == "relay_password"
+            if not secret.opens and secret.account not in names and not checked:
                 report.note(
                     f"account {secret.account}",
                     f"its {secret.sealed.words} no longer opens with the server key (the bot "
@@ -261,15 +279,19 @@ async def _check_account(core: Core, name: str, report: Report, settings: Settin
                 report.failed(f"{what} KashFlow sign-in", exc.message + said)
             else:
                 report.ok(f"{what} KashFlow sign-in", company.name)
-    if "relay_password" in unreadable:
+    await _check_account_relay(core, name, report, dead="relay_password" in unreadable)
+    await _check_mailbox(core, name, report, settings, dead="imap_password" in unreadable)
+
+
+async def _check_account_relay(core: Core, name: str, report: Report, *, dead: bool) -> None:
+    if dead:
         report.failed(
-            f"{what} relay",
+            f"account {name} relay",
             "the stored relay password no longer opens with the server key; enter it again "
             "on the settings pages (Mail bot)",
         )
     else:
         await _check_relay(core, name, report)
-    await _check_mailbox(core, name, report, settings, dead="imap_password" in unreadable)
 
 
 async def _check_relay(core: Core, name: str, report: Report) -> None:

@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Final
 
 from app import config, logs
 from app.config import ConfigError, Settings
@@ -26,6 +27,8 @@ from permalink.links import InvalidLink, open_link
 from permalink.scopes import Scope
 
 PROG = "kashflow-permalink"
+#: The demo's own options that share a setting's name, but not its variable or default.
+_DEMO_OWN: Final = ("--state-dir", "--http-port", "--smtp-port", "--database-url")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--imap",
         action="store_true",
         help="also read requests from an IMAP mailbox (Dovecot on loopback)",
+    )
+    demo.epilog = (
+        "The demo's own options (" + ", ".join(_DEMO_OWN) + ") are options only: the "
+        f"{config.ENV_PREFIX}<NAME> variables of the same names are for the other commands, "
+        "and the demo leaves them aside (saying so)."
     )
 
     _command(sub, "serve", "run the web door and the mail bot against KashFlow", _serve)
@@ -444,6 +452,19 @@ def _probe(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo import Shape, prepare, run_demo
 
+    # A sourced env file of a real deployment must not seem to point the demo at its state.
+    aside = [
+        config.SPECS[option[2:].replace("-", "_")].variable
+        for option in _DEMO_OWN
+        if config.SPECS[option[2:].replace("-", "_")].variable in os.environ
+    ]
+    if aside:
+        print(
+            f"{PROG} demo: {', '.join(aside)} left aside: the demo takes "
+            f"{', '.join(_DEMO_OWN)} as options only",
+            file=sys.stderr,
+            flush=True,
+        )
     if args.web_replicas < 1 or args.bot_workers < 1:
         raise ConfigError("--web-replicas and --bot-workers are at least 1")
     state, keyring = prepare(args.state_dir)

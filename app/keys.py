@@ -191,6 +191,14 @@ async def retire(settings: Settings, key_id: int) -> tuple[int, list[str]]:
         TAKES_EFFECT,
         f'From then on links sealed with key {key_id} get "This link is not valid" and '
         f"sign-ins sealed with it end (people sign in again).",
+        *(
+            [
+                f"Processes on other machines keep opening links sealed with key {key_id} "
+                "until the new key file reaches them: copy it to each of them now."
+            ]
+            if settings.database_url
+            else []
+        ),
     ]
 
 

@@ -38,14 +38,20 @@ class JsonLines(logging.Formatter):
 
 
 class Demote(logging.Filter):
-    """Rewrites INFO records of one logger as DEBUG, and drops them below ``threshold``."""
+    """Rewrites INFO records of one logger as DEBUG, and drops records below ``threshold``.
 
-    def __init__(self, threshold: int) -> None:
+    It filters the handler, not the logger: the logger's own filter
+    (:mod:`bot.listener`'s, which drops aiosmtpd's DEBUG records, the message bodies) runs
+    first and sees the command lines still at INFO, so ``debug`` brings them back.
+    """
+
+    def __init__(self, name: str, threshold: int) -> None:
         super().__init__()
+        self.logger = name
         self.threshold = threshold
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.INFO:
+        if record.name == self.logger and record.levelno == logging.INFO:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return record.levelno >= self.threshold
 
@@ -56,18 +62,14 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     assert isinstance(threshold, int), f"unknown log level {level!r}"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLines() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(Demote(AIOSMTPD, threshold))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(threshold)
-    smtp = logging.getLogger(AIOSMTPD)
-    for old_filter in list(smtp.filters):
-        if isinstance(old_filter, Demote):
-            smtp.removeFilter(old_filter)
-    smtp.addFilter(Demote(threshold))
     # Its DEBUG lines hold message bodies: never let them through, whatever the level.
-    smtp.setLevel(logging.INFO)
+    logging.getLogger(AIOSMTPD).setLevel(logging.INFO)
 
 
 __all__ = ["AIOSMTPD", "Demote", "JsonLines", "configure"]

@@ -2,9 +2,10 @@
 
 For a firm whose mail lives at Gmail or Microsoft 365 (no domain to point at a server),
 the bot signs in to the request address's mailbox instead. :class:`MailboxDoor` runs in
-every bot process; for each account whose bot is on and whose mailbox is configured it
-takes the mailbox's lease (:mod:`permalink.mailboxes`), so one process reads it and
-another takes over if that one dies, and runs a :class:`MailboxReader` while it holds it.
+every bot process; for each account whose bot is on, whose mailbox is configured and
+which the operator allows (``ALLOWED_ACCOUNTS``) it takes the mailbox's lease
+(:mod:`permalink.mailboxes`), so one process reads it and another takes over if that one
+dies, and runs a :class:`MailboxReader` while it holds it.
 
 A reader signs in, opens the folder, and takes each message not yet taken — oldest first,
 keyed by UIDVALIDITY and UID, written to the spool in the same transaction as its key
@@ -283,7 +284,13 @@ class MailboxDoor:
     async def check(self) -> None:
         """One round: renew or take leases, start and stop readers to match."""
         store = self.core.store.mailboxes
-        wanted = {settings.account: settings for settings in await store.to_read()}
+        # An account the operator has not allowed (taken off ALLOWED_ACCOUNTS, or set up
+        # before the list existed) is not read, as its mail is refused at RCPT.
+        wanted = {
+            settings.account: settings
+            for settings in await store.to_read()
+            if self.core.allows(settings.account)
+        }
         for account, (reader, task) in list(self._readers.items()):
             current = wanted.get(account)
             if current is None or current.updated != reader.settings.updated or task.done():

@@ -172,6 +172,10 @@ async def route(ctx: Context, job: Job) -> Outcome | None:
     if not account:
         return Failed("no account answers at this request address any more")
     job.account = account
+    if not ctx.core.allows(account):
+        # Spooled before the operator took the account off the list (or read by a door
+        # that does not ask): refused here as it would be at RCPT now.
+        return Failed("the account is not in ALLOWED_ACCOUNTS of this server")
     settings = await accounts.get(account)
     if not settings.enabled:
         return Failed("the bot is turned off for this request address")

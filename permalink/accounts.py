@@ -416,6 +416,17 @@ class AccountSettings:
 
         return await self._db.run(select)
 
+    async def accounts_with_relay(self) -> list[str]:
+        """Accounts with a relay saved, bot on or off: "email this link" sends through it."""
+
+        def select(conn: Conn) -> list[str]:
+            rows = conn.all(
+                "SELECT account FROM bot_settings WHERE relay_host <> '' ORDER BY account"
+            )
+            return [str(row["account"]) for row in rows]
+
+        return await self._db.run(select)
+
     # -- secrets --------------------------------------------------------------------------
 
     async def set_relay_password(self, account: str, password: str | None) -> None:

@@ -13,6 +13,7 @@ import pytest
 from bot import pipeline
 from bot.mailparse import Request, parse
 from bot.reading import MailReader
+from bot.worker import RetryPolicy
 from kashflow.errors import (
     ApiDisabled,
     BadCredentials,
@@ -22,6 +23,9 @@ from kashflow.errors import (
     Unavailable,
 )
 from kashflow.models import Credentials, Customer
+from kashflow.sandbox import DEMO
+from permalink.accounts import AccountSettings
+from permalink.keyring import Keyring
 from tests.support.bot import ACME, REQUEST, MakeRig, Rig, request_mail
 
 
@@ -154,6 +158,63 @@ async def test_mail_to_an_address_whose_bot_was_turned_off_is_parked(rig: Rig) -
     assert (settled.spool_id, settled.state) == (spool_id, "parked")
     [parked] = await rig.core.store.spool.list(["parked"])
     assert "turned off" in parked.reason
+
+
+async def test_mail_spooled_for_an_account_the_operator_has_not_allowed_is_parked(
+    make_rig: MakeRig,
+) -> None:
+    # Spooled before the operator restarted the bot with ALLOWED_ACCOUNTS.
+    rig = await make_rig(allowed_accounts={"second"})
+    spool_id = await spool(rig, request_mail())
+    rig.service.worker.wake()
+    [settled] = await rig.settle(1)
+    assert (settled.spool_id, settled.state) == (spool_id, "parked")
+    [parked] = await rig.core.store.spool.list(["parked"])
+    assert parked.reason == "the account is not in ALLOWED_ACCOUNTS of this server"
+    assert rig.capture.messages == []
+
+
+async def test_mail_waits_while_the_bots_credentials_need_a_key_this_process_lacks(
+    make_rig: MakeRig,
+) -> None:
+    # Retried until it works (as a day of retries would be), so saving the credentials
+    # again cannot lose a race with the last attempt.
+    rig = await make_rig(
+        retry=RetryPolicy(base_delay=0.05, max_delay=0.2, max_temporary_attempts=10**6)
+    )
+    # Sealed with key 7: rotated on another machine whose key file has not arrived here.
+    await AccountSettings(rig.db, Keyring.generate(7)).set_bot_credentials("demo", DEMO)
+    await rig.send(request_mail())
+    [first] = await rig.settle(1)
+    assert first.state == "retry"
+    [waiting] = await rig.core.store.spool.list(["retry", "working", "queued"])
+    assert "sealed with a server key this process does not have" in waiting.reason
+    assert "copy the current key file" in waiting.reason
+    assert rig.capture.messages == []
+
+    # Saved again on the settings page (with the key this process has): answered, once.
+    await rig.core.store.accounts.set_bot_credentials("demo", DEMO)
+    settled = await rig.service.worker.wait_for(lambda s: any(x.state == "done" for x in s))
+    assert [s.state for s in settled][-1] == "done"
+    assert {s.state for s in settled[:-1]} == {"retry"}
+    [reply] = await rig.capture.wait_for(1)
+    assert reply.rcpt_tos == (ACME,)
+    assert len(rig.capture.messages) == 1
+
+
+async def test_mail_is_parked_when_the_bots_credentials_fail_the_server_keys_check(
+    rig: Rig,
+) -> None:
+    # Sealed under the same key id with another key (a key file swapped for a stranger's).
+    await AccountSettings(rig.db, Keyring.generate()).set_bot_credentials("demo", DEMO)
+    await rig.send(request_mail())
+    [settled] = await rig.settle(1)
+    assert settled.state == "parked"
+    [parked] = await rig.core.store.spool.list(["parked"])
+    assert "the bot's stored KashFlow credentials" in parked.reason
+    assert "cannot be opened with the server key" in parked.reason
+    assert "save them again on the settings page" in parked.reason
+    assert rig.capture.messages == []
 
 
 async def test_a_message_that_keeps_killing_the_bot_is_parked_in_the_end(rig: Rig) -> None:

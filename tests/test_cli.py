@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -281,10 +282,45 @@ async def test_check_tries_each_bots_kashflow_and_relay(tmp_path: Path, sandbox:
         assert "ok      account demo KashFlow sign-in: Northwind Studio Ltd" in healthy.stdout
         relay_line = f"account demo relay {relay.host}:{relay.port}"
         assert f"ok      {relay_line}: connects and signs in" in healthy.stdout
+        # The operator's list leaves the account out: its bot would refuse all its mail.
+        left_out = await acli(*args, "--allowed-accounts", "second")
+        assert left_out.returncode == 1
+        assert (
+            "FAILED  account demo: the bot is on but the account is not in --allowed-accounts "
+            "/ KASHFLOW_PERMALINK_ALLOWED_ACCOUNTS"
+        ) in left_out.stdout
 
     down = await acli(*args)  # the relay has gone
     assert down.returncode == 1
     assert f"FAILED  {relay_line}: " in down.stdout
+
+
+async def test_check_tries_the_relay_of_an_account_whose_bot_is_off(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    # The settings pages send "email this link" through an account's relay, bot on or off.
+    assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
+    db = open_database(None, tmp_path)
+    try:
+        accounts = AccountSettings(db, Keyring.load(tmp_path / "server.key"))
+        await accounts.update(
+            "demo", relay_host="127.0.0.1", relay_port=9, relay_security="none"
+        )  # nothing listens there
+        await accounts.update("second", relay_host="127.0.0.1", relay_port=9, relay_security="none")
+        # Sealed with a key this server does not have.
+        await AccountSettings(db, Keyring.generate(7)).set_relay_password("second", "secret")
+    finally:
+        db.close()
+    args = ["--kashflow-endpoint", sandbox.url, "--http-port", "0", "--smtp-port", "0"]
+    args += ["--allow-relay", "127.0.0.1"]
+    result = await acli("check", "--state-dir", str(tmp_path), *args)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED  account demo relay 127.0.0.1:9: " in result.stdout
+    assert (
+        "FAILED  account second relay: the stored relay password no longer opens with the "
+        "server key"
+    ) in result.stdout
+    assert "mail bot: no account has it switched on" in result.stdout
 
 
 async def test_check_prints_kashflows_own_words_when_it_refuses(
@@ -359,3 +395,42 @@ async def test_check_signs_in_to_each_bots_mailbox(
         assert untrusted.returncode == 1
         assert f"FAILED  {mailbox}: " in untrusted.stdout
         assert "certificate is not trusted" in untrusted.stdout
+
+
+def test_the_demo_says_it_leaves_a_deployments_variables_aside(tmp_path: Path) -> None:
+    # A shell that sourced a real deployment's env file, running the demo.
+    real = tmp_path / "real-state"
+    env = {"KASHFLOW_PERMALINK_STATE_DIR": str(real), "KASHFLOW_PERMALINK_HTTP_PORT": "9999"}
+    result = cli("demo", "--web-replicas", "0", env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        "kashflow-permalink demo: KASHFLOW_PERMALINK_STATE_DIR, KASHFLOW_PERMALINK_HTTP_PORT "
+        "left aside: the demo takes --state-dir, --http-port, --smtp-port, --database-url as "
+        "options only"
+    )
+    assert not real.exists()
+    shown = " ".join(cli("demo", "--help").stdout.split())
+    assert "(--state-dir, --http-port, --smtp-port, --database-url) are options only" in shown
+
+
+def test_check_reports_a_state_store_it_cannot_reach(tmp_path: Path) -> None:
+    assert cli("keys", "create", "--state-dir", str(tmp_path)).returncode == 0
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"postgresql://kfp@127.0.0.1:{closed.getsockname()[1]}/state"
+        result = cli(
+            "check",
+            "--state-dir",
+            str(tmp_path),
+            "--database-url",
+            url,
+            "--http-port",
+            "0",
+            "--smtp-port",
+            "0",
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"FAILED  state: cannot connect to PostgreSQL at {url}" in result.stdout
+    assert "(--database-url / KASHFLOW_PERMALINK_DATABASE_URL" in result.stdout
+    assert "accounts: not checked (they need the key and the state store)" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -73,6 +73,24 @@ async def test_a_request_in_the_mailbox_is_answered_and_flagged(
     assert "waiting with IDLE" in status
 
 
+async def test_the_mailbox_of_an_account_the_operator_has_not_allowed_is_not_read(
+    make_rig: MakeRig, make_dovecot: MakeDovecot
+) -> None:
+    # Set up before the operator listed the accounts this server serves.
+    rig, server = await mailbox_rig(make_rig, make_dovecot, allowed_accounts={"second"})
+    await configure_mailbox(rig.core.store.mailboxes, server)
+    await append(server, request_mail(message_id="<imap-refused@client.example>"))
+    door = rig.service.door
+    assert door is not None
+    await door.check()
+    assert door.reading == []
+    # The request is left as it arrived: not taken, not flagged, not answered.
+    [flags] = (await flags_of(server)).values()
+    assert "\\Seen" not in flags and HANDLED not in flags
+    assert await rig.core.store.spool.list() == []
+    assert rig.capture.messages == []
+
+
 async def test_a_server_without_idle_is_polled(
     make_rig: MakeRig, make_dovecot: MakeDovecot
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -224,6 +225,40 @@ async def test_retire_refuses_while_a_stored_secret_still_needs_the_key(tmp_path
         assert await accounts.bot_credentials("demo") == DEMO
     finally:
         db.close()
+
+
+async def test_retire_on_a_shared_database_says_to_copy_the_key_file(
+    tmp_path: Path, state_url: str | None
+) -> None:
+    state = tmp_path / "state"
+    await prepare_state(state, relay_port=2525, database_url=state_url)
+    settings = load({}, state_dir=str(state), database_url=state_url)
+    assert (await keys.rotate(settings))[0] == 0
+    status, lines = await keys.retire(settings, 1)
+    assert status == 0 and "key 1 retired; keys 2 (current 2)." in lines
+    other_machines = (
+        "Processes on other machines keep opening links sealed with key 1 until the new key "
+        "file reaches them: copy it to each of them now."
+    )
+    # Only a database other machines may share (PostgreSQL) has other machines to tell.
+    assert (other_machines in lines) == (state_url is not None)
+
+
+async def test_retire_refuses_while_the_state_store_cannot_be_reached(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    key_file = state / "server.key"
+    Keyring.create(key_file).rotated().save(key_file)
+    before = Keyring.load(key_file)
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"postgresql://kfp@127.0.0.1:{closed.getsockname()[1]}/state"
+        status, lines = await keys.retire(load({}, state_dir=str(state), database_url=url), 1)
+    # Whether a stored secret still needs key 1 cannot be known: nothing is retired.
+    assert status == 1
+    assert lines[-1] == "key 1 was not retired."
+    assert "the state store could not be opened" in lines[0]
+    assert Keyring.load(key_file) == before
 
 
 async def test_check_reports_secrets_no_key_opens_instead_of_crashing(

@@ -1,7 +1,8 @@
 """What an operator sees of ``serve`` and ``check``: real processes, real ports.
 
 A busy port stops ``serve`` with one line naming the setting and the port; the start-up
-line says SMTP or LMTP and which KashFlow; logs can be JSON lines; ``check`` always
+line says SMTP or LMTP and which KashFlow; logs can be JSON lines; ``debug`` adds each
+SMTP command (never a message body) and ``warning`` leaves out the INFO lines; ``check`` always
 contacts the configured KashFlow endpoint, naming it, and reports a port another program
 holds — whether or not any account has switched the bot on.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import smtplib
 import socket
 from collections.abc import Iterator
@@ -19,9 +21,13 @@ import pytest
 
 from bot.capture import CaptureServer
 from kashflow.sandbox import Sandbox
+from permalink.db import open_database
+from permalink.keyring import Keyring
+from permalink.store import SqlStore
 from tests.support.bot import ACME, REQUEST, request_mail
 from tests.support.operator import run_cli
 from tests.support.processes import ServeProcess, prepare_state
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -97,6 +103,61 @@ async def test_start_up_line_json_logs_and_lmtp(tmp_path: Path, sandbox: Sandbox
         == "stopped (SIGTERM): no longer serving https://invoices.northwind.example"
     )
     assert not [line for line in lines if line["logger"] == "mail.log"]
+
+
+async def answer_one_request(
+    tmp_path: Path, sandbox: Sandbox, name: str, level: str
+) -> tuple[list[dict[str, str]], str]:
+    """A bot at log level ``level`` answers one request and stops: its log lines, and the
+    link its reply carried."""
+    state = tmp_path / name
+    async with CaptureServer(tmp_path / f"outbox-{name}") as capture:
+        await prepare_state(state, capture.port)
+        bot = ServeProcess(
+            state,
+            sandbox.url,
+            role="bot",
+            log=tmp_path / f"{name}.log",
+            env={"KASHFLOW_PERMALINK_LOG_LEVEL": level, "KASHFLOW_PERMALINK_LOG_FORMAT": "json"},
+        )
+        await bot.start()
+        db = open_database(None, state)
+        try:
+            await bot.send_mail(request_mail(), ACME, REQUEST)
+            [reply] = await capture.wait_for(1, timeout=30)
+            spool = SqlStore(db, Keyring.load(state / "server.key")).spool
+
+            async def answered() -> bool | None:
+                return True if await spool.list(["done"]) else None
+
+            # Settled (its outcome line written, if the level lets it through), then stopped.
+            await eventually(answered, within=30)
+        finally:
+            db.close()
+            assert await bot.terminate() == 0
+    body = reply.parsed().get_body(preferencelist=("plain",))
+    assert body is not None
+    link = re.search(r"https://\S+/l/\S+", str(body.get_content()))
+    assert link is not None
+    return [json.loads(text) for text in bot.log.read_text().splitlines()], link.group(0)
+
+
+async def test_the_log_level_adds_the_smtp_commands_or_leaves_only_warnings(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    lines, link = await answer_one_request(tmp_path, sandbox, "debug", "debug")
+    smtp = [line for line in lines if line["logger"] == "mail.log"]
+    assert smtp and {line["level"] for line in smtp} == {"debug"}
+    assert any("mail from:<" in line["message"].lower() for line in smtp)
+    assert any(line["message"].startswith("serving ") for line in lines)
+    assert any(line["message"].startswith("spool #1 ") for line in lines)
+    # Never the message body, nor the link sent back.
+    text = json.dumps(lines)
+    assert "please send me my invoices" not in text and link not in text
+
+    lines, _ = await answer_one_request(tmp_path, sandbox, "quiet", "warning")
+    assert not [line for line in lines if line["level"] in ("debug", "info")], lines
+    assert not [line for line in lines if line["message"].startswith(("serving ", "spool #"))]
 
 
 async def test_check_always_checks_the_kashflow_endpoint_and_names_it(

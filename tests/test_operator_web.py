@@ -32,6 +32,7 @@ from permalink.mailboxes import Mailboxes
 from tests.support import WebRig, web_rig
 from tests.support.bot import ACME, REQUEST, request_mail
 from tests.support.core import make_core
+from web.app import create_app
 from web.security import RedactingAccessLogger
 
 BASE = "http://invoices.test"
@@ -92,6 +93,33 @@ async def test_an_account_the_operator_has_not_allowed_is_told_so_at_sign_in(
     status, _ = await sign_in(client, DEMO)
     assert status == 303
     assert "Sign out" in await (await client.get("/settings/customers")).text()
+
+
+async def test_a_signed_in_account_taken_off_the_list_is_signed_out(
+    rig: WebRig, client: Client, aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    assert (await sign_in(client, DEMO))[0] == 303
+    [cookie] = [f"{c.key}={c.value}" for c in client.session.cookie_jar]
+    # The operator restarts the server with a list that leaves the account out.
+    for allowed, signed_in in (({"demo"}, True), ({"second"}, False)):
+        core = make_core(
+            rig.db,
+            rig.keyring,
+            rig.kashflow,
+            clock=rig.clock,
+            public_base_url=BASE,
+            allowed_accounts=frozenset(allowed),
+        )
+        try:
+            restarted: Client = await aiohttp_client(
+                await aiohttp_server(create_app(core, rig.config))
+            )
+            response = await restarted.get("/settings/customers", headers={"Cookie": cookie})
+            page = await response.text()
+            assert ("Sign out" in page) == signed_in, allowed
+            assert ("Sign in with KashFlow" in page) != signed_in, allowed
+        finally:
+            core.close()
 
 
 async def test_the_bot_refuses_mail_for_an_account_the_operator_has_not_allowed(

@@ -129,7 +129,8 @@ async def bot_rigs(
 ) -> AsyncIterator[MakeRig]:
     """Start bots for the sandbox's ``demo`` account; keyword arguments are bot settings
     (plus ``trusted_authserv_id``, ``credentials``, ``lease_s``, ``mailboxes``, the IMAP
-    door's policy, and ``relay_auth``: a ``(username, password)`` the relay asks for, over
+    door's policy, ``allowed_accounts``, the operator's list, ``retry``, the worker's
+    :class:`RetryPolicy`, and ``relay_auth``: a ``(username, password)`` the relay asks for, over
     STARTTLS, as real relays do)."""
     started: list[tuple[BotService, CaptureServer, Database]] = []
 
@@ -157,11 +158,12 @@ async def bot_rigs(
             mail_domain=DOMAIN,
             lease_s=bot_settings.pop("lease_s", None),
             relay_ca_file=relay_ca,
+            allowed_accounts=frozenset(bot_settings.pop("allowed_accounts", ())),
         )
         service = BotService(
             core,
             ListenerSettings(host="127.0.0.1", port=0),
-            retry=RetryPolicy(base_delay=0.05, max_delay=0.2),
+            retry=bot_settings.pop("retry", RetryPolicy(base_delay=0.05, max_delay=0.2)),
             trusted_authserv_id=bot_settings.pop("trusted_authserv_id", None),
             # No idle polling: a test's worker looks at the spool when woken, or when a
             # retry or a lease falls due, never at a moment the test did not choose.
