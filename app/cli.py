@@ -27,8 +27,9 @@ from permalink.links import InvalidLink, open_link
 from permalink.scopes import Scope
 
 PROG = "kashflow-permalink"
-#: The demo's own options that share a setting's name, but not its variable or default.
-_DEMO_OWN: Final = ("--state-dir", "--http-port", "--smtp-port", "--database-url")
+#: The demo's own options that share a setting's name, but not its variable or default
+#: (its database, like every command's, is the DATABASE_URL setting).
+_DEMO_OWN: Final = ("--state-dir", "--http-port", "--smtp-port")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

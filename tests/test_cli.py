@@ -405,12 +405,11 @@ def test_the_demo_says_it_leaves_a_deployments_variables_aside(tmp_path: Path) -
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == (
         "kashflow-permalink demo: KASHFLOW_PERMALINK_STATE_DIR, KASHFLOW_PERMALINK_HTTP_PORT "
-        "left aside: the demo takes --state-dir, --http-port, --smtp-port, --database-url as "
-        "options only"
+        "left aside: the demo takes --state-dir, --http-port, --smtp-port as options only"
     )
     assert not real.exists()
     shown = " ".join(cli("demo", "--help").stdout.split())
-    assert "(--state-dir, --http-port, --smtp-port, --database-url) are options only" in shown
+    assert "(--state-dir, --http-port, --smtp-port) are options only" in shown
 
 
 def test_check_reports_a_state_store_it_cannot_reach(tmp_path: Path) -> None:
