@@ -69,7 +69,7 @@ async def test_a_customer_request_gets_one_reply_with_their_link_and_pdf(rig: Ri
 
     [event] = await rig.events()
     assert (event.kind, event.outcome) == ("bot_request", "replied")
-    assert "ACME01" in event.subject
+    assert event.subject == "Acme Fabrication Ltd (ACME01)"
     assert "/l/" not in event.detail and "/l/" not in event.subject
 
 

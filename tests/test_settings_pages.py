@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import smtplib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.capture import CaptureServer
+from bot.listener import ListenerSettings
+from bot.service import BotService
 from kashflow.client import KashFlow
 from kashflow.models import Credentials
 from kashflow.sandbox import DEMO, IPLOCKED, NOAPI, SECOND, Sandbox
@@ -832,9 +835,43 @@ async def test_activity_writes_a_customer_one_way(harness: Harness) -> None:
     assert (await harness.client.get(path_of(link))).status == 200
     number = harness.sandbox.invoices("demo", "DUNE01")[0].number
     assert (await harness.client.get(path_of(link) + f"/invoice/{number}.pdf")).status == 200
+    # A request the bot answers for the same customer, through a real bot on this core.
+    accounts = harness.core.store.accounts
+    await accounts.set_bot_credentials("demo", DEMO)
+    await accounts.update(
+        "demo",
+        enabled=True,
+        request_address="invoices@northwind-studio.example",
+        relay_host="127.0.0.1",
+        relay_port=harness.capture.port,
+        relay_security="none",
+    )
+    service = BotService(harness.core, ListenerSettings(host="127.0.0.1", port=0), idle_s=3600)
+    await service.start()
+    try:
+        raw = (
+            b"From: Maggie <maggie@dunes.example>\r\n"
+            b"To: invoices@northwind-studio.example\r\nSubject: Invoices\r\n"
+            b"Message-ID: <dunes-1@dunes.example>\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\nPlease send our invoices.\r\n"
+        )
+
+        def deliver() -> None:
+            with smtplib.SMTP("127.0.0.1", service.port, timeout=60) as smtp:
+                smtp.sendmail("maggie@dunes.example", ["invoices@northwind-studio.example"], raw)
+
+        await asyncio.to_thread(deliver)
+        await service.worker.wait_for(lambda settled: len(settled) >= 1, 60)
+    finally:
+        await service.stop()
+
     events = await harness.core.store.activity.page("demo")
-    assert {e.kind for e in events} >= {"link_minted", "link_opened", "pdf_downloaded"}
+    kinds = {e.kind for e in events}
+    assert kinds >= {"link_minted", "link_opened", "pdf_downloaded", "bot_request"}
     assert {e.subject for e in events} == {"Dunes & Daughters (DUNE01)"}
+    page = await (await harness.client.get("/settings/activity")).text()
+    assert "Dunes &amp; Daughters (DUNE01)" in page
+    assert "DUNE01 (Dunes" not in page
 
 
 async def test_after_a_password_change_one_step_re_issues_and_updates_the_bot(
