@@ -329,7 +329,6 @@ async def customer(request: web.Request, session: Session) -> web.StreamResponse
             "defaults": {"scope": "all", "invoice": "", "expires_days": ""},
             "client_language": client.customer_language,
             "languages": list(languages_offered()),
-            "language_saved": request.query.get("done") == "language",
         },
     )
 
