@@ -584,6 +584,8 @@ async def test_the_test_email_lands_in_the_relay(harness: Harness) -> None:
     (mail,) = await harness.capture.wait_for(1)
     assert mail.rcpt_tos == ("accounts@northwind-studio.example",)
     assert "Test message" in str(mail.parsed()["Subject"])
+    # From the one identity the bot's replies and the emailed links use.
+    assert str(mail.parsed()["From"]) == "Northwind Studio Ltd <invoices@northwind-studio.example>"
 
     typed = await harness.client.post(
         "/settings/bot/test-email", data={"csrf": token, "to": "me@example.org"}
