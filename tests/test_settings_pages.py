@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 from aiohttp import web
@@ -874,6 +876,73 @@ async def test_activity_writes_a_customer_one_way(harness: Harness) -> None:
     page = await (await harness.client.get("/settings/activity")).text()
     assert "Dunes &amp; Daughters (DUNE01)" in page
     assert "DUNE01 (Dunes" not in page
+
+
+async def test_a_stopped_reissue_goes_on_from_its_page(harness: Harness) -> None:
+    await harness.sign_in()
+    await _save_bot(harness, relay_port=str(harness.capture.port))
+    await harness.make_link("FOX01")
+    await harness.make_link("GRAN01")
+    new = Credentials("demo", "new-api-pass")
+    harness.sandbox.set_api_password("demo", new.password)
+    await harness.sign_in(new, lands="/settings/reissue")
+    token = _CSRF.search(await (await harness.client.get("/settings/reissue")).text())
+    assert token is not None
+    workers = harness.client.app[SETTINGS].workers
+
+    core = harness.core
+    real_send = core.send_for_account
+    held, calls = asyncio.Event(), 0
+
+    async def hold_then_stop(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await held.wait()  # the page is looked at while the worker is at it
+            await real_send(*args, **kwargs)
+            return
+        # The process stops before the second client's email (a restart, say).
+        raise asyncio.CancelledError
+
+    with mock.patch.object(core, "send_for_account", hold_then_stop):
+        started = await harness.client.post(
+            "/settings/reissue", data={"csrf": token.group(1)}, allow_redirects=False
+        )
+        job_page = started.headers["Location"].split("?")[0]
+        running = await (await harness.client.get(job_page)).text()
+        assert "Working: 0 of 2 clients done." in running
+        assert "data-running" in running
+        assert "Go on where it stopped" not in running
+        held.set()
+        await asyncio.wait(list(workers), timeout=60)
+
+    stopped = await (await harness.client.get(job_page)).text()
+    assert "Stopped after 1 of 2 clients." in stopped and "data-running" not in stopped
+    assert "Go on where it stopped" in stopped
+    assert len(harness.capture.messages) == 1
+    form = re.search(
+        rf'action="{re.escape(job_page)}/continue".*?name="once" value="([^"]+)"', stopped, re.S
+    )
+    assert form is not None
+    again = {"csrf": token.group(1), "once": form.group(1)}
+    resumed = await harness.client.post(f"{job_page}/continue", data=again, allow_redirects=False)
+    assert resumed.status == 303
+    if workers:  # it may have finished already
+        await asyncio.wait(list(workers), timeout=60)
+    done = await (await harness.client.get(resumed.headers["Location"])).text()
+    assert "The re-issue goes on where it stopped." in done
+    assert "Finished: 2 of 2 clients done." in done
+    mails = await harness.capture.wait_for(2)
+    assert sorted(m.rcpt_tos for m in mails) == [
+        ("office@graniterow.example",),
+        ("ruth@foxglove.example",),
+    ]
+
+    # The same form sent again starts nothing and emails nobody.
+    twice = await harness.client.post(f"{job_page}/continue", data=again, allow_redirects=False)
+    assert twice.headers["Location"] == resumed.headers["Location"]
+    assert not workers
+    assert len(harness.capture.messages) == 2
 
 
 async def test_after_a_password_change_one_step_re_issues_and_updates_the_bot(
