@@ -147,7 +147,7 @@ async def test_set_up_the_bot_and_send_the_test_email(browser: Browser, served: 
     await expect(page.locator("[data-mail-text]")).to_contain_text("Dear client,")
     reply = page.frame_locator(".settings-mail-frame")
     await expect(reply.get_by_text("Dear client,")).to_be_visible()
-    await expect(reply.get_by_text("Total outstanding")).to_be_visible()
+    await expect(reply.get_by_text("To pay", exact=True)).to_be_visible()
     await page.get_by_role("button", name="Save the bot settings").click()
     await expect(page.get_by_text("The bot settings are saved.")).to_be_visible()
     await expect(page.get_by_text("Password: •••• saved")).to_be_visible()
