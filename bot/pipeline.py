@@ -35,7 +35,7 @@ from permalink.core import Core, RelayNotReady
 from permalink.gateway import KashFlowAccount
 from permalink.keyring import SecretUnreadable
 from permalink.mail import sender
-from permalink.presentation import document_filename
+from permalink.presentation import customer_label, document_filename
 from permalink.relay import PermanentFailure, TemporaryFailure
 from permalink.scopes import DefaultScope, Scope, Statement
 from permalink.spool import ReplyRecord, SpooledMessage
@@ -132,7 +132,7 @@ class Job:
     def subject(self) -> str:
         """Who the activity record is about: the customer if known, else the sender."""
         if self.customer is not None:
-            return f"{self.customer.code} ({self.customer.name})"
+            return customer_label(self.customer.name, self.customer.code)
         return self.request.from_address or self.message.mail_from or "unknown sender"
 
     @property

@@ -257,6 +257,19 @@ def _check_together(values: dict[str, object], *, has_credentials: bool) -> None
         )
 
 
+def _clean(changes: dict[str, object]) -> dict[str, object]:
+    unknown = sorted(set(changes) - set(FIELDS))
+    if unknown:
+        raise TypeError("unknown bot settings: " + ", ".join(unknown))
+    clean: dict[str, object] = {}
+    for name, value in changes.items():
+        try:
+            clean[name] = _CLEANERS[name](value)
+        except ValueError as error:
+            raise SettingError(name, str(error)) from None
+    return clean
+
+
 # -- rows ---------------------------------------------------------------------------------
 
 
@@ -354,6 +367,25 @@ class AccountSettings:
         row = await self._db.run(lambda conn: _select(conn, key))
         return _settings(key, row)
 
+    async def check(
+        self, account: str, *, gaining_credentials: bool = False, **changes: object
+    ) -> None:
+        """Raise the :class:`SettingError` :meth:`update` would, saving nothing.
+
+        A form that stores secrets as well checks first, so a refusal leaves everything as
+        it was; ``gaining_credentials`` says the same form stores the bot's credentials.
+        """
+        key = account_key(account)
+        clean = _clean(changes)
+        current = await self.get(key)
+        _check_together(
+            {**_values(current), **clean},
+            has_credentials=current.has_bot_credentials or gaining_credentials,
+        )
+        address = clean.get("request_address")
+        if address and await self.account_for_address(str(address)) not in (None, key):
+            raise SettingError("request_address", _DUPLICATE_ADDRESS)
+
     async def update(self, account: str, **changes: object) -> BotSettings:
         """Validate and save some settings (names from :data:`FIELDS`); returns the result.
 
@@ -361,15 +393,7 @@ class AccountSettings:
         the result would be inconsistent (e.g. the bot on without a request address).
         """
         key = account_key(account)
-        unknown = sorted(set(changes) - set(FIELDS))
-        if unknown:
-            raise TypeError("unknown bot settings: " + ", ".join(unknown))
-        clean = {}
-        for name, value in changes.items():
-            try:
-                clean[name] = _CLEANERS[name](value)
-            except ValueError as error:
-                raise SettingError(name, str(error)) from None
+        clean = _clean(changes)
         now = int(time.time())
 
         def write(conn: Conn) -> BotSettings:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
-from permalink.accounts import account_key
+from permalink.accounts import SettingError, account_key
 from permalink.db import Conn, Database, Row, transaction
 from permalink.i18n import DEFAULT_LANGUAGE, LANGUAGES, pick_language, supported
 
@@ -218,9 +218,12 @@ FIELDS: Final = tuple(_CLEANERS)
 
 def _check_together(values: dict[str, object]) -> None:
     if bool(values["sort_code"]) != bool(values["account_number"]):
-        raise ValueError("Give both the sort code and the account number, or neither.")
+        missing = "account_number" if values["sort_code"] else "sort_code"
+        raise SettingError(missing, "Give both the sort code and the account number, or neither.")
     if values["bic"] and not values["iban"]:
-        raise ValueError("A BIC goes with an IBAN: add the IBAN too, or leave the BIC empty.")
+        raise SettingError(
+            "iban", "A BIC goes with an IBAN: add the IBAN too, or leave the BIC empty."
+        )
 
 
 def clean_logo(data: bytes) -> bytes:
@@ -336,13 +339,19 @@ class BusinessProfiles:
     async def update(self, account: str, **changes: object) -> BusinessProfile:
         """Validate and save some fields (names from :data:`FIELDS`); returns the result.
 
-        Raises ``ValueError`` with a sentence for the accountant when a value is wrong.
+        Raises :class:`~permalink.accounts.SettingError` (a ``ValueError`` naming the
+        field) with a sentence for the accountant when a value is wrong.
         """
         key = account_key(account)
         unknown = sorted(set(changes) - set(FIELDS))
         if unknown:
             raise TypeError("unknown business settings: " + ", ".join(unknown))
-        clean = {name: _CLEANERS[name](value) for name, value in changes.items()}
+        clean: dict[str, object] = {}
+        for name, value in changes.items():
+            try:
+                clean[name] = _CLEANERS[name](value)
+            except ValueError as error:
+                raise SettingError(name, str(error)) from None
         now = int(self._clock())
 
         def write(conn: Conn) -> BusinessProfile:

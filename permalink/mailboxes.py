@@ -43,10 +43,22 @@ DEFAULT_PORTS: Final[dict[str, int]] = {"ssl": 993, "starttls": 143, "none": 143
 #: The names :meth:`Mailboxes.update` takes (the table's plain columns).
 FIELDS: Final = ("host", "port", "security", "username", "folder", "done_folder")
 
+#: The longest IMAP password :meth:`Mailboxes.set_password` takes.
+PASSWORD_LIMIT: Final = 1024
+
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PURPOSE = b"permalink.mailboxes\x00password\x00"
+
+
+class MailboxError(ValueError):
+    """A mailbox setting the accountant must change; ``field`` names it (one of
+    :data:`FIELDS`, or ``"password"``) so the form can mark it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def password_purpose(key: str) -> bytes:
@@ -150,7 +162,13 @@ def clean(changes: dict[str, object]) -> dict[str, object]:
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
         raise TypeError("unknown mailbox settings: " + ", ".join(unknown))
-    return {name: _CLEANERS[name](value) for name, value in changes.items()}
+    cleaned: dict[str, object] = {}
+    for name, value in changes.items():
+        try:
+            cleaned[name] = _CLEANERS[name](value)
+        except ValueError as error:
+            raise MailboxError(name, str(error)) from None
+    return cleaned
 
 
 def _check_together(values: dict[str, object]) -> None:
@@ -158,16 +176,19 @@ def _check_together(values: dict[str, object]) -> None:
     if not host:
         return
     if not values["username"]:
-        raise ValueError("Give the IMAP username the bot signs in with.")
+        raise MailboxError("username", "Give the IMAP username the bot signs in with.")
     if not values["folder"]:
-        raise ValueError("Give the IMAP folder the requests arrive in (usually INBOX).")
+        raise MailboxError("folder", "Give the IMAP folder the requests arrive in (usually INBOX).")
     if str(values["done_folder"]).lower() == str(values["folder"]).lower():
-        raise ValueError("Handled mail must go to another folder than the one read.")
+        raise MailboxError(
+            "done_folder", "Handled mail must go to another folder than the one read."
+        )
     if values["security"] == "none" and not is_loopback(host):
         # The password would cross the network in the clear.
-        raise ValueError(
+        raise MailboxError(
+            "security",
             "Reading a mailbox without TLS is only allowed for a server on this machine: "
-            "choose SSL/TLS or STARTTLS."
+            "choose SSL/TLS or STARTTLS.",
         )
 
 
@@ -232,6 +253,15 @@ class Mailboxes:
         key = account_key(account)
         return _settings(key, await self._db.run(lambda conn: _select(conn, key)))
 
+    async def check(self, account: str, **changes: object) -> None:
+        """Raise what :meth:`update` would refuse, saving nothing: a form that saves other
+        settings too checks its mailbox part first, so a refusal leaves everything as it
+        was."""
+        key = account_key(account)
+        values = clean(changes)
+        current = await self._db.run(lambda conn: _select(conn, key))
+        _check_together({**_values(_settings(key, current)), **values})
+
     async def update(self, account: str, **changes: object) -> MailboxSettings:
         """Validate and save some settings; ``ValueError`` has a message for the accountant.
 
@@ -254,9 +284,12 @@ class Mailboxes:
         """Seal and store the IMAP password; ``None`` or ``""`` removes it."""
         key = account_key(account)
         if password is not None and not isinstance(password, str):
-            raise ValueError("The IMAP password must be text.")
-        if password and len(password) > 1024:
-            raise ValueError("The IMAP password can be at most 1024 characters long.")
+            raise MailboxError("password", "The IMAP password must be text.")
+        if password and len(password) > PASSWORD_LIMIT:
+            raise MailboxError(
+                "password",
+                f"The IMAP password can be at most {PASSWORD_LIMIT} characters long.",
+            )
         blob = (
             self._keys().seal_secret(password.encode("utf-8"), purpose=password_purpose(key))
             if password
@@ -438,7 +471,9 @@ class Mailboxes:
 __all__ = [
     "DEFAULT_PORTS",
     "FIELDS",
+    "PASSWORD_LIMIT",
     "SECURITY_CHOICES",
+    "MailboxError",
     "MailboxSettings",
     "Mailboxes",
     "Security",

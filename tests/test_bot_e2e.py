@@ -69,7 +69,7 @@ async def test_a_customer_request_gets_one_reply_with_their_link_and_pdf(rig: Ri
 
     [event] = await rig.events()
     assert (event.kind, event.outcome) == ("bot_request", "replied")
-    assert "ACME01" in event.subject
+    assert event.subject == "Acme Fabrication Ltd (ACME01)"
     assert "/l/" not in event.detail and "/l/" not in event.subject
 
 
@@ -503,3 +503,28 @@ async def test_with_a_trusted_authserv_id_only_authenticated_mail_is_answered(
     await rig.capture.wait_for(1)
     assert len(rig.capture.messages) == 1
     assert rig.capture.messages[0].parsed()["In-Reply-To"] == "<genuine@client.example>"
+
+
+@pytest.mark.parametrize(
+    ("body", "hint"),
+    [
+        (
+            "Hello, send my stuff",
+            'You can also ask for "all invoices", "unpaid invoices", a statement',
+        ),
+        (
+            "Bonjour, pourriez-vous m'envoyer les documents dont nous avons parlé ? Merci",
+            "Vous pouvez aussi demander « toutes les factures », « factures impayées »",
+        ),
+    ],
+    ids=["english", "french"],
+)
+async def test_an_unrecognised_request_gets_the_default_and_says_what_can_be_asked(
+    rig: Rig, body: str, hint: str
+) -> None:
+    await rig.send(request_mail(body, subject="Hello"))
+    [reply] = await rig.capture.wait_for(1)
+
+    assert str(rig.link(reply).scope) == "unpaid"  # the account's default
+    text = " ".join(body_text(reply).split())
+    assert hint in text

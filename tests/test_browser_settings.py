@@ -9,6 +9,7 @@ Origin check and every minted link use — is the address the browser really tal
 
 from __future__ import annotations
 
+import io
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from PIL import Image
 from playwright.async_api import Browser, Page, expect
 
 from bot.capture import CaptureServer
@@ -282,6 +284,37 @@ async def test_reloading_after_any_form_repeats_nothing(browser: Browser, served
     kinds = [e.kind for e in await store.activity.page("demo")]
     assert kinds.count("link_revoked") == 1 and kinds.count("link_restored") == 1
     assert kinds.count("link_minted") == 1 and kinds.count("link_emailed") == 1
+
+    await page.get_by_role("button", name=re.compile("Email again to Foxglove")).click()
+    await expect(page.get_by_text("Emailed to ruth@foxglove.example.")).to_be_visible()
+    await reload_shows_no_message("Emailed to ruth@foxglove.example.")
+    assert len(served.capture.messages) == 3
+
+    await page.get_by_role("link", name="Revoke all links of this account…").click()
+    await page.get_by_label("Yes, stop every link of this account").check()
+    await page.get_by_role("button", name="Revoke all links").click()
+    revoked_all = "Every link of this account made before now is revoked."
+    await expect(page.get_by_text(revoked_all)).to_be_visible()
+    await reload_shows_no_message(revoked_all)
+    events = await store.activity.page("demo")
+    assert [e.subject for e in events if e.kind == "link_revoked"].count("all links") == 1
+
+    await page.goto(f"{served.base}/settings/business")
+    await page.get_by_label("Bank", exact=True).fill("Barclays Bank UK PLC")
+    await page.get_by_role("button", name="Save", exact=True).click()
+    await expect(page.get_by_text("Saved: clients see these details")).to_be_visible()
+    await reload_shows_no_message("Saved: clients see these details")
+    assert (await store.business.get("demo")).payment.bank_name == "Barclays Bank UK PLC"
+
+    image = io.BytesIO()
+    Image.new("RGB", (300, 100), (20, 60, 140)).save(image, format="PNG")
+    await page.get_by_label("Upload a PNG, JPEG, GIF or WebP image").set_input_files(
+        {"name": "logo.png", "mimeType": "image/png", "buffer": image.getvalue()}
+    )
+    await page.get_by_role("button", name="Upload the logo").click()
+    await expect(page.get_by_text("The logo is saved.")).to_be_visible()
+    await reload_shows_no_message("The logo is saved.")
+    await expect(page.get_by_alt_text("Your current logo")).to_be_visible()
     assert errors == []
     await context.close()
 

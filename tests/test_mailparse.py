@@ -289,3 +289,68 @@ def test_parse_never_raises_on_damaged_samples(name: str, at: int, junk: bytes) 
     at %= len(raw)
     parse(raw[:at] + junk + raw[at + len(junk) :])
     parse(raw[:at])
+
+
+def _html_only(sender: str, html: str) -> bytes:
+    return (
+        f"From: Client <{sender}>\r\nTo: invoices@northwind.example\r\n"
+        "Subject: Re: Your invoices from Northwind Traders Ltd\r\n"
+        "Message-ID: <html-only-1@client.example>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: text/html; charset="utf-8"\r\n\r\n' + html
+    ).encode()
+
+
+YAHOO_REPLY = (
+    '<html><head></head><body><div class="ydp6c1f0e4fyahoo-style-wrap">'
+    '<div dir="ltr">Hi, please send invoice 1288 only. Thanks, Gwen</div></div>'
+    '<div id="yahoo_quoted_0441109301" class="yahoo_quoted">'
+    "<div><div>On Monday, 3 March 2025 at 09:12:00 GMT, Northwind Traders Ltd "
+    "&lt;accounts@northwind.example&gt; wrote:</div><div><br></div>"
+    '<div><div dir="ltr">Dear customer,<br>Please find attached all invoices for '
+    "February.<br>Kind regards,<br>Northwind Traders Ltd</div></div></div></div>"
+    "</body></html>"
+)
+PROTON_REPLY = (
+    '<div style="font-family: Arial, sans-serif; font-size: 14px;">Please send invoice '
+    "1288 only.</div><div><br></div>"
+    '<div class="protonmail_signature_block"><div class="protonmail_signature_block-user">'
+    'Tom Baker<br>Baker Joinery</div><div class="protonmail_signature_block-proton">Sent '
+    'with <a href="https://proton.me/">Proton Mail</a> secure email.</div></div>'
+    '<div class="protonmail_quote">On Monday, March 3rd, 2025 at 09:12, Northwind Traders '
+    "Ltd &lt;accounts@northwind.example&gt; wrote:<br>"
+    '<blockquote class="protonmail_quote" type="cite"><div>Dear customer,<br>Please find '
+    "attached all invoices for February.<br>Kind regards,<br>Northwind Traders Ltd</div>"
+    "</blockquote></div>"
+)
+
+
+@pytest.mark.parametrize(
+    ("sender", "html", "said"),
+    [
+        ("gwen@yahoo.example", YAHOO_REPLY, "Hi, please send invoice 1288 only. Thanks, Gwen"),
+        (
+            # Yahoo set to Polish, unsigned: no attribution or sign-off rule knows where the
+            # quote starts; the class alone tells.
+            "gwen@yahoo.example",
+            YAHOO_REPLY.replace(
+                "On Monday, 3 March 2025 at 09:12:00 GMT",
+                "W poniedziałek, 3 marca 2025, 09:12:00 GMT",
+            )
+            .replace(" &lt;accounts@northwind.example&gt;", "")
+            .replace("wrote:", "napisał(a):")
+            .replace(" Thanks, Gwen", ""),
+            "Hi, please send invoice 1288 only.",
+        ),
+        ("tom@proton.example", PROTON_REPLY, "Please send invoice 1288 only."),
+    ],
+    ids=["yahoo", "yahoo-in-polish", "protonmail"],
+)
+def test_yahoo_and_protonmail_quotes_are_dropped_from_html(
+    sender: str, html: str, said: str
+) -> None:
+    request = parse(_html_only(sender, html))
+    assert request.new_text.split() == said.split()
+    assert "all invoices" not in request.new_text
+    assert "Proton Mail" not in request.new_text
+    intent = read_intent(request.new_text, request.subject, "unpaid")
+    assert (intent.kind, intent.invoice) == ("invoice", 1288)

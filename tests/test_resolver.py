@@ -317,6 +317,38 @@ async def test_invoices_outside_the_scope_get_the_same_404_as_missing_ones(
         assert await response.text() == reference, path
 
 
+async def test_a_link_for_several_invoices_shows_exactly_those(rig: WebRig, client: Client) -> None:
+    own = [r for r in rig.sandbox.invoices("demo", "IVY01") if not r.is_credit_note]
+    chosen, outside = own[:2], own[2]
+    a, b = (r.number for r in chosen)
+    token = rig.mint("IVY01", f"invoice:{a},{b}")
+
+    page = await client.get(f"/l/{token}")
+    listed = [n for n, *_ in rows(await page.text())]
+    assert page.status == 200
+    assert listed == open_first(tuple(chosen))  # those two, and no other
+
+    missing = await (await client.get(f"/l/{token}/invoice/99999999.pdf")).text()
+    refused = await client.get(f"/l/{token}/invoice/{outside.number}.pdf")
+    assert refused.status == 404
+    assert await refused.text() == missing  # as if it did not exist
+    assert "Invoice not found" in missing
+
+    merged = await client.get(f"/l/{token}/all.pdf")
+    body = await merged.read()
+    assert merged.status == 200
+    assert list(dict.fromkeys(pdf_invoice_numbers(body))) == listed
+    pages = 0
+    for number in (a, b):
+        single = await client.get(f"/l/{token}/invoice/{number}.pdf")
+        assert single.status == 200
+        pages += len(PdfReader(io.BytesIO(await single.read())).pages)
+    assert len(PdfReader(io.BytesIO(body)).pages) == 1 + pages  # the statement page first
+
+    document = await (await client.get(f"/l/{token}.json")).json()
+    assert [entry["number"] for entry in document["invoices"]] == listed
+
+
 # -- links that do not work ----------------------------------------------------------------
 
 

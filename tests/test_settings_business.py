@@ -150,3 +150,99 @@ async def test_a_clients_language_is_chosen_on_their_page(signed_in: tuple[Clien
     )
     assert forged.status == 403
     assert await core.store.business.customer_language("demo", "CORV01") == "de"
+
+
+def _form_key(html: str) -> str:
+    match = re.search(r'name="once" value="([^"]+)"', html)
+    assert match is not None
+    return match.group(1)
+
+
+async def test_business_forms_redirect_and_show_their_message_once(
+    signed_in: tuple[Client, Core],
+) -> None:
+    client, core = signed_in
+    page = await (await client.get("/settings/business")).text()
+    token, key = CSRF.search(page), _form_key(page)
+    assert token is not None
+    form = {
+        "csrf": token.group(1),
+        "once": key,
+        "bank_name": "Barclays Bank UK PLC",
+        "reference": "invoice",
+        "default_language": "en-GB",
+    }
+    saved = await client.post("/settings/business", data=form, allow_redirects=False)
+    assert saved.status == 303
+    landing = saved.headers["Location"]
+    assert landing.startswith("/settings/business?")
+    assert "Saved: clients see these details" in await (await client.get(landing)).text()
+    # A reload shows the page alone: the message was for once.
+    assert "Saved: clients see these details" not in await (await client.get(landing)).text()
+
+    # The same form sent again (from history, a double click) does nothing the second time:
+    # a change made since is not overwritten, and it lands where the first did.
+    await core.store.business.update("demo", bank_name="Monzo Bank Ltd")
+    again = await client.post("/settings/business", data=form, allow_redirects=False)
+    assert again.status == 303 and again.headers["Location"] == landing
+    assert (await core.store.business.get("demo")).payment.bank_name == "Monzo Bank Ltd"
+
+    # A refused IBAN comes back through a redirect, marked on its field, with what was typed.
+    page = await (await client.get("/settings/business")).text()
+    refused = await client.post(
+        "/settings/business",
+        data={
+            "csrf": token.group(1),
+            "once": _form_key(page),
+            "iban": "GB28NWBK60161331926819",
+            "reference": "invoice",
+            "default_language": "en-GB",
+        },
+        allow_redirects=False,
+    )
+    assert refused.status == 303
+    shown = await client.get(refused.headers["Location"])
+    html = await shown.text()
+    assert shown.status == 400
+    iban = re.search(r'<input id="iban"[^>]*>', html)
+    assert iban is not None
+    assert 'aria-invalid="true"' in iban[0] and 'value="GB28NWBK60161331926819"' in iban[0]
+    assert 'aria-describedby="iban-error iban-help"' in iban[0]
+    assert 'id="iban-error"' in html and "That IBAN is not valid" in html
+    reloaded = await client.get(refused.headers["Location"])
+    assert reloaded.status == 200 and "That IBAN is not valid" not in await reloaded.text()
+
+    # The logo form too: a redirect, its message once, a refused file marked.
+    page = await (await client.get("/settings/business")).text()
+    bad = aiohttp.FormData()
+    bad.add_field("csrf", token.group(1))
+    bad.add_field("once", _form_key(page))
+    bad.add_field("logo", b"GIF89a-not-really", filename="x.gif", content_type="image/gif")
+    sent = await client.post("/settings/business/logo", data=bad, allow_redirects=False)
+    assert sent.status == 303
+    html = await (await client.get(sent.headers["Location"])).text()
+    logo = re.search(r'<input id="logo"[^>]*>', html)
+    assert logo is not None and 'aria-invalid="true"' in logo[0]
+    assert "must be a PNG, JPEG, GIF or WebP" in html
+    assert "must be a PNG" not in await (await client.get(sent.headers["Location"])).text()
+
+
+async def test_a_clients_language_form_answers_once(signed_in: tuple[Client, Core]) -> None:
+    client, core = signed_in
+    page = await (await client.get("/settings/customers/CORV01")).text()
+    token = CSRF.search(page)
+    assert token is not None
+    form = {"csrf": token.group(1), "once": _form_key(page), "language": "fr"}
+    sent = await client.post(
+        "/settings/customers/CORV01/language", data=form, allow_redirects=False
+    )
+    assert sent.status == 303
+    assert "language is saved." in await (await client.get(sent.headers["Location"])).text()
+    assert "language is saved." not in await (await client.get(sent.headers["Location"])).text()
+    # Sent again from history after another choice: the later choice stands.
+    await core.store.business.set_customer_language("demo", "CORV01", "de")
+    again = await client.post(
+        "/settings/customers/CORV01/language", data=form, allow_redirects=False
+    )
+    assert again.headers["Location"] == sent.headers["Location"]
+    assert await core.store.business.customer_language("demo", "CORV01") == "de"

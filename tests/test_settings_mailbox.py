@@ -106,25 +106,41 @@ async def test_the_mailbox_is_saved_with_its_password_sealed_and_never_shown(
 
 
 @pytest.mark.parametrize(
-    ("fields", "message"),
+    ("fields", "field", "message"),
     [
-        ({"imap_security": "none"}, "only allowed for a server on this machine"),
-        ({"imap_port": "0"}, "IMAP port must be a whole number from 1 to 65535"),
-        ({"imap_host": "imap gmail com"}, "is not a valid host name"),
-        ({"imap_done_folder": "invoice requests"}, "another folder than the one read"),
+        ({"imap_security": "none"}, "imap_security", "only allowed for a server on this machine"),
+        ({"imap_port": "0"}, "imap_port", "IMAP port must be a whole number from 1 to 65535"),
+        ({"imap_host": "imap gmail com"}, "imap_host", "is not a valid host name"),
+        (
+            {"imap_done_folder": "invoice requests"},
+            "imap_done_folder",
+            "another folder than the one read",
+        ),
+        ({"imap_username": ""}, "imap_username", "Give the IMAP username"),
+        ({"imap_password": "x" * 1025}, "imap_password", "at most 1024 characters"),
     ],
-    ids=["plain-imap-remote", "bad-port", "bad-host", "same-folder"],
+    ids=["plain-imap-remote", "bad-port", "bad-host", "same-folder", "no-username", "long-pw"],
 )
 async def test_mailbox_mistakes_are_explained_on_the_form(
-    rig: WebRig, client: Client, fields: dict[str, str], message: str
+    rig: WebRig, client: Client, fields: dict[str, str], field: str, message: str
 ) -> None:
     status, page = await save(client, **fields)
 
     assert status == 400
     assert message in page
+    # The field it is about is marked and described by the message.
+    marked = re.search(rf'<[^>]*\bid="{field}"[^>]*>', page)
+    assert marked is not None
+    assert 'aria-invalid="true"' in marked[0]
+    assert f'aria-describedby="{field}-error' in marked[0]
+    assert f'id="{field}-error"' in page
     assert 'value="invoices@northwind-studio.example"' in page  # what was typed is kept
     assert IMAP_PASSWORD not in page
+    # Nothing of the form is saved: not the mailbox, its password, nor the bot settings.
     assert (await rig.core.store.mailboxes.get("demo")).host == ""
+    assert await rig.core.store.mailboxes.password("demo") is None
+    saved = await rig.core.store.accounts.get("demo")
+    assert (saved.request_address, saved.default_scope) == ("", "all")
 
 
 async def test_the_readers_last_word_is_shown(rig: WebRig, client: Client) -> None:
@@ -135,3 +151,16 @@ async def test_the_readers_last_word_is_shown(rig: WebRig, client: Client) -> No
     page = await (await client.get("/settings/bot")).text()
 
     assert "Could not read the mailbox: could not sign in" in page
+
+
+async def test_a_refused_bot_setting_stores_no_password(rig: WebRig, client: Client) -> None:
+    status, page = await save(
+        client, per_customer_limit="5", global_limit="2", relay_password="relay-Secret-fig"
+    )
+
+    assert status == 400
+    assert "The per-customer limit cannot be higher than the overall limit." in page
+    # The passwords typed beside the refused setting are not kept either.
+    assert await rig.core.store.accounts.relay_password("demo") is None
+    assert await rig.core.store.mailboxes.password("demo") is None
+    assert (await rig.core.store.accounts.get("demo")).request_address == ""

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import re
+import smtplib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bot.capture import CaptureServer
+from bot.listener import ListenerSettings
+from bot.service import BotService
 from kashflow.client import KashFlow
 from kashflow.models import Credentials
 from kashflow.sandbox import DEMO, IPLOCKED, NOAPI, SECOND, Sandbox
@@ -581,6 +586,8 @@ async def test_the_test_email_lands_in_the_relay(harness: Harness) -> None:
     (mail,) = await harness.capture.wait_for(1)
     assert mail.rcpt_tos == ("accounts@northwind-studio.example",)
     assert "Test message" in str(mail.parsed()["Subject"])
+    # From the one identity the bot's replies and the emailed links use.
+    assert str(mail.parsed()["From"]) == "Northwind Studio Ltd <invoices@northwind-studio.example>"
 
     typed = await harness.client.post(
         "/settings/bot/test-email", data={"csrf": token, "to": "me@example.org"}
@@ -832,9 +839,110 @@ async def test_activity_writes_a_customer_one_way(harness: Harness) -> None:
     assert (await harness.client.get(path_of(link))).status == 200
     number = harness.sandbox.invoices("demo", "DUNE01")[0].number
     assert (await harness.client.get(path_of(link) + f"/invoice/{number}.pdf")).status == 200
+    # A request the bot answers for the same customer, through a real bot on this core.
+    accounts = harness.core.store.accounts
+    await accounts.set_bot_credentials("demo", DEMO)
+    await accounts.update(
+        "demo",
+        enabled=True,
+        request_address="invoices@northwind-studio.example",
+        relay_host="127.0.0.1",
+        relay_port=harness.capture.port,
+        relay_security="none",
+    )
+    service = BotService(harness.core, ListenerSettings(host="127.0.0.1", port=0), idle_s=3600)
+    await service.start()
+    try:
+        raw = (
+            b"From: Maggie <maggie@dunes.example>\r\n"
+            b"To: invoices@northwind-studio.example\r\nSubject: Invoices\r\n"
+            b"Message-ID: <dunes-1@dunes.example>\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\nPlease send our invoices.\r\n"
+        )
+
+        def deliver() -> None:
+            with smtplib.SMTP("127.0.0.1", service.port, timeout=60) as smtp:
+                smtp.sendmail("maggie@dunes.example", ["invoices@northwind-studio.example"], raw)
+
+        await asyncio.to_thread(deliver)
+        await service.worker.wait_for(lambda settled: len(settled) >= 1, 60)
+    finally:
+        await service.stop()
+
     events = await harness.core.store.activity.page("demo")
-    assert {e.kind for e in events} >= {"link_minted", "link_opened", "pdf_downloaded"}
+    kinds = {e.kind for e in events}
+    assert kinds >= {"link_minted", "link_opened", "pdf_downloaded", "bot_request"}
     assert {e.subject for e in events} == {"Dunes & Daughters (DUNE01)"}
+    page = await (await harness.client.get("/settings/activity")).text()
+    assert "Dunes &amp; Daughters (DUNE01)" in page
+    assert "DUNE01 (Dunes" not in page
+
+
+async def test_a_stopped_reissue_goes_on_from_its_page(harness: Harness) -> None:
+    await harness.sign_in()
+    await _save_bot(harness, relay_port=str(harness.capture.port))
+    await harness.make_link("FOX01")
+    await harness.make_link("GRAN01")
+    new = Credentials("demo", "new-api-pass")
+    harness.sandbox.set_api_password("demo", new.password)
+    await harness.sign_in(new, lands="/settings/reissue")
+    token = _CSRF.search(await (await harness.client.get("/settings/reissue")).text())
+    assert token is not None
+    workers = harness.client.app[SETTINGS].workers
+
+    core = harness.core
+    real_send = core.send_for_account
+    held, calls = asyncio.Event(), 0
+
+    async def hold_then_stop(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await held.wait()  # the page is looked at while the worker is at it
+            await real_send(*args, **kwargs)
+            return
+        # The process stops before the second client's email (a restart, say).
+        raise asyncio.CancelledError
+
+    with mock.patch.object(core, "send_for_account", hold_then_stop):
+        started = await harness.client.post(
+            "/settings/reissue", data={"csrf": token.group(1)}, allow_redirects=False
+        )
+        job_page = started.headers["Location"].split("?")[0]
+        running = await (await harness.client.get(job_page)).text()
+        assert "Working: 0 of 2 clients done." in running
+        assert "data-running" in running
+        assert "Go on where it stopped" not in running
+        held.set()
+        await asyncio.wait(list(workers), timeout=60)
+
+    stopped = await (await harness.client.get(job_page)).text()
+    assert "Stopped after 1 of 2 clients." in stopped and "data-running" not in stopped
+    assert "Go on where it stopped" in stopped
+    assert len(harness.capture.messages) == 1
+    form = re.search(
+        rf'action="{re.escape(job_page)}/continue".*?name="once" value="([^"]+)"', stopped, re.S
+    )
+    assert form is not None
+    again = {"csrf": token.group(1), "once": form.group(1)}
+    resumed = await harness.client.post(f"{job_page}/continue", data=again, allow_redirects=False)
+    assert resumed.status == 303
+    if workers:  # it may have finished already
+        await asyncio.wait(list(workers), timeout=60)
+    done = await (await harness.client.get(resumed.headers["Location"])).text()
+    assert "The re-issue goes on where it stopped." in done
+    assert "Finished: 2 of 2 clients done." in done
+    mails = await harness.capture.wait_for(2)
+    assert sorted(m.rcpt_tos for m in mails) == [
+        ("office@graniterow.example",),
+        ("ruth@foxglove.example",),
+    ]
+
+    # The same form sent again starts nothing and emails nobody.
+    twice = await harness.client.post(f"{job_page}/continue", data=again, allow_redirects=False)
+    assert twice.headers["Location"] == resumed.headers["Location"]
+    assert not workers
+    assert len(harness.capture.messages) == 2
 
 
 async def test_after_a_password_change_one_step_re_issues_and_updates_the_bot(

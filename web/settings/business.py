@@ -5,21 +5,25 @@ on every client's page, in the bot's replies and on the statement pack's cover),
 default language, whether merged PDFs open with the statement page, and its logo (an
 upload, checked and re-encoded by :func:`permalink.business.clean_logo`).
 ``/settings/customers/{code}/language`` sets one client's language from the customer page.
+Each form is sent once (:mod:`web.settings.once`): it answers with a redirect to the page
+and a message shown once; a refused field comes back marked.
 Everything is filed under the signed-in account, like the other settings pages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 from aiohttp import web
 
+from permalink.accounts import SettingError
 from permalink.business import FIELDS, MAX_LOGO_UPLOAD, REFERENCE_KINDS, clean_logo
 from permalink.i18n import languages_offered
+from permalink.submissions import Outcome
 from web.errors import ErrorPage, render
 from web.settings import forms
-from web.settings.auth import render_page, see_other, signed_in, state, url
+from web.settings.auth import render_page, signed_in, state, url
+from web.settings.once import Form, notice, problem, submitted, take
 from web.settings.session import Session
 
 ROUTE_BUSINESS: Final = "settings.business"
@@ -29,11 +33,10 @@ ROUTE_UPLOAD_LOGO: Final = "settings.upload_logo"
 ROUTE_CUSTOMER_LANGUAGE: Final = "settings.customer_language"
 
 _TEXT_FIELDS: Final = tuple(name for name in FIELDS if name != "statement_cover")
-DONE: Final = {
-    "saved": "Saved: clients see these details from their next visit.",
-    "logo": "The logo is saved.",
-    "logo_removed": "The logo is removed.",
-}
+SAVED: Final = "Saved: clients see these details from their next visit."
+LOGO_SAVED: Final = "The logo is saved."
+LOGO_REMOVED: Final = "The logo is removed."
+LANGUAGE_SAVED: Final = "The client's language is saved."
 LOGO_TOO_LARGE: Final = ErrorPage(
     413,
     "That file is too large",
@@ -46,52 +49,41 @@ REFERENCE_LABELS: Final = {
 }
 
 
-async def _page(
-    request: web.Request,
-    session: Session,
-    *,
-    values: Mapping[str, object] | None = None,
-    error: str = "",
-    logo_error: str = "",
-    status: int = 200,
-) -> web.Response:
+@signed_in
+async def business(request: web.Request, session: Session) -> web.StreamResponse:
+    """The business's payment instructions, languages, statement page and logo, with the
+    one-time message the last form left."""
     st = state(request)
+    message = await take(request, session)
     profile = await st.core.store.business.get(session.account)
-    done = DONE.get(request.query.get("done", ""), "")
     return await render_page(
         request,
         "settings/business.html",
         session,
         {
             "profile": profile,
-            "values": values,
+            "values": message.values or None,
             "languages": list(languages_offered()),
             "references": [(kind, REFERENCE_LABELS[kind]) for kind in REFERENCE_KINDS],
             "logo_url": url(request, ROUTE_LOGO) + f"?v={profile.logo_version}",
-            "error": error,
-            "logo_error": logo_error,
-            "done": done,
         },
-        status=status,
+        message=message,
     )
 
 
 @signed_in
-async def business(request: web.Request, session: Session) -> web.StreamResponse:
-    """The business's payment instructions, languages, statement page and logo."""
-    return await _page(request, session)
-
-
-@signed_in
-async def save_business(request: web.Request, session: Session) -> web.StreamResponse:
-    form = await request.post()
+@submitted
+async def save_business(request: web.Request, session: Session, form: Form) -> Outcome:
+    """Save the payment instructions, the default language and the statement page."""
+    page = url(request, ROUTE_BUSINESS)
     changes: dict[str, object] = {name: forms.text(form, name) for name in _TEXT_FIELDS}
     changes["statement_cover"] = forms.checked(form, "statement_cover")
     try:
         await state(request).core.store.business.update(session.account, **changes)
-    except ValueError as error:
-        return await _page(request, session, values=form, error=str(error), status=400)
-    return see_other(url(request, ROUTE_BUSINESS) + "?done=saved")
+    except SettingError as error:
+        text = str(error)
+        return problem(page, text, errors={error.field: text}, values=forms.typed_values(form))
+    return notice(page, SAVED)
 
 
 async def upload_logo(request: web.Request) -> web.StreamResponse:
@@ -102,21 +94,23 @@ async def upload_logo(request: web.Request) -> web.StreamResponse:
 
 
 @signed_in
-async def _upload_logo(request: web.Request, session: Session) -> web.StreamResponse:
+@submitted
+async def _upload_logo(request: web.Request, session: Session, form: Form) -> Outcome:
     st = state(request)
-    form = await request.post()
+    page = url(request, ROUTE_BUSINESS) + "#logo-heading"
     profiles = st.core.store.business
     if forms.checked(form, "remove"):
         await profiles.set_logo(session.account, None)
-        return see_other(url(request, ROUTE_BUSINESS) + "?done=logo_removed")
+        return notice(page, LOGO_REMOVED, where="logo")
     field = form.get("logo")
     data = field.file.read(MAX_LOGO_UPLOAD + 1) if isinstance(field, web.FileField) else b""
     try:
         png = await st.core.off_loop(clean_logo, data)
     except ValueError as error:
-        return await _page(request, session, logo_error=str(error), status=400)
+        text = str(error)
+        return problem(page, text, errors={"logo": text}, where="logo")
     await profiles.set_logo(session.account, png)
-    return see_other(url(request, ROUTE_BUSINESS) + "?done=logo")
+    return notice(page, LOGO_SAVED, where="logo")
 
 
 @signed_in
@@ -129,17 +123,19 @@ async def logo(request: web.Request, session: Session) -> web.StreamResponse:
 
 
 @signed_in
-async def customer_language(request: web.Request, session: Session) -> web.StreamResponse:
+@submitted
+async def customer_language(request: web.Request, session: Session, form: Form) -> Outcome:
     """Choose the language one client's page, replies and statement speak."""
-    form = await request.post()
     code = request.match_info["code"]
+    page = url(request, "settings.customer", code=code)
     try:
         await state(request).core.store.business.set_customer_language(
             session.account, code, forms.text(form, "language") or None
         )
     except ValueError:
-        return render(request, ErrorPage(400, "Not a language", "Choose one of the languages."))
-    return see_other(url(request, "settings.customer", code=code) + "?done=language")
+        text = "Choose one of the languages."
+        return problem(page, text, errors={"client-language": text}, where="language")
+    return notice(page, LANGUAGE_SAVED, where="language")
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

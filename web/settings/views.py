@@ -38,6 +38,7 @@ from permalink.core import RelayNotReady
 from permalink.i18n import languages_offered
 from permalink.keyring import SecretUnreadable
 from permalink.mail import Wording, compose_link_email, sender
+from permalink.mailboxes import MailboxError
 from permalink.presentation import InvoiceRow, customer_label, invoice_row, scope_text
 from permalink.registry import LinkRecord
 from permalink.reissue import survey
@@ -62,7 +63,7 @@ from web.settings.auth import (
     state,
     url,
 )
-from web.settings.mailbox import mailbox_form, save_mailbox
+from web.settings.mailbox import check_mailbox, form_field, mailbox_form, save_mailbox
 from web.settings.mailing import (
     MailView,
     compose_test_email,
@@ -328,7 +329,6 @@ async def customer(request: web.Request, session: Session) -> web.StreamResponse
             "defaults": {"scope": "all", "invoice": "", "expires_days": ""},
             "client_language": client.customer_language,
             "languages": list(languages_offered()),
-            "language_saved": request.query.get("done") == "language",
         },
     )
 
@@ -735,7 +735,16 @@ async def save_bot(request: web.Request, session: Session, form: Form) -> Outcom
         if unproved:
             field = next(iter(unproved))
             return problem(page, unproved[field], errors=unproved, values=typed)
+        # Everything is checked before anything is saved: a refusal leaves the page's
+        # settings, the secrets and the mailbox exactly as they were.
         mailbox = mailbox_form(form)
+        await accounts.check(
+            session.account,
+            gaining_credentials=bool(submitted_.bot_password or submitted_.use_my_credentials),
+            **submitted_.changes,
+        )
+        if mailbox is not None:
+            await check_mailbox(st.core.store.mailboxes, session.account, mailbox)
         await _save_secrets(st, session, submitted_)
         await accounts.update(session.account, **submitted_.changes)
         if mailbox is not None:
@@ -745,6 +754,9 @@ async def save_bot(request: web.Request, session: Session, form: Form) -> Outcom
     except SettingError as error:
         field = "use_my_credentials" if error.field == "bot_credentials" else error.field
         return problem(page, str(error), errors={field: str(error)}, values=typed)
+    except MailboxError as error:
+        text = str(error)
+        return problem(page, text, errors={form_field(error): text}, values=typed)
     except ValueError as error:
         return problem(page, str(error), values=typed)
     except KashFlowError as error:
