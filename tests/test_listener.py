@@ -30,6 +30,8 @@ async def test_accepted_message_is_spooled_before_250_and_wakes_worker(start_bot
     # smtplib dot-stuffs the line that starts with a dot; the spool has the message as written.
     assert stored.raw == MESSAGE
     assert (stored.mail_from, stored.rcpt_tos) == (CLIENT, (REQUEST,))
+    # Filed under the account the address belonged to when it was accepted.
+    assert stored.account == "biz"
     assert stored.message_id == "<req-1@example.com>"
     assert stored.peer.startswith("127.0.0.1:")
     assert bot.woken.is_set()
