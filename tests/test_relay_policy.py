@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import html
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kashflow.client import KashFlow
 from kashflow.sandbox import Sandbox
 from permalink.egress import RelayAllowList, RelayNotAllowed, pinned_addresses
+from permalink.relay import DeliveryFailure, Relay, probe
 from tests.support.signed_in import Accountant, Site, settings_site
 
 
@@ -162,3 +165,31 @@ async def test_the_allow_list_names_a_host_or_a_host_and_port() -> None:
         await pinned_addresses("127.0.0.1", 2527, allow)
     with pytest.raises(ValueError, match="HOST or HOST:PORT"):
         RelayAllowList.parse("relay:0")
+
+
+async def test_the_relay_name_is_resolved_once_and_the_checked_address_is_dialled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding: a name that answers a public address when checked and 127.0.0.1 a
+    moment later must still be reached at the address that was checked."""
+    loop = asyncio.get_running_loop()
+    public = "93.184.215.14"
+    lookups: list[str] = []
+    dialled: list[str] = []
+
+    async def rebinding(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        lookups.append(host)
+        address = public if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    async def refuse(sock: socket.socket, address: tuple[str, int]) -> None:
+        dialled.append(address[0])
+        raise ConnectionRefusedError("refused (injected)")
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    monkeypatch.setattr(loop, "sock_connect", refuse)
+    relay = Relay(host="relay.rebind.example", port=587, security="none", timeout=30)
+    with pytest.raises(DeliveryFailure):
+        await probe(relay)
+    assert lookups == ["relay.rebind.example"]
+    assert dialled == [public]
