@@ -12,6 +12,7 @@ import asyncio
 import html
 import socket
 from collections.abc import AsyncIterator
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,31 @@ from permalink.egress import RelayAllowList, RelayNotAllowed, pinned_addresses
 from permalink.relay import DeliveryFailure, Relay, probe
 from tests.support.signed_in import Accountant, Site, settings_site
 
+#: The domain of the sandbox company's address, which the sites below have proved: mail
+#: from the settings pages goes out only from an address at a proved domain.
+COMPANY_DOMAIN = "northwind-studio.example"
+
 
 @pytest.fixture
 async def site(tmp_path: Path, kashflow: KashFlow, sandbox: Sandbox) -> AsyncIterator[Site]:
     # No relay allowed by the operator: the rules alone decide.
     async with settings_site(tmp_path, kashflow, sandbox, allow_relay="") as built:
+        await built.core.store.domains.mark_proved("demo", COMPANY_DOMAIN, "operator")
         yield built
 
 
 @pytest.fixture
 async def allowed_site(tmp_path: Path, kashflow: KashFlow, sandbox: Sandbox) -> AsyncIterator[Site]:
+    async with settings_site(tmp_path, kashflow, sandbox, allow_relay="127.0.0.1") as built:
+        await built.core.store.domains.mark_proved("demo", COMPANY_DOMAIN, "operator")
+        yield built
+
+
+@pytest.fixture
+async def unproved_site(
+    tmp_path: Path, kashflow: KashFlow, sandbox: Sandbox
+) -> AsyncIterator[Site]:
+    """The relay allowed, and no domain proved."""
     async with settings_site(tmp_path, kashflow, sandbox, allow_relay="127.0.0.1") as built:
         yield built
 
@@ -193,3 +209,26 @@ async def test_the_relay_name_is_resolved_once_and_the_checked_address_is_dialle
         await probe(relay)
     assert lookups == ["relay.rebind.example"]
     assert dialled == [public]
+
+
+async def test_settings_mail_goes_out_only_from_an_address_at_a_proved_domain(
+    unproved_site: Site,
+) -> None:
+    """With no address saved, the test email would have spoken for KashFlow's company
+    address, or even for the address it was typed to: neither domain is proved."""
+    site = unproved_site
+    browser = await signed_in(site)
+    try:
+        text = await send_test(browser, site, "127.0.0.1", site.capture.port)
+        assert "The email was not sent" not in text  # refused before the relay
+        assert "goes out only from an address at a domain it has proved" in text
+        assert site.capture.messages == []
+
+        await site.core.store.domains.mark_proved("demo", "northwind.example", "operator")
+        await site.core.store.accounts.update("demo", reply_from="accounts@northwind.example")
+        text = await send_test(browser, site, "127.0.0.1", site.capture.port)
+        assert "The test email was handed to the relay." in text
+    finally:
+        await browser.close()
+    [sent] = await site.capture.wait_for(1)
+    assert parseaddr(str(sent.parsed()["From"]))[1] == "accounts@northwind.example"
