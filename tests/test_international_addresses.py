@@ -44,7 +44,7 @@ async def send_utf8(rig: Rig, sender: str, raw: bytes) -> tuple[int, bytes]:
     """One SMTPUTF8 transaction with smtplib; the DATA reply."""
 
     def deliver() -> tuple[int, bytes]:
-        with smtplib.SMTP("127.0.0.1", rig.service.port, timeout=5) as client:
+        with smtplib.SMTP("127.0.0.1", rig.service.port, timeout=30) as client:
             client.ehlo("client.example")
             assert client.has_extn("smtputf8")
             code, _ = client.mail(sender, ["SMTPUTF8"])
