@@ -105,6 +105,9 @@ async def test_command_lines_over_512_octets_are_refused_at_the_default_limit(
     # RFC 5321 section 4.5.3.1.4: 512 octets, CRLF included, must be read as a command
     # (and this one names no request address).
     assert (await client.send(rcpt(512)))[0] == 550
+    # One octet more is too long: a limit of 513 or 514 would let these through.
+    assert await client.send(rcpt(513)) == (500, "Command line too long")
+    assert await client.send(rcpt(514)) == (500, "Command line too long")
     assert await client.send(rcpt(515)) == (500, "Command line too long")
     assert await client.send(rcpt(4096)) == (500, "Command line too long")
     # The session goes on.
