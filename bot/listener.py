@@ -361,7 +361,9 @@ def make_protocol(handler: object, settings: ListenerSettings) -> SMTP:
         command_call_limit=settings.command_call_limit,
         loop=asyncio.get_running_loop(),
     )
-    limit = settings.max_command_length
+    # aiosmtpd measures a command line without its CRLF; the setting, as RFC 5321 section
+    # 4.5.3.1.4 counts it, with: 512 means 510 octets before the CRLF.
+    limit = settings.max_command_length - len(b"\r\n")
     protocol.command_size_limit = limit
     # aiosmtpd keeps per-command limits in one class-level dict shared by every
     # connection (and grows MAIL's on each EHLO); a per-connection dict keeps the

@@ -7,7 +7,7 @@ state and an activity record:
 
 * replied / ignored -> ``done``;
 * failed -> ``parked`` with the reason (shown on the settings page);
-* deferred (relay or KashFlow down) -> ``retry`` after :func:`bot.outbound.backoff`,
+* deferred (relay or KashFlow down) -> ``retry`` after :func:`permalink.relay.backoff`,
   parked once it has been tried ``max_temporary_attempts`` times;
 * an unexpected error -> retried the same way, but parked as poison after
   ``max_attempts`` tries, so one bad message never holds up the queue behind it.

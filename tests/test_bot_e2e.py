@@ -8,15 +8,18 @@ receive: who it went to, the permalink inside (opened with the server key), the 
 from __future__ import annotations
 
 import smtplib
+from pathlib import Path
 
 import pytest
 
-from bot.capture import CapturedMessage
+from bot.capture import CapturedMessage, CaptureServer
 from bot.pipeline import MAX_REPLIES_PER_THREAD, Ignored, Replied
+from kashflow.sandbox import SECOND
 from tests.support.bot import (
     ACME,
     DOMAIN,
     MAIL,
+    REQUEST,
     MakeRig,
     Rig,
     attachment,
@@ -528,3 +531,46 @@ async def test_an_unrecognised_request_gets_the_default_and_says_what_can_be_ask
     assert str(rig.link(reply).scope) == "unpaid"  # the account's default
     text = " ".join(body_text(reply).split())
     assert hint in text
+
+
+async def test_mail_accepted_for_an_address_is_answered_by_that_account_after_the_address_moves(
+    make_rig: MakeRig, tmp_path: Path
+) -> None:
+    """The attack: mail accepted for one firm's address, the address then taken by another
+    account before the worker reads it. The message stays the first firm's: answered
+    from its books, in its words, through its relay, and never shown to the other."""
+    rig = await make_rig(greeting="Dear client of Northwind,")
+    accounts, spool = rig.core.store.accounts, rig.core.store.spool
+    await rig.service.worker.stop()  # accepted now, read later
+    await rig.send(request_mail(message_id="<moved@client.example>"))
+    [entry] = await spool.list(account="demo")
+    accepted = await spool.get(entry.id)
+    assert accepted is not None and accepted.account == "demo"
+    assert accepted.state == "queued"
+
+    async with CaptureServer(tmp_path / "second-outbox") as second_relay:
+        # The address changes hands before the worker runs.
+        await accounts.update("demo", request_address="old-invoices@northwind.example")
+        await accounts.set_bot_credentials("second", SECOND)
+        await accounts.update(
+            "second",
+            enabled=True,
+            request_address=REQUEST,
+            relay_host="127.0.0.1",
+            relay_port=second_relay.port,
+            relay_security="none",
+            greeting="Greetings from the other firm,",
+        )
+        assert await rig.service.accepts(REQUEST) == "second"
+        rig.service.worker.start()
+
+        [settled] = await rig.settle(1)
+        assert isinstance(settled.outcome, Replied)
+        [reply] = await rig.capture.wait_for(1)
+        assert reply.rcpt_tos == (ACME,)
+        assert body_text(reply).lstrip().startswith("Dear client of Northwind,")
+        assert rig.link(reply).credentials.username == "demo"
+        assert second_relay.messages == []
+    # Listed under the first firm only: the other's bot page never shows it.
+    assert [e.id for e in await spool.list(account="demo")] == [entry.id]
+    assert await spool.list(account="second") == []

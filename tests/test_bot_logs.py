@@ -9,7 +9,9 @@ refusing for good (5xx) and refusing the password, a crash after the link was mi
 whose message carries the link, and the settings pages' test email, failing and then
 succeeding. Then every record is read — message, traceback and every attribute — for
 the KashFlow password, the relay passwords, the server key, the session and every link
-the bot wrote, down to any 16 characters of one.
+the bot wrote, down to any 16 characters of one. The same holds for the IMAP door (its
+password, mail quoting a link) and for the links the settings pages mail ("email this
+link", a re-issue).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import re
 from base64 import b64encode
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -25,16 +28,23 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from bot.mailbox import MailboxPolicy
 from bot.worker import Settled
-from kashflow.sandbox import DEMO
+from kashflow.client import KashFlow
+from kashflow.models import Credentials
+from kashflow.sandbox import DEMO, Sandbox
+from permalink.reissue import run, start
+from permalink.scopes import Scope
 from tests.support.bot import ACME, BASE_URL, MakeRig, Rig, body_text, request_mail
 from tests.support.core import make_core
+from tests.support.imap import PASSWORD, USER, MakeDovecot, append, configure_mailbox, until
 from tests.support.logs import (
     all_at_debug,
     assert_no_secret,
     every_logger_at_debug,
     everything_logged,
 )
+from tests.support.signed_in import BASE, Accountant, settings_site
 from web.app import create_app
 from web.settings.session import COOKIE
 
@@ -45,6 +55,7 @@ RELAY_PASSWORD = "Relay-Passw0rd-kept-sealed-42"
 WRONG_RELAY_PASSWORD = "Typo-Relay-Passw0rd-saved-by-mistake"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _TOKEN = re.compile(re.escape(BASE_URL) + r"/l/([A-Za-z0-9_-]+)")
+_PUBLIC_TOKEN = re.compile(re.escape(BASE) + r"/l/([A-Za-z0-9_-]+)")
 
 
 def answering(reply: EmailMessage, body: str) -> bytes:
@@ -214,3 +225,111 @@ async def test_no_credential_key_or_token_reaches_any_record_of_the_bot(
     secrets += [entry.split(":", 1)[1] for entry in rig.keyring.to_env().split(",")]
     assert_no_secret(logged, secrets, tokens=links)
     assert {tuple(m.rcpt_tos) for m in rig.capture.messages[:4]} == {(ACME,)}
+
+
+WRONG_IMAP_PASSWORD = "Typo-Imap-Passw0rd-saved-by-mistake"
+
+
+async def test_the_mailbox_door_logs_no_password_and_no_link(
+    make_rig: MakeRig, make_dovecot: MakeDovecot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The IMAP door (Dovecot on loopback) at DEBUG: a mistyped IMAP password, then the
+    right one; a request fetched and answered; the client's answer quoting the link,
+    fetched and answered too."""
+    with every_logger_at_debug(caplog):
+        server = make_dovecot()
+        rig = await make_rig(
+            mailboxes=MailboxPolicy(
+                idle_s=3600.0,
+                poll_s=3600.0,
+                retry_s=0.05,
+                retry_max_s=0.2,
+                lease_s=3.0,
+                ca_file=str(server.certificate),
+            )
+        )
+        all_at_debug(caplog, "bot.mailbox", "bot.imap", "bot.worker", "bot.pipeline")
+        mailboxes = rig.core.store.mailboxes
+        door = rig.service.door
+        assert door is not None
+        links: set[str] = set()
+
+        await append(server, request_mail("Please send me my invoices."))
+        await configure_mailbox(mailboxes, server, password=WRONG_IMAP_PASSWORD)
+        await door.check()
+
+        async def refused() -> bool:
+            return "could not sign in" in (await mailboxes.get("demo")).status
+
+        await until(refused, within=30)
+        await mailboxes.set_password("demo", PASSWORD)
+        await door.check()
+        [first] = await rig.capture.wait_for(1)
+        links.update(_TOKEN.findall(body_text(first)))
+
+        await append(server, answering(first.parsed(), "Thanks! Could you send all of them?"))
+        second = (await rig.capture.wait_for(2))[1]
+        links.update(_TOKEN.findall(body_text(second)))
+        await settled_as(rig, "done", 2)
+
+    records = caplog.records
+    logged = everything_logged(records)
+    for logger in ("bot.mailbox", "bot.worker"):
+        assert any(r.name == logger for r in records), logger
+    assert len(links) == 2
+    secrets = [PASSWORD, WRONG_IMAP_PASSWORD, DEMO.password]
+    for password in (PASSWORD, WRONG_IMAP_PASSWORD):  # as AUTHENTICATE PLAIN would send it
+        secrets.append(b64encode(f"\0{USER}\0{password}".encode()).decode())
+    assert_no_secret(logged, secrets, tokens=links)
+
+
+async def test_emailed_and_reissued_links_reach_no_record(
+    tmp_path: Path, kashflow: KashFlow, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mail the settings pages send carries links too: "email this link", then a
+    re-issue after a KashFlow password change, at DEBUG."""
+    changed = Credentials("demo", "changed-api-pass-for-logs")
+    with every_logger_at_debug(caplog):
+        async with settings_site(tmp_path, kashflow, sandbox) as site:
+            core = site.core
+            await core.store.domains.mark_proved("demo", "northwind-studio.example", "operator")
+            await core.store.accounts.set_bot_credentials("demo", DEMO)
+            await core.store.accounts.update(
+                "demo",
+                request_address="invoices@northwind-studio.example",
+                relay_host="127.0.0.1",
+                relay_port=site.capture.port,
+                relay_security="none",
+            )
+            all_at_debug(caplog, "permalink.relay", "permalink.reissue", "web.settings")
+            minted = await core.mint(
+                DEMO,
+                await core.kashflow(DEMO).customer_by_code("FOX01"),
+                Scope("all"),
+                minted_by="settings",
+            )
+            accountant = Accountant(site)
+            try:
+                assert (await accountant.sign_in()).status == 303
+                page = await accountant.post(
+                    "/settings/customers/FOX01/email",
+                    {"link": minted.link.link_id},
+                    page="/settings/customers/FOX01",
+                )
+                assert page.status == 200, page.text
+            finally:
+                await accountant.close()
+            [emailed] = await site.capture.wait_for(1)
+
+            sandbox.set_api_password("demo", changed.password)
+            job_id = await start(core, changed, now=int(core.clock()))
+            assert job_id is not None
+            await run(core, job_id, changed, owner="test")
+            reissued = (await site.capture.wait_for(2))[1]
+
+    links = {_PUBLIC_TOKEN.findall(body_text(mail))[0] for mail in (emailed, reissued)}
+    assert len(links) == 2
+    links.add(minted.url.rsplit("/", 1)[1])
+    logged = everything_logged(caplog.records)
+    assert any(r.name == "aiohttp.access" for r in caplog.records)
+    assert_no_secret(logged, [DEMO.password, changed.password], tokens=links)

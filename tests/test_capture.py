@@ -56,7 +56,7 @@ async def test_each_message_becomes_one_readable_eml_in_arrival_order(
 async def test_wait_for_wakes_on_arrival_and_times_out_with_a_count(
     capture: CaptureServer,
 ) -> None:
-    waiter = asyncio.create_task(capture.wait_for(1, timeout=5))
+    waiter = asyncio.create_task(capture.wait_for(1))
     await asyncio.to_thread(submit, capture.port, 1)
     assert [c.rcpt_tos for c in await waiter] == [("client1@example.com",)]
     with pytest.raises(TimeoutError, match="1 of 2 messages"):

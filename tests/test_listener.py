@@ -30,6 +30,8 @@ async def test_accepted_message_is_spooled_before_250_and_wakes_worker(start_bot
     # smtplib dot-stuffs the line that starts with a dot; the spool has the message as written.
     assert stored.raw == MESSAGE
     assert (stored.mail_from, stored.rcpt_tos) == (CLIENT, (REQUEST,))
+    # Filed under the account the address belonged to when it was accepted.
+    assert stored.account == "biz"
     assert stored.message_id == "<req-1@example.com>"
     assert stored.peer.startswith("127.0.0.1:")
     assert bot.woken.is_set()
@@ -103,6 +105,9 @@ async def test_command_lines_over_512_octets_are_refused_at_the_default_limit(
     # RFC 5321 section 4.5.3.1.4: 512 octets, CRLF included, must be read as a command
     # (and this one names no request address).
     assert (await client.send(rcpt(512)))[0] == 550
+    # One octet more is too long: a limit of 513 or 514 would let these through.
+    assert await client.send(rcpt(513)) == (500, "Command line too long")
+    assert await client.send(rcpt(514)) == (500, "Command line too long")
     assert await client.send(rcpt(515)) == (500, "Command line too long")
     assert await client.send(rcpt(4096)) == (500, "Command line too long")
     # The session goes on.

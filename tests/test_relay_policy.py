@@ -10,26 +10,45 @@ from __future__ import annotations
 
 import asyncio
 import html
+import socket
 from collections.abc import AsyncIterator
+from email.utils import parseaddr
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kashflow.client import KashFlow
 from kashflow.sandbox import Sandbox
 from permalink.egress import RelayAllowList, RelayNotAllowed, pinned_addresses
+from permalink.relay import DeliveryFailure, Relay, probe
 from tests.support.signed_in import Accountant, Site, settings_site
+
+#: The domain of the sandbox company's address, which the sites below have proved: mail
+#: from the settings pages goes out only from an address at a proved domain.
+COMPANY_DOMAIN = "northwind-studio.example"
 
 
 @pytest.fixture
 async def site(tmp_path: Path, kashflow: KashFlow, sandbox: Sandbox) -> AsyncIterator[Site]:
     # No relay allowed by the operator: the rules alone decide.
     async with settings_site(tmp_path, kashflow, sandbox, allow_relay="") as built:
+        await built.core.store.domains.mark_proved("demo", COMPANY_DOMAIN, "operator")
         yield built
 
 
 @pytest.fixture
 async def allowed_site(tmp_path: Path, kashflow: KashFlow, sandbox: Sandbox) -> AsyncIterator[Site]:
+    async with settings_site(tmp_path, kashflow, sandbox, allow_relay="127.0.0.1") as built:
+        await built.core.store.domains.mark_proved("demo", COMPANY_DOMAIN, "operator")
+        yield built
+
+
+@pytest.fixture
+async def unproved_site(
+    tmp_path: Path, kashflow: KashFlow, sandbox: Sandbox
+) -> AsyncIterator[Site]:
+    """The relay allowed, and no domain proved."""
     async with settings_site(tmp_path, kashflow, sandbox, allow_relay="127.0.0.1") as built:
         yield built
 
@@ -162,3 +181,54 @@ async def test_the_allow_list_names_a_host_or_a_host_and_port() -> None:
         await pinned_addresses("127.0.0.1", 2527, allow)
     with pytest.raises(ValueError, match="HOST or HOST:PORT"):
         RelayAllowList.parse("relay:0")
+
+
+async def test_the_relay_name_is_resolved_once_and_the_checked_address_is_dialled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DNS rebinding: a name that answers a public address when checked and 127.0.0.1 a
+    moment later must still be reached at the address that was checked."""
+    loop = asyncio.get_running_loop()
+    public = "93.184.215.14"
+    lookups: list[str] = []
+    dialled: list[str] = []
+
+    async def rebinding(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        lookups.append(host)
+        address = public if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    async def refuse(sock: socket.socket, address: tuple[str, int]) -> None:
+        dialled.append(address[0])
+        raise ConnectionRefusedError("refused (injected)")
+
+    monkeypatch.setattr(loop, "getaddrinfo", rebinding)
+    monkeypatch.setattr(loop, "sock_connect", refuse)
+    relay = Relay(host="relay.rebind.example", port=587, security="none", timeout=30)
+    with pytest.raises(DeliveryFailure):
+        await probe(relay)
+    assert lookups == ["relay.rebind.example"]
+    assert dialled == [public]
+
+
+async def test_settings_mail_goes_out_only_from_an_address_at_a_proved_domain(
+    unproved_site: Site,
+) -> None:
+    """With no address saved, the test email would have spoken for KashFlow's company
+    address, or even for the address it was typed to: neither domain is proved."""
+    site = unproved_site
+    browser = await signed_in(site)
+    try:
+        text = await send_test(browser, site, "127.0.0.1", site.capture.port)
+        assert "The email was not sent" not in text  # refused before the relay
+        assert "goes out only from an address at a domain it has proved" in text
+        assert site.capture.messages == []
+
+        await site.core.store.domains.mark_proved("demo", "northwind.example", "operator")
+        await site.core.store.accounts.update("demo", reply_from="accounts@northwind.example")
+        text = await send_test(browser, site, "127.0.0.1", site.capture.port)
+        assert "The test email was handed to the relay." in text
+    finally:
+        await browser.close()
+    [sent] = await site.capture.wait_for(1)
+    assert parseaddr(str(sent.parsed()["From"]))[1] == "accounts@northwind.example"

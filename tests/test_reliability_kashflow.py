@@ -47,6 +47,7 @@ from kashflow.errors import (
     Unavailable,
 )
 from kashflow.sandbox import STATUS_TEXTS, Sandbox, wire
+from kashflow.sandbox.faults import PDF_FETCH
 from kashflow.sandbox.printing import render_invoices
 from tests.support import WebRig, web_rig
 from tests.support.pdfs import (
@@ -550,3 +551,57 @@ def test_a_deeply_compressed_stream_is_merged_without_being_inflated(one_page: b
     # Inflated, the stream alone would be 256 MiB; the merge carries it as it came.
     assert len(merged) < len(one_page) + len(bomb) + 4096
     assert len(PdfReader(io.BytesIO(merged)).pages) == 2
+
+
+# -- many visitors at once ----------------------------------------------------------------
+
+
+def most_prints_at_once(sandbox: Sandbox) -> int:
+    """The most invoices being printed at any moment, as far as the sandbox can tell.
+
+    Each print is a PrintInvoice call and then the download of the PDF it points at; the
+    download arriving proves the print it followed is nearly done, so counting prints
+    begun less downloads begun, in the order they arrived, never overstates how many
+    were being printed at once."""
+    begun = downloads = most = 0
+    for call in sandbox.calls:
+        if call.operation == "PrintInvoice":
+            begun += 1
+        elif call.operation == PDF_FETCH:
+            downloads += 1
+        most = max(most, begun - downloads)
+    return most
+
+
+async def test_one_merged_document_per_link_and_bounded_calls_per_account(
+    tmp_path: Path, aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    async with web_rig(
+        tmp_path,
+        latency_ms=30,
+        core_config={"pdf_concurrency": 3},
+        gateway={"timeout": PATIENT},
+    ) as rig:
+        server = await aiohttp_server(rig.app)
+        client: Client = await aiohttp_client(server)
+
+        # Eight visitors ask for one link's merged PDF at once: it is built once.
+        token = rig.mint("IVY01")
+        answers = await asyncio.gather(*(client.get(f"/l/{token}/all.pdf") for _ in range(8)))
+        assert [a.status for a in answers] == [200] * 8
+        documents = {await a.read() for a in answers}
+        assert len(documents) == 1
+        invoices = len(rig.sandbox.invoices("demo", "IVY01"))
+        assert len(PdfReader(io.BytesIO(documents.pop())).pages) > invoices
+        assert len(calls(rig.sandbox, "PrintInvoice")) == invoices  # not 8 x
+
+        # Three links of the same account at once: KashFlow is asked to print at most
+        # ``pdf_concurrency`` invoices at a time for the account, not 3 per link.
+        rig.sandbox.calls.clear()
+        codes = ("IVY01", "BRIGHT01", "HOLL01")
+        tokens = [rig.mint(code) for code in codes]
+        answers = await asyncio.gather(*(client.get(f"/l/{t}/all.pdf") for t in tokens))
+        assert [a.status for a in answers] == [200] * 3
+        printed = sum(len(rig.sandbox.invoices("demo", code)) for code in codes)
+        assert len(calls(rig.sandbox, "PrintInvoice")) == printed
+        assert 2 <= most_prints_at_once(rig.sandbox) <= 3

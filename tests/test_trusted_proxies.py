@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 
 from kashflow.sandbox import DEMO
 from tests.support import WebRig, web_rig
+from tests.support.processes import ServeProcess, prepare_state, sandbox_process
 from web.security import RedactingAccessLogger, TrustedProxies
 
 LIMIT = 3
@@ -218,3 +219,39 @@ def test_the_client_is_the_right_most_untrusted_hop(
 def test_a_bad_proxy_entry_is_named() -> None:
     with pytest.raises(ValueError, match=r"'10\.0\.0\.300'"):
         TrustedProxies.parse("127.0.0.1, 10.0.0.300")
+
+
+#: ``serve``'s own limit on bad links per client a minute (WebConfig's default).
+SERVE_LIMIT = 20
+
+
+async def test_serve_reads_trusted_proxies_from_its_environment(tmp_path: Path) -> None:
+    """The operator's setting reaches the running server: ``serve`` started with
+    ``KASHFLOW_PERMALINK_TRUSTED_PROXIES`` tells clients behind the proxy apart."""
+    state = tmp_path / "state"
+    with sandbox_process(0) as kashflow_url:
+        await prepare_state(state, relay_port=2525)
+        served = ServeProcess(
+            state,
+            kashflow_url,
+            role="web",
+            log=tmp_path / "web.log",
+            env={"KASHFLOW_PERMALINK_TRUSTED_PROXIES": "127.0.0.1"},
+        )
+        await served.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def status(path: str, client: str) -> int:
+                    headers = {"X-Forwarded-For": client}
+                    async with session.get(served.url + path, headers=headers) as response:
+                        await response.read()
+                        return response.status
+
+                for attempt in range(SERVE_LIMIT):
+                    assert await status(f"/l/guess-{attempt}", "203.0.113.9") == 404
+                assert await status("/l/guess", "203.0.113.9") == 429
+                # Another visitor through the same proxy is not locked out.
+                assert await status("/l/typo", "198.51.100.4") == 404
+        finally:
+            assert await served.terminate() == 0

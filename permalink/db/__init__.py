@@ -153,7 +153,7 @@ def open_database(url: str | None, state_dir: Path | None = None) -> Database:
         return SqliteDatabase(url)
     if state_dir is None:
         raise ValueError("a state directory or a database URL is needed")
-    return SqliteDatabase(state_dir / "state.sqlite3")
+    return SqliteDatabase(state_dir / "state.sqlite3", state_dir=True)
 
 
 __all__ = [

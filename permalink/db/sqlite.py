@@ -4,15 +4,19 @@ One connection, one worker thread: every table function runs there in turn, so S
 single writer is never contended inside the process and the event loop never blocks.
 WAL with ``synchronous=FULL``: a commit is on disk before it returns, which is what lets
 the bot answer ``250`` only once a message is safe. The directory is made 0700 and the
-file 0600 whatever the umask: it holds client addresses, raw mail and sealed secrets.
+file 0600 whatever the umask: it holds client addresses, raw mail and sealed secrets. A
+directory, database or journal an older release left open to others is made private when
+the database is opened (and said so in the log).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -33,6 +37,8 @@ from permalink.db import (
 from permalink.db.migrations import migrate
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
@@ -112,19 +118,50 @@ class SqliteConn(Conn):
                 self.execute("PRAGMA synchronous=FULL")
 
 
-def _create_private(path: Path) -> None:
+def _create_private(path: Path, *, state_dir: bool) -> None:
     """The directory 0700 and the file 0600 before SQLite opens it (it keeps the mode for
-    its WAL and shared-memory files)."""
+    its WAL and shared-memory files).
+
+    ``mkdir`` and ``O_CREAT`` leave what already exists as it was: an older release wrote
+    these under the caller's umask (0755, 0644), and a journal outlives a crash. So the
+    database and its journal are made private too, and the directory when it is the
+    state directory (a database file the operator named may sit in a directory of theirs).
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
+    ours = (path.parent,) if state_dir else ()
+    for each in (*ours, path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        _make_private(each)
+
+
+def _make_private(path: Path) -> None:
+    """Take away group and other access to ``path`` if it exists and has any."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if not mode & 0o077:
+        return
+    try:
+        path.chmod(mode & 0o700)
+    except PermissionError:
+        # Not ours to change (another user owns it): the operator must.
+        log.warning(
+            "%s is open to other users (%o); make it private: chmod go= %s", path, mode, path
+        )
+    else:
+        log.warning("made %s private: it was %o, it is now %o", path, mode, mode & 0o700)
 
 
 class SqliteDatabase:
-    """The state in one SQLite file; migrated to the current schema when opened."""
+    """The state in one SQLite file; migrated to the current schema when opened.
 
-    def __init__(self, path: Path | str) -> None:
+    ``state_dir``: the file's directory is the state directory, kept private too."""
+
+    def __init__(self, path: Path | str, *, state_dir: bool = False) -> None:
         self.path = str(path)
+        self._state_dir = state_dir
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         try:
             self._conn = self._executor.submit(self._connect).result()
@@ -144,7 +181,7 @@ class SqliteDatabase:
     def _connect(self) -> SqliteConn:
         try:
             if self.path != ":memory:":
-                _create_private(Path(self.path))
+                _create_private(Path(self.path), state_dir=self._state_dir)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.row_factory = _row
             conn.execute("PRAGMA journal_mode=WAL")

@@ -260,14 +260,16 @@ def link_email(
     company: CompanyDetails,
     bot: BotSettings,
     language: str | None = None,
+    from_address: str = "",
 ) -> EmailMessage:
-    """The email that carries a link to its customer, from the account's sender, in the
-    client's ``language``, to every usable address on file (:func:`usable_addresses`)."""
+    """The email that carries a link to its customer, from ``from_address`` (else the
+    account's sender), in the client's ``language``, to every usable address on file
+    (:func:`usable_addresses`)."""
     scope = Scope.parse(record.scope)
     recipients, _ = usable_addresses(customer)
     return compose_link_email(
         to=", ".join(recipients),
-        from_addr=sender(company.name, bot.sender or company.email),
+        from_addr=sender(company.name, from_address or bot.sender or company.email),
         company=company,
         customer=customer,
         link_url=url_,
@@ -396,6 +398,26 @@ def usable_addresses(customer: Customer) -> tuple[list[str], str]:
     return [box.address for box in good], not_sent
 
 
+#: Why mail from the settings pages is not sent: no From address the account may use.
+NO_PROVED_SENDER: Final = (
+    "Nothing was sent: mail from this account goes out only from an address at a domain it "
+    "has proved. Save a request or reply-from address on the Mail bot page first."
+)
+
+
+async def proved_sender(st: SettingsState, account: str, saved: str, company_email: str) -> str:
+    """The From address of mail sent from the settings pages, or "" if there is none the
+    account may use: its saved sender (checked against its proved domains when saved),
+    else KashFlow's company address only at a domain the account has proved (or was
+    granted). That address is whatever the account typed into KashFlow, so it could
+    speak for another firm."""
+    if saved:
+        return saved
+    if "@" in company_email and not await st.core.unproved_domains(account, company_email):
+        return company_email
+    return ""
+
+
 async def _email_link(
     st: SettingsState, session: Session, record: LinkRecord, found: Customer
 ) -> tuple[int, str]:
@@ -417,8 +439,9 @@ async def _email_link(
         )
     bot = await st.core.store.accounts.get(session.account)
     company = await company_of(st, session)
-    if not (bot.sender or company.email):
-        return 409, "Set a request address on the Mail bot page first."
+    from_address = await proved_sender(st, session.account, bot.sender, company.email)
+    if not from_address:
+        return 409, NO_PROVED_SENDER
     client = await st.core.client_settings(session.account, found.code)
     message = link_email(
         customer=found,
@@ -427,6 +450,7 @@ async def _email_link(
         company=company,
         bot=bot,
         language=client.language(),
+        from_address=from_address,
     )
     failure = await _send(st, session, message, recipients, kind=LINK_EMAILED, about=found)
     if failure:
@@ -879,13 +903,19 @@ async def test_email(request: web.Request, session: Session, form: Form) -> Outc
     to = typed or session.company_email
     settings = await st.core.store.accounts.get(session.account)
     page = _to(request, ROUTE_BOT)
-    failure = ""
+    failure = from_address = ""
     if not settings.relay.host:
         failure = "Save the outgoing mail relay first, then send the test."
     elif not to:
         failure = "Type the address the test should go to."
     elif not _valid_address(to):
         failure = f"{to!r} is not an email address."
+    elif not (
+        from_address := await proved_sender(
+            st, session.account, settings.sender, session.company_email
+        )
+    ):
+        failure = NO_PROVED_SENDER
     elif not await st.core.store.limits.try_acquire(
         f"{session.account}:test-email",
         limit=st.config.test_emails_per_hour,
@@ -899,7 +929,7 @@ async def test_email(request: web.Request, session: Session, form: Form) -> Outc
     if not failure:
         message = compose_test_email(
             to=to,
-            from_addr=sender(session.company_name, settings.sender or session.company_email or to),
+            from_addr=sender(session.company_name, from_address),
             company_name=session.company_name,
             relay=f"{settings.relay.host}:{settings.relay.port}",
         )
