@@ -467,6 +467,18 @@ class Core:
                 missing.append(domain)
         return missing
 
+    async def settings_sender(self, account: str, saved: str, company_email: str) -> str:
+        """The From address of mail the accountant's side sends (a link emailed, a test
+        email, a re-issue), or "" if there is none the account may use: its saved sender
+        (checked against its proved domains when saved), else KashFlow's company address
+        only at a domain the account has proved. That address is whatever the account typed
+        into KashFlow, so it could speak for another firm."""
+        if saved:
+            return saved
+        if "@" in company_email and not await self.unproved_domains(account, company_email):
+            return company_email
+        return ""
+
     # -- mail -----------------------------------------------------------------------------
 
     async def relay(self, account: str) -> Relay:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Final, Literal
 
 from kashflow.errors import KashFlowError
 from kashflow.models import CompanyDetails, Credentials, Customer
@@ -131,6 +131,13 @@ async def start(
 # -- working a job -------------------------------------------------------------------------
 
 
+#: Why a run stops before any mail when the account has no address it may send from.
+NO_SENDER: Final = (
+    "Nothing was sent: mail from this account goes out only from an address at a domain it "
+    "has proved. Save a request or reply-from address on the Mail bot page, then go on."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Mailing:
     """What every mail of one run shares."""
@@ -155,9 +162,13 @@ async def run(core: Core, job_id: str, credentials: Credentials, *, owner: str) 
         company = await kashflow.company_details()
         customers = {c.code.upper(): c for c in await kashflow.customers()}
         bot = await core.store.accounts.get(account)
+        from_address = await core.settings_sender(account, bot.sender, company.email)
+        if not from_address:
+            await reissues.release(job_id, owner, problem=NO_SENDER)
+            return
         mailing = _Mailing(
             company=company,
-            from_addr=sender(company.name, bot.sender or company.email),
+            from_addr=sender(company.name, from_address),
             # The bot's introduction is written for replies; the greeting and sign-off fit.
             wording=Wording(greeting=bot.wording.greeting, sign_off=bot.wording.sign_off),
         )

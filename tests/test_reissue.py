@@ -189,6 +189,32 @@ async def test_a_refused_email_is_tried_again_with_the_same_link(setup: Setup) -
     assert (await core.open_link(setup.token(url))).link_id == first_ids[0]
 
 
+async def test_with_no_address_at_a_proved_domain_nothing_is_sent_and_the_job_says_why(
+    setup: Setup,
+) -> None:
+    # No request or reply-from address saved, and KashFlow's company address at a domain
+    # the account never proved: the re-issue may not speak for that domain.
+    core = setup.rig.core
+    await core.store.accounts.update("demo", request_address="")
+    old = await setup.mint("FOX01")
+    setup.rig.sandbox.set_api_password("demo", NEW.password)
+    job_id = await start(core, NEW, now=setup.now)
+    assert job_id is not None
+    await run(core, job_id, NEW, owner="test")
+    assert setup.capture.messages == []
+    job = await core.store.reissues.get("demo", job_id)
+    assert job is not None and job.finished is None and job.count("done") == 0
+    assert "only from an address at a domain it has proved" in job.problem
+    assert not job.items[0].new_link_ids  # no link was made for mail that cannot go
+    assert (await core.open_link(setup.token(old))).link_id  # nor the old one revoked
+
+    # With a request address saved (its domain proved when it was saved), it goes on.
+    await core.store.accounts.update("demo", request_address="invoices@northwind-studio.example")
+    await run(core, job_id, NEW, owner="test")
+    (mail,) = setup.capture.messages
+    assert str(mail.parsed()["From"]) == "Northwind Studio Ltd <invoices@northwind-studio.example>"
+
+
 async def test_links_of_unknown_password_are_re_issued_only_when_asked(setup: Setup) -> None:
     core = setup.rig.core
     await setup.mint("FOX01")

@@ -405,19 +405,6 @@ NO_PROVED_SENDER: Final = (
 )
 
 
-async def proved_sender(st: SettingsState, account: str, saved: str, company_email: str) -> str:
-    """The From address of mail sent from the settings pages, or "" if there is none the
-    account may use: its saved sender (checked against its proved domains when saved),
-    else KashFlow's company address only at a domain the account has proved (or was
-    granted). That address is whatever the account typed into KashFlow, so it could
-    speak for another firm."""
-    if saved:
-        return saved
-    if "@" in company_email and not await st.core.unproved_domains(account, company_email):
-        return company_email
-    return ""
-
-
 async def _email_link(
     st: SettingsState, session: Session, record: LinkRecord, found: Customer
 ) -> tuple[int, str]:
@@ -439,7 +426,7 @@ async def _email_link(
         )
     bot = await st.core.store.accounts.get(session.account)
     company = await company_of(st, session)
-    from_address = await proved_sender(st, session.account, bot.sender, company.email)
+    from_address = await st.core.settings_sender(session.account, bot.sender, company.email)
     if not from_address:
         return 409, NO_PROVED_SENDER
     client = await st.core.client_settings(session.account, found.code)
@@ -911,8 +898,8 @@ async def test_email(request: web.Request, session: Session, form: Form) -> Outc
     elif not _valid_address(to):
         failure = f"{to!r} is not an email address."
     elif not (
-        from_address := await proved_sender(
-            st, session.account, settings.sender, session.company_email
+        from_address := await st.core.settings_sender(
+            session.account, settings.sender, session.company_email
         )
     ):
         failure = NO_PROVED_SENDER
