@@ -50,6 +50,12 @@ class RateLimiter:
 
         def acquire(conn: Conn) -> bool:
             with transaction(conn):
+                if conn.dialect.name == "postgresql":
+                    # Count-then-insert is a race under READ COMMITTED: two workers could
+                    # both see two hits and both take the third slot. One lock per key,
+                    # held to the end of the transaction, puts them in turn. (SQLite's
+                    # write transaction already does.)
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
                 conn.execute(
                     "DELETE FROM rate_hits WHERE key = ? AND at <= ?", (key, now - window_s)
                 )

@@ -48,6 +48,25 @@ async def test_one_holder_takes_one_slot_however_often_it_asks(limiter: RateLimi
     )
 
 
+async def test_slots_taken_at_once_from_several_processes_never_exceed_the_limit(
+    state_url: str | None, tmp_path: Path
+) -> None:
+    # Two bot processes, each with several workers, answering one customer at the same
+    # moment: the third reply of the hour is the last, however the attempts interleave.
+    dbs = [open_database(state_url, tmp_path) for _ in range(2)]
+    try:
+        limiters = [RateLimiter(db) for db in dbs]
+        for round_ in range(5):
+            key = f"acme:customer:C{round_}"
+            taken = await asyncio.gather(
+                *(take(limiter, key, T0) for limiter in limiters for _ in range(8))
+            )
+            assert taken.count(True) == 3, round_
+    finally:
+        for db in dbs:
+            db.close()
+
+
 async def test_the_window_slides_rather_than_resetting_on_the_hour(limiter: RateLimiter) -> None:
     assert await take(limiter, "k", T0)
     assert await take(limiter, "k", T0 + 1800)
