@@ -74,7 +74,9 @@ class Scope:
         if self.kind == "invoice":
             return invoice.number in self.numbers
         if self.kind == "unpaid":
-            return not invoice.paid and invoice.outstanding != 0
+            # A paid invoice owes nothing (``Invoice.outstanding``); a credit note is
+            # "unpaid" while its credit is unused.
+            return invoice.outstanding != 0
         return True
 
     @classmethod
