@@ -163,7 +163,8 @@ class Settings:
     pdf_concurrency: int = setting(
         8,
         kinds.whole(1, 64),
-        "KashFlow PDF fetches in flight per account, across every link being built.",
+        "KashFlow PDF fetches in flight per account, across every link being built, in each "
+        "web process (with N web processes, up to N times this).",
     )
     pdf_hosts: str = setting(
         DEFAULT_PDF_HOSTS,
