@@ -105,7 +105,12 @@ def negotiate(accept_language: str | None) -> str | None:
 
 def locale_of(language: str | None) -> Locale:
     """The Babel locale that writes numbers, dates and money for ``language``."""
-    return Locale.parse(pick_language(language), sep="-")
+    return _locale(pick_language(language))
+
+
+@cache  # one per offered language: parsing it again for every amount was most of the cost
+def _locale(language: str) -> Locale:
+    return Locale.parse(language, sep="-")
 
 
 def catalogue_path(language: str, suffix: str = ".po") -> Path:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Final
 
 from babel.dates import format_date as babel_date
@@ -59,10 +60,16 @@ _UNSAFE_NAME: Final = re.compile(r"[\x00-\x1f\x7f/\\]+")
 def format_money(amount: Decimal, currency: str, language: str = DEFAULT_LANGUAGE) -> str:
     """``£1,234.50`` in English, ``1.234,50 €`` in German: Babel writes the amount, the
     sign and the currency as the reader's locale does."""
-    code = (currency or "GBP").upper()
-    return format_currency(amount, code, locale=locale_of(language))
+    # Keyed by the amount's text: equal Decimals such as 0 and -0 are written differently.
+    return _money(str(amount), (currency or "GBP").upper(), language)
 
 
+@lru_cache(maxsize=4096)  # a reply or a page writes the same few amounts many times
+def _money(amount: str, code: str, language: str) -> str:
+    return format_currency(Decimal(amount), code, locale=locale_of(language))
+
+
+@lru_cache(maxsize=4096)
 def format_date(day: date, language: str = DEFAULT_LANGUAGE) -> str:
     """``3 Mar 2025`` in English, ``03.03.2025`` in German: the locale's medium date."""
     return babel_date(day, format="medium", locale=locale_of(language))
