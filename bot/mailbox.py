@@ -266,9 +266,7 @@ class MailboxDoor:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await _cancelled(task)
         for account in list(self._readers):
             await self._stop_reader(account, release=True)
 
@@ -309,12 +307,24 @@ class MailboxDoor:
 
     async def _stop_reader(self, account: str, *, release: bool) -> None:
         _, task = self._readers.pop(account)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancelled(task)
         if release:
             with contextlib.suppress(StoreError):
                 await self.core.store.mailboxes.release(account, self.owner)
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling again if it goes on.
+
+    On Python 3.11 a cancellation that lands as an ``asyncio.timeout`` or ``wait_for``
+    inside the IMAP client expires can come out as a timeout, which the reader takes for
+    a failed connection and retries: one ``cancel()`` is then lost and the task runs on.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a mailbox task ended with %s", type(task.exception()).__name__)
 
 
 __all__ = [
