@@ -76,7 +76,7 @@ async def fetch_pdfs(
     return [t.result() for t in tasks]
 
 
-def _read(data: bytes, index: int) -> PdfReader:
+def read_pdf(data: bytes, index: int) -> PdfReader:
     """A reader over one invoice's PDF, which must open and have at least one page."""
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
@@ -92,7 +92,7 @@ def _read(data: bytes, index: int) -> PdfReader:
 def check_pdf(data: bytes) -> None:
     """Raise BadDocument unless ``data`` is a PDF that opens and has pages (one invoice
     passed through as it is must be as sound as one merged)."""
-    _read(data, 0)
+    read_pdf(data, 0)
 
 
 def merge_pdfs(pdfs: Sequence[bytes], *, max_pages: int = MAX_PAGES) -> bytes:
@@ -100,7 +100,7 @@ def merge_pdfs(pdfs: Sequence[bytes], *, max_pages: int = MAX_PAGES) -> bytes:
     writer = PdfWriter()
     pages = 0
     for index, data in enumerate(pdfs):
-        reader = _read(data, index)
+        reader = read_pdf(data, index)
         pages += len(reader.pages)
         if pages > max_pages:
             raise BadDocument(f"more than {max_pages} pages")

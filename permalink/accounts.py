@@ -258,13 +258,21 @@ def _check_together(values: dict[str, object], *, has_credentials: bool) -> None
 
 
 def _clean(changes: dict[str, object]) -> dict[str, object]:
-    unknown = sorted(set(changes) - set(FIELDS))
+    return clean_fields(changes, _CLEANERS, "bot settings")
+
+
+def clean_fields(
+    changes: dict[str, object], cleaners: dict[str, Callable[[object], object]], what: str
+) -> dict[str, object]:
+    """Each value of ``changes`` through its field's cleaner; a wrong value raises
+    :class:`SettingError` naming the field, an unknown field ``TypeError``."""
+    unknown = sorted(set(changes) - set(cleaners))
     if unknown:
-        raise TypeError("unknown bot settings: " + ", ".join(unknown))
+        raise TypeError(f"unknown {what}: " + ", ".join(unknown))
     clean: dict[str, object] = {}
     for name, value in changes.items():
         try:
-            clean[name] = _CLEANERS[name](value)
+            clean[name] = cleaners[name](value)
         except ValueError as error:
             raise SettingError(name, str(error)) from None
     return clean

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
-from permalink.accounts import SettingError, account_key
+from permalink.accounts import SettingError, account_key, clean_fields
 from permalink.db import Conn, Database, Row, transaction
 from permalink.i18n import DEFAULT_LANGUAGE, LANGUAGES, pick_language, supported
 
@@ -343,15 +343,7 @@ class BusinessProfiles:
         field) with a sentence for the accountant when a value is wrong.
         """
         key = account_key(account)
-        unknown = sorted(set(changes) - set(FIELDS))
-        if unknown:
-            raise TypeError("unknown business settings: " + ", ".join(unknown))
-        clean: dict[str, object] = {}
-        for name, value in changes.items():
-            try:
-                clean[name] = _CLEANERS[name](value)
-            except ValueError as error:
-                raise SettingError(name, str(error)) from None
+        clean = clean_fields(changes, _CLEANERS, "business settings")
         now = int(self._clock())
 
         def write(conn: Conn) -> BusinessProfile:

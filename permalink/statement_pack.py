@@ -28,7 +28,7 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PyPdfError
 from pypdf.generic import NameObject, TextStringObject
 
-from kashflow.documents import MAX_PAGES
+from kashflow.documents import MAX_PAGES, read_pdf
 from kashflow.errors import BadDocument
 from kashflow.models import CompanyDetails, Customer, Invoice
 from permalink.business import PaymentInstructions
@@ -82,20 +82,9 @@ class PackParts:
     cover: bool = True
 
 
-def _read(data: bytes, index: int) -> PdfReader:
-    try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        count = len(reader.pages)
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise BadDocument(f"document {index + 1} is not a readable PDF") from exc
-    if count == 0:
-        raise BadDocument(f"document {index + 1} has no pages")
-    return reader
-
-
 def split_pages(document: bytes) -> list[bytes]:
     """Each page of ``document`` as a PDF of its own (a batch printed one page per invoice)."""
-    reader = _read(document, 0)
+    reader = read_pdf(document, 0)
     pages = []
     for page in reader.pages:
         writer = PdfWriter()
@@ -110,7 +99,7 @@ def build_pack(parts: PackParts, *, max_pages: int = MAX_PAGES) -> bytes:
     """The pack: the statement page (unless turned off), then each invoice, bookmarked."""
     if len(parts.pdfs) != len(parts.invoices):
         raise ValueError("one PDF per invoice")
-    readers = [_read(data, index) for index, data in enumerate(parts.pdfs)]
+    readers = [read_pdf(data, index) for index, data in enumerate(parts.pdfs)]
     counts = [len(reader.pages) for reader in readers]
     if sum(counts) > max_pages:
         raise BadDocument(f"more than {max_pages} pages")
