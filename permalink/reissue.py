@@ -160,12 +160,13 @@ async def run(core: Core, job_id: str, credentials: Credentials, *, owner: str) 
             return
         kashflow = core.kashflow(credentials)
         company = await kashflow.company_details()
-        customers = {c.code.upper(): c for c in await kashflow.customers()}
         bot = await core.store.accounts.get(account)
         from_address = await core.settings_sender(account, bot.sender, company.email)
         if not from_address:
             await reissues.release(job_id, owner, problem=NO_SENDER)
             return
+        # The whole customer list only once it is known that mail can go.
+        customers = {c.code.upper(): c for c in await kashflow.customers()}
         mailing = _Mailing(
             company=company,
             from_addr=sender(company.name, from_address),
